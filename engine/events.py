@@ -1,0 +1,123 @@
+"""The small, frozen events a training job yields.
+
+Whoever listens (the command line, the window, a test) gets the same objects. Each event has a
+``kind`` and ``to_record()``, the JSON object written as one line of ``metrics.jsonl``.
+Arrays inside events are read-only copies: a listener on another thread can keep them safely.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+def _frozen_array(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_record(self) -> dict[str, Any]:
+        record = {"kind": self.kind}
+        record.update(asdict(self))
+        return record
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """The job is set up: the run directory exists and the data and model are ready."""
+
+    kind: ClassVar[str] = "started"
+    run_dir: str
+    config: dict
+    device: str
+    device_name: str
+    steps_per_epoch: int
+    total_steps: int
+    start_step: int = 0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepReport(Event):
+    """One optimisation step: every loss term, learning rate, throughput and method statistics."""
+
+    kind: ClassVar[str] = "step"
+    step: int
+    epoch: float  # fractional epoch, e.g. 2.5 halfway through the third epoch
+    losses: dict[str, float]
+    lr: float
+    images_per_second: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation(Event):
+    """Quality of the representation now: probe and kNN accuracy, and any indicators."""
+
+    kind: ClassVar[str] = "evaluation"
+    step: int
+    epoch: float
+    metrics: dict[str, Any]
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot(Event):
+    """Embeddings of the fixed evaluation subset (same indices every time, so a map can animate)."""
+
+    kind: ClassVar[str] = "snapshot"
+    step: int
+    epoch: float
+    embeddings: np.ndarray  # (n, D) float32, read-only
+    indices: np.ndarray  # (n,) rows of the test split
+    labels: np.ndarray  # (n,) int, -1 where unlabelled
+    path: str = ""  # the .npz in the run directory, once written
+
+    def __post_init__(self):
+        for name in ("embeddings", "indices", "labels"):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name)))
+
+    def to_record(self) -> dict[str, Any]:
+        # the arrays live in the .npz; the log line points to it
+        return {"kind": self.kind, "step": self.step, "epoch": self.epoch, "path": self.path,
+                "n": int(self.embeddings.shape[0]), "dim": int(self.embeddings.shape[1])}
+
+
+@dataclass(frozen=True)
+class Checkpointed(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    epoch: float
+    path: str
+
+
+@dataclass(frozen=True)
+class Message(Event):
+    """Something a person should read: skipped files, a fixed encoder, a fallback taken."""
+
+    kind: ClassVar[str] = "message"
+    text: str
+    level: str = "info"  # info or warning
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    kind: ClassVar[str] = "finished"
+    summary: dict
+    stopped: bool = False  # True when the person stopped it before the last epoch
+
+
+@dataclass(frozen=True)
+class Failed(Event):
+    """The job could not go on. ``message`` names the cause and the fix; saved files are kept."""
+
+    kind: ClassVar[str] = "failed"
+    message: str
+    step: int = 0
+    cause: str = ""  # the exception's type, for logs

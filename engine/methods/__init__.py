@@ -1,0 +1,89 @@
+"""Methods: a method = encoder + training-only head(s) + loss + batch sampler + augmentations.
+
+A method module registers a ``Method`` subclass with ``@METHODS.register(name)``; this package imports
+every module it holds, so the command line's --help and the window's method list pick it up alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.encoders import Encoder
+from engine.params import Param
+from engine.registry import Registry, import_submodules
+
+FAMILIES = ("supervised", "transfer", "metric learning", "pretext task", "contrastive",
+            "non-contrastive self-supervised", "collapse control")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a method may know about the data when it builds its heads."""
+
+    num_classes: int
+    class_counts: tuple[int, ...]
+    channels: int
+    image_size: tuple[int, int]
+    labelled: bool
+    dataset: str
+
+
+@dataclass
+class StepOutput:
+    """``loss`` is minimised; ``terms`` are its parts (logged as curves); ``stats`` are other numbers
+    a view may draw (e.g. triplet fractions), floats or small lists."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class. ``self.encoder`` is the representation the probe and the map use."""
+
+    family: ClassVar[str] = "supervised"
+    summary: ClassVar[str] = ""  # one line: what it learns and from what
+    help: ClassVar[str] = ""  # a paragraph in the words of the field, for the window
+    params: ClassVar[tuple[Param, ...]] = ()
+    needs_labels: ClassVar[bool] = True
+    # Defaults the method prefers for the generic settings (e.g. a larger batch for SimCLR)
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
+        super().__init__()
+        self.encoder = encoder
+        self.info = info
+        self.hparams = params
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        """One batch: images float in [0, 1] (B, C, H, W) on the device, labels int64 (B,)."""
+        raise NotImplementedError
+
+    def batches(self, labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Row indices of each batch of one epoch. Default: a shuffled pass, the last partial batch
+        dropped (batch norm and in-batch negatives want full batches)."""
+        order = rng.permutation(len(labels))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+
+    def steps_per_epoch(self, n_train: int, batch_size: int) -> int:
+        return max(1, n_train // batch_size)
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser groups. Default: everything at ``lr``."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after each optimiser step (an EMA teacher updates itself here)."""
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+import_submodules(__name__, __path__)
