@@ -1,0 +1,1 @@
+"""Metrics of a representation: probe, collapse indicators, clusters, triplets, properties, map honesty."""
