@@ -1,4 +1,19 @@
-"""Exact k nearest neighbours in embedding space, in torch on the training device, chunked for memory."""
+"""Exact k nearest neighbours in embedding space, in torch on the training device, chunked for memory.
+
+Two entry points share one search:
+
+- ``knn(queries, base, k)`` — every query row against every base row (all-points kNN for the metrics,
+  the kNN accuracy and the map's kNN graph).
+- ``nearest(query, base, k)`` — one point (a row index of ``base`` or a vector): the window's
+  neighbours panel. Same results as ``knn`` for that row.
+
+How the search stays exact and fast: candidates are ranked in float32 by one matrix product per chunk
+(``|q|² - 2 q·b + |b|²`` for euclidean, ``1 - q·b / (|q||b|)`` for cosine), a few more than ``k`` are
+kept, and those few are re-measured in float64 directly (``Σ (q - b)²`` and the normalised dot) and
+re-ordered. The float32 dot-product trick loses digits when distances are small next to the norms
+(embeddings that share a large offset); the float64 re-measure makes the order the one scikit-learn's
+brute-force ``NearestNeighbors`` gives (it also works in float64), ties broken by the lower index.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -12,38 +27,152 @@ def _as_tensor(x, device) -> torch.Tensor:
     return t.to(device=device or t.device, dtype=torch.float32)
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not valid; allowed: {', '.join(METRICS)}")
+
+
+def _extra(k: int) -> int:
+    """Spare candidates kept from the float32 ranking before the float64 re-measure."""
+    return max(8, k // 2)
+
+
+def _refine(q: torch.Tensor, b: torch.Tensor, cand: torch.Tensor, k: int, metric: str,
+            self_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-measure candidates ``cand`` (m, c) of queries ``q`` (m, d) in float64; keep the k nearest.
+
+    Ties are broken by the lower base index (a stable sort of candidates sorted by index).
+    """
+    block = max(1, (1 << 22) // (cand.shape[1] * b.shape[1]))  # gathered rows stay ~32 MB in float64
+    if len(q) > block:
+        parts = [_refine(q[s:s + block], b, cand[s:s + block], k, metric,
+                         None if self_index is None else self_index[s:s + block])
+                 for s in range(0, len(q), block)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    cand, _ = cand.sort(dim=1)
+    q64 = q.double()
+    bc = b[cand].double()  # (m, c, d)
+    if metric == "euclidean":
+        d = ((bc - q64[:, None, :]) ** 2).sum(-1).sqrt()
+    else:
+        dot = (bc * q64[:, None, :]).sum(-1)
+        norms = bc.norm(dim=-1) * q64.norm(dim=-1, keepdim=True)
+        # A zero vector has no direction: scikit-learn treats its cosine similarity as 0.
+        d = 1 - torch.where(norms > 0, dot / norms.clamp_min(1e-300), torch.zeros_like(dot))
+    if self_index is not None:
+        d = d.masked_fill(cand == self_index[:, None], float("inf"))
+    order = torch.sort(d, dim=1, stable=True).indices[:, :k]
+    return d.gather(1, order), cand.gather(1, order)
+
+
 @torch.no_grad()
 def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = False,
         chunk_size: int = 4096, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``base`` for each row of ``queries``.
 
-    Returns (distances, indices), each (n_queries, k), nearest first. Cosine distance is 1 - cos.
-    ``exclude_self`` drops each query's own row when ``queries`` is ``base`` (all-points kNN).
+    Returns (distances float32, indices int64), each (n_queries, k), nearest first. Cosine distance
+    is 1 - cos; euclidean is ‖q - b‖. ``exclude_self`` drops each query's own row when ``queries`` is
+    ``base`` (all-points kNN; row i of ``queries`` is row i of ``base``).
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is not valid; allowed: {', '.join(METRICS)}")
+    _check_metric(metric)
     q, b = _as_tensor(queries, device), _as_tensor(base, device)
     if b.device != q.device:
         b = b.to(q.device)
+    if q.ndim != 2 or b.ndim != 2 or q.shape[1] != b.shape[1]:
+        raise ValueError(f"queries {tuple(q.shape)} and base {tuple(b.shape)}: both must be 2-D "
+                         "with the same number of columns")
     available = len(b) - (1 if exclude_self else 0)
     if k < 1 or k > available:
         raise ValueError(f"k = {k} neighbours asked but only {available} other points exist; "
                          f"allowed: 1 to {available}")
+    if exclude_self and len(q) != len(b):
+        raise ValueError(f"exclude_self needs queries to be base; got {len(q)} queries, {len(b)} base rows")
+    n_cand = min(k + _extra(k) + (1 if exclude_self else 0), len(b))
     if metric == "cosine":
-        q = torch.nn.functional.normalize(q, dim=1)
-        b = torch.nn.functional.normalize(b, dim=1)
-    b_sq = (b * b).sum(1)
+        b_unit = torch.nn.functional.normalize(b, dim=1)
+    else:
+        b_sq = (b * b).sum(1)
     dists, idx = [], []
     for start in range(0, len(q), chunk_size):
         qc = q[start:start + chunk_size]
         if metric == "cosine":
-            d = 1 - qc @ b.T
+            d = -(torch.nn.functional.normalize(qc, dim=1) @ b_unit.T)
         else:
-            d = ((qc * qc).sum(1, keepdim=True) - 2 * qc @ b.T + b_sq).clamp_min_(0)
+            d = b_sq - 2 * (qc @ b.T)  # |q|² is constant per row: it does not change the order
+        self_index = None
         if exclude_self:
-            rows = torch.arange(len(qc), device=q.device)
-            d[rows, rows + start] = float("inf")
-        dc, ic = torch.topk(d, k, dim=1, largest=False)
-        dists.append(dc if metric == "cosine" else dc.sqrt())
+            self_index = torch.arange(start, start + len(qc), device=q.device)
+            d[torch.arange(len(qc), device=q.device), self_index] = float("inf")
+        cand = torch.topk(d, n_cand, dim=1, largest=False).indices
+        dc, ic = _refine(qc, b, cand, k, metric, self_index)
+        dists.append(dc)
         idx.append(ic)
-    return torch.cat(dists).cpu().numpy(), torch.cat(idx).cpu().numpy()
+    return torch.cat(dists).float().cpu().numpy(), torch.cat(idx).cpu().numpy()
+
+
+class NeighbourIndex:
+    """A base set prepared once for many single queries (the window clicks point after point).
+
+    Keeps the float32 base on ``device`` with its squared norms (euclidean) or unit rows (cosine),
+    so one query costs one matrix-vector product, a top-k and a float64 re-measure of a few rows.
+    """
+
+    def __init__(self, base, metric: str = "cosine", device: str | torch.device | None = None):
+        _check_metric(metric)
+        self.metric = metric
+        self.base = _as_tensor(base, device)
+        if self.base.ndim != 2 or len(self.base) < 2:
+            raise ValueError(f"base has shape {tuple(self.base.shape)}: need a 2-D array of at least 2 rows")
+        if metric == "cosine":
+            self._ranked = torch.nn.functional.normalize(self.base, dim=1)
+        else:
+            self._ranked = self.base
+            self._sq = (self.base * self.base).sum(1)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @torch.no_grad()
+    def query(self, query, k: int, exclude_self: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest rows to ``query``: an int row index of the base, or a vector (d,).
+
+        A row index excludes that row itself unless ``exclude_self=False``; a vector excludes
+        nothing. Returns (distances float32 (k,), indices int64 (k,)), nearest first.
+        """
+        if isinstance(query, (int, np.integer)):
+            row = int(query)
+            if not 0 <= row < len(self.base):
+                raise ValueError(f"query index {row} is out of range; allowed: 0 to {len(self.base) - 1}")
+            vector = self.base[row]
+            self_index = row if exclude_self is None or exclude_self else None
+        else:
+            vector = _as_tensor(query, self.base.device).reshape(-1)
+            if vector.shape[0] != self.base.shape[1]:
+                raise ValueError(f"query vector has {vector.shape[0]} values; the base has "
+                                 f"{self.base.shape[1]} columns")
+            self_index = None
+        available = len(self.base) - (self_index is not None)
+        if k < 1 or k > available:
+            raise ValueError(f"k = {k} neighbours asked but only {available} other points exist; "
+                             f"allowed: 1 to {available}")
+        if self.metric == "cosine":
+            d = -(self._ranked @ torch.nn.functional.normalize(vector, dim=0))
+        else:
+            d = self._sq - 2 * (self._ranked @ vector)
+        if self_index is not None:
+            d[self_index] = float("inf")
+        n_cand = min(k + _extra(k) + (self_index is not None), len(self.base))
+        cand = torch.topk(d, n_cand, largest=False).indices[None]
+        si = None if self_index is None else torch.tensor([self_index], device=d.device)
+        dc, ic = _refine(vector[None], self.base, cand, k, self.metric, si)
+        return dc[0].float().cpu().numpy(), ic[0].cpu().numpy()
+
+
+def nearest(query, base, k: int, metric: str = "cosine",
+            device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of ``base`` to one point: an int row index of ``base`` (that row itself is
+    left out) or a vector (d,). Returns (distances float32 (k,), indices int64 (k,)), nearest first.
+
+    For many queries against the same base, build a ``NeighbourIndex`` once and call ``.query``.
+    """
+    return NeighbourIndex(base, metric, device).query(query, k)

@@ -1,0 +1,193 @@
+"""The headless command line: ``embedding-explorer train ...`` or ``python -m engine train ...``.
+
+Exit status: 0 on success, 2 on a bad argument (the message names the argument, the value and what
+is allowed), 1 when training fails (the message names the cause and the fix).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from engine.params import Param
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: same exit code, one clear line
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_ARGUMENT)
+
+
+def _component_params() -> dict[str, list[tuple[str, str, Param]]]:
+    """Every method and encoder parameter by name: where it comes from, for routing and --help."""
+    from engine.encoders import ENCODERS
+    from engine.methods import METHODS
+
+    found: dict[str, list[tuple[str, str, Param]]] = {}
+    for kind, registry in (("method", METHODS), ("encoder", ENCODERS)):
+        for name, cls in registry.items():
+            for p in cls.params:
+                found.setdefault(p.name, []).append((kind, name, p))
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.data import dataset_names
+    from engine.encoders import ENCODERS
+    from engine.methods import METHODS
+    from engine.presets import PRESETS
+    from engine.training import TrainConfig
+
+    d = TrainConfig()
+    methods = "\n".join(f"  {n:<16} [{c.family}] {c.summary}" for n, c in METHODS.items())
+    encoders = "\n".join(f"  {n:<18} {c.summary}" for n, c in ENCODERS.items())
+    parser = _Parser(prog="embedding-explorer", description="Embedding Explorer, headless.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser(
+        "train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="train a representation and write a run directory",
+        description="Train a representation, stream its progress, and write a run directory.",
+        epilog=f"methods:\n{methods}\n\ndatasets:\n  {', '.join(dataset_names())}\n\n"
+               f"encoders:\n{encoders}\n\npresets:\n"
+               + "\n".join(f"  {n:<18} {p['help']}" for n, p in PRESETS.items()))
+    t.add_argument("--preset", help="start from a named preset (its settings; flags override them)")
+    t.add_argument("--method", help=f"the method (default {d.method}); see the list below")
+    t.add_argument("--dataset", help=f"the dataset (default {d.dataset}), or folder:PATH for your images")
+    t.add_argument("--encoder", help="the encoder (default: the method's choice, usually convnet)")
+    t.add_argument("--epochs", type=int, help="passes over the training set (default: the method's)")
+    t.add_argument("--batch-size", type=int, help="images per step (default: the method's)")
+    t.add_argument("--lr", type=float, help="learning rate of AdamW (default: the method's)")
+    t.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {d.weight_decay})")
+    t.add_argument("--embedding-dim", type=int, help=f"dimension D of the embedding (default {d.embedding_dim})")
+    t.add_argument("--device", help="auto (cuda, then mps, then cpu), cuda or cpu (default auto)")
+    t.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    t.add_argument("--out", help=f"folder that receives the run directory (default {d.out})")
+    t.add_argument("--run-name", help="name of the run directory (default: time-method-dataset)")
+    t.add_argument("--data-root", help="where datasets are found or downloaded")
+    t.add_argument("--train-size", type=int, help="stratified subset of the train split (keeps CPU runs short)")
+    t.add_argument("--test-size", type=int, help="stratified subset of the test split")
+    t.add_argument("--imbalance", type=float, help="long-tailed train split: rarest class / largest, in (0, 1]")
+    t.add_argument("--eval-every", type=float, help=f"epochs between evaluations (default {d.eval_every}; 0: end only)")
+    t.add_argument("--eval-size", type=int, help=f"test images on the map and in the indicators (default {d.eval_size})")
+    t.add_argument("--probe-train-size", type=int,
+                   help=f"train images the probe fits on during training (default {d.probe_train_size})")
+    t.add_argument("--knn-k", type=int, help=f"neighbours in the kNN accuracy (default {d.knn_k})")
+    t.add_argument("--checkpoint-every", type=int, help=f"epochs between checkpoints (default {d.checkpoint_every})")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    t.add_argument("--init-from", metavar="RUN_DIR", help="start the encoder from an earlier run's weights")
+    t.add_argument("--projection", help=f"2D map: pca, umap or tsne (default {d.projection})")
+    t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    t.add_argument("--no-diagnostics", action="store_true", help="probe and kNN only at each evaluation")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = t.add_argument_group("method and encoder parameters (each applies where named)")
+    for name, owners in sorted(_component_params().items()):
+        p = owners[0][2]
+        where = ", ".join(sorted({o[1] for o in owners}))
+        kw: dict[str, Any] = {"nargs": "?", "const": "true"} if p.type is bool else {}
+        group.add_argument(p.flag, dest=f"param__{name}", metavar=name.upper() if p.type is not bool else None,
+                           help=f"[{where}] {p.help} (default {p.default}; {p.allowed()})", **kw)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig these arguments ask for (ValueError for anything not allowed)."""
+    from engine.encoders import ENCODERS
+    from engine.methods import METHODS
+    from engine.presets import PRESETS
+    from engine.training import TrainConfig
+
+    values: dict[str, Any] = {}
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise ValueError(f"--preset: {args.preset!r} is not valid; allowed: {', '.join(PRESETS)}")
+        values.update({k: v for k, v in PRESETS[args.preset].items() if k != "help"})
+    for key in ("method", "dataset", "encoder", "epochs", "batch_size", "lr", "weight_decay", "embedding_dim",
+                "device", "seed", "out", "run_name", "data_root", "train_size", "test_size", "imbalance",
+                "eval_every", "eval_size", "probe_train_size", "knn_k", "checkpoint_every", "resume",
+                "init_from", "projection"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.no_amp:
+        values["amp"] = False
+    if args.no_diagnostics:
+        values["diagnostics"] = False
+    config = TrainConfig(**values)
+    method = METHODS.get(config.method)
+    encoder_name = config.encoder or method.defaults.get("encoder", "convnet")
+    encoder = ENCODERS.get(encoder_name)
+    for key, value in vars(args).items():
+        if not key.startswith("param__") or value is None:
+            continue
+        name = key[len("param__"):]
+        if name in {p.name for p in method.params}:
+            config.method_params[name] = value
+        elif name in {p.name for p in encoder.params}:
+            config.encoder_params[name] = value
+        else:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to method '{config.method}' "
+                             f"with encoder '{encoder_name}'")
+    return config.resolved() if not config.resume else config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from engine.device import configure_threads
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "train":
+        parser.error(f"unknown command {args.command}")
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENT
+    configure_threads(leave_one_core=False)
+    return run_headless(config, quiet=args.quiet)
+
+
+def run_headless(config, quiet: bool = False) -> int:
+    from tqdm import tqdm
+
+    from engine import events as ev
+    from engine.training import train
+
+    bar = None
+    last_probe = None
+    for event in train(config):
+        if isinstance(event, ev.Started):
+            print(f"run directory: {event.run_dir}\ndevice: {event.device_name}")
+            if not quiet:
+                bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True)
+        elif isinstance(event, ev.Message):
+            (bar.write if bar else print)(f"[{event.level}] {event.text}")
+        elif isinstance(event, ev.StepReport) and bar:
+            bar.update(1)
+            post = {"loss": f"{event.losses['loss']:.4f}"}
+            if last_probe is not None:
+                post["probe"] = f"{last_probe:.3f}"
+            bar.set_postfix(post, refresh=False)
+        elif isinstance(event, ev.Evaluation):
+            last_probe = event.metrics.get("linear_probe_acc", last_probe)
+        elif isinstance(event, ev.Failed):
+            if bar:
+                bar.close()
+            print(f"error: {event.message}", file=sys.stderr)
+            return EXIT_FAILED
+        elif isinstance(event, ev.Finished):
+            if bar:
+                bar.close()
+            print(format_summary(event.summary))
+    return EXIT_OK
+
+
+def format_summary(summary: dict) -> str:
+    keys = ["method", "dataset", "encoder", "device", "epochs", "train_seconds", "images_per_second",
+            "linear_probe_acc", "knn_acc", "baseline_linear_probe_acc", "baseline_knn_acc",
+            "pixels_linear_probe_acc", "precision_at_1", "map_at_r", "effective_rank", "collapse", "stopped"]
+    rows = [(k, summary[k]) for k in keys if k in summary]
+    width = max(len(k) for k, _ in rows)
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return "\n".join(["summary", "-" * (width + 12)] + [f"{k:<{width}}  {fmt(v)}" for k, v in rows])

@@ -1,0 +1,129 @@
+"""SimCLR (Chen et al. 2020): two random views of each image, a projection head, NT-Xent.
+
+``TwoViewMethod`` holds what every two-view method shares (the batched augmentation and its
+parameters, ``views``, the projection MLP); the non-contrastive methods in ``ssl.py`` build on it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.augment import AUGMENT_PARAMS, SimCLRAugment, augment_from_params
+from engine.encoders import Encoder
+from engine.losses.ssl import NTXent
+from engine.methods import METHODS, DataInfo, Method, StepOutput
+from engine.params import Param
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True) -> nn.Sequential:
+    """Linear - (BatchNorm) - ReLU - Linear: SimCLR's projection head, BYOL's projector/predictor."""
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(hidden_dim))
+    layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)]
+    return nn.Sequential(*layers)
+
+
+def check_batch(images: torch.Tensor, method: str) -> None:
+    if images.shape[0] < 2:
+        raise ValueError(f"batch size: {images.shape[0]} is too small for {method}; allowed: >= 2 "
+                         "(batch statistics and in-batch comparisons need two images at least)")
+
+
+class TwoViewMethod(Method):
+    """Base of the methods trained on two augmented views of each image (not registered)."""
+
+    needs_labels = False
+
+    def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
+        super().__init__(encoder, info, **params)
+        self.augment: SimCLRAugment = augment_from_params(info.channels, info.image_size, params)
+        self.generator: torch.Generator | None = None  # set one for reproducible views
+
+    @torch.no_grad()
+    def views(self, images: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independently augmented batches of float images in [0, 1] (B, C, H, W)."""
+        g = generator if generator is not None else self.generator
+        return self.augment(images, g), self.augment(images, g)
+
+    def encode_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder embeddings of the two views, in one forward pass (batch norm sees all 2N)."""
+        v1, v2 = self.views(images)
+        h = self.encoder(torch.cat([v1, v2]))
+        return h[: len(images)], h[len(images):]
+
+
+@METHODS.register("simclr")
+class SimCLR(TwoViewMethod):
+    family = "contrastive"
+    summary = "two augmented views of each image; each view must pick its partner out of the 2N-2 others"
+    help = ("SimCLR (Chen et al. 2020). Each image is augmented twice (random resized crop, flip, colour "
+            "jitter, grey, blur). Encoder, then a projection head (Linear-BN-ReLU-Linear) and "
+            "l2-normalisation. NT-Xent: for each of the 2N views, a softmax over its cosine similarities "
+            "divided by the temperature must pick its partner view; the other 2N-2 views are negatives. "
+            "Negatives push images apart, which prevents collapse; the temperature sets how hard the "
+            "nearest negatives weigh. The projection head is dropped after training.")
+    params = (
+        Param("temperature", 0.5, "NT-Xent temperature tau: smaller makes the hardest negatives weigh more.",
+              low=0.0, low_exclusive=True),
+        Param("projection_dim", 128, "Output size of the projection head (where the loss is computed).",
+              type=int, low=1, high=4096),
+        Param("hidden_dim", 512, "Hidden width of the projection head.", type=int, low=1, high=8192),
+    ) + AUGMENT_PARAMS
+    defaults = {"batch_size": 256, "lr": 1e-3, "epochs": 40}
+
+    def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
+        super().__init__(encoder, info, **params)
+        self.projector = mlp(encoder.embedding_dim, params["hidden_dim"], params["projection_dim"])
+        self.loss = NTXent(params["temperature"])
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(h), dim=1)
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        check_batch(images, "simclr")
+        h1, h2 = self.encode_views(images)
+        z = self.project(torch.cat([h1, h2]))
+        z1, z2 = z[: len(images)], z[len(images):]
+        loss = self.loss(z1, z2)
+        with torch.no_grad():
+            n = len(images)
+            s = self.loss.logits(z1, z2) * self.loss.temperature  # cosine similarities
+            pairs = _pair_mask(n, s.device)
+            eye = torch.eye(2 * n, dtype=torch.bool, device=s.device)
+            # how often a view's nearest other view is its partner (the task NT-Xent trains)
+            nearest = s.masked_fill(eye, float("-inf")).argmax(1)
+            top1 = pairs[torch.arange(2 * n, device=s.device), nearest].float().mean()
+            positive, negative = s[pairs].mean(), s[~pairs & ~eye].mean()
+        return StepOutput(loss, {"nt_xent": loss.detach()},
+                          {"positive_cosine": float(positive), "negative_cosine": float(negative),
+                           "pair_accuracy": float(top1)})
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The (2N, 2N) matrix of cosine similarities / tau between the 2N views of ``images``
+        (rows 0..N-1: first views, N..2N-1: second views; the positive of row i is column i +- N;
+        the diagonal, an anchor against itself, is kept and is excluded by the loss). Computed in
+        eval mode (batch norm with running statistics) on fresh views."""
+        check_batch(images, "simclr")
+        was = self.training
+        self.eval()
+        try:
+            v1, v2 = self.views(images, generator)
+            z = self.project(self.encoder(torch.cat([v1, v2])))
+            return self.loss.logits(z[: len(images)], z[len(images):])
+        finally:
+            self.train(was)
+
+
+def _pair_mask(n: int, device: torch.device) -> torch.Tensor:
+    """(2N, 2N) bool: True at the positive pairs (i, i+N) and (i+N, i)."""
+    m = torch.zeros(2 * n, 2 * n, dtype=torch.bool, device=device)
+    idx = torch.arange(n, device=device)
+    m[idx, idx + n] = True
+    m[idx + n, idx] = True
+    return m

@@ -1,0 +1,14 @@
+"""Named starting points: a dataset, a method and a budget that fit the machine they are named for.
+
+The window lists them; ``--preset NAME`` starts from one (any flag given beside it wins).
+"""
+PRESETS: dict[str, dict] = {
+    "digits": {"help": "scikit-learn's digits, supervised convnet: under a minute on a laptop CPU",
+               "dataset": "digits", "method": "supervised"},
+    "fashion-mnist-cpu": {"help": "Fashion-MNIST, supervised convnet, about 3 minutes of CPU training",
+                          "dataset": "fashion-mnist", "method": "supervised", "epochs": 2,
+                          "batch_size": 128, "eval_every": 0.5},
+    "fashion-mnist-gpu": {"help": "Fashion-MNIST, supervised convnet, full budget on one GPU",
+                          "dataset": "fashion-mnist", "method": "supervised", "epochs": 30,
+                          "batch_size": 256, "device": "cuda"},
+}

@@ -1,0 +1,561 @@
+"""The training job: a plain generator of small typed events (engine/events.py).
+
+    for event in train(TrainConfig(method="supervised", dataset="digits")):
+        ...
+
+The same generator serves the command line (which prints) and the window (which draws); nothing in
+here knows who listens. The job writes the run directory itself, so a run is complete on disk
+whoever drives it. A ``Control`` pauses, resumes and stops it between two steps, from any thread.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from engine import events as ev
+from engine.runs import RunDir, load_checkpoint
+
+DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet"}
+FIXED_EVAL_SIZE = 2000  # points on the map: the fixed evaluation subset of the test split
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. ``None`` means: the method's default, else the global default."""
+
+    method: str = "supervised"
+    dataset: str = "digits"
+    encoder: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 5e-4
+    embedding_dim: int = 128
+    device: str = "auto"
+    seed: int = 0
+    out: str = "runs"
+    run_name: str | None = None
+    data_root: str | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    imbalance: float | None = None
+    eval_every: float = 1.0  # in epochs (0.5: twice an epoch); 0 turns evaluation off until the end
+    eval_size: int = FIXED_EVAL_SIZE
+    probe_train_size: int = 5000  # train images the probe fits on at intermediate evaluations
+    knn_k: int = 10
+    checkpoint_every: int = 5  # epochs; a checkpoint is also written at the end and on stop
+    resume: str | None = None  # a run directory to continue
+    init_from: str | None = None  # a run directory whose encoder weights start this run
+    amp: bool = True  # mixed precision on CUDA
+    projection: str = "umap"
+    final_eval: bool = True  # the full-protocol evaluation at the end (train split vs test split)
+    diagnostics: bool = True  # collapse, triplets, clusters, properties, map at each evaluation
+    method_params: dict[str, Any] = field(default_factory=dict)
+    encoder_params: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the method's preferred defaults filled in, every value checked."""
+        from engine.methods import METHODS
+
+        method = METHODS.get(self.method)
+        values = asdict(self)
+        for key in ("encoder", "epochs", "batch_size", "lr"):
+            if values[key] is None:
+                values[key] = method.defaults.get(key, DEFAULTS[key])
+        config = TrainConfig(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        from engine.data import check_dataset_name
+        from engine.device import DEVICES
+        from engine.encoders import ENCODERS
+        from engine.methods import METHODS
+        from engine.params import resolve
+
+        method = METHODS.get(self.method)
+        check_dataset_name(self.dataset)
+        if self.encoder is not None:
+            resolve(ENCODERS.get(self.encoder).params, self.encoder_params)
+        resolve(method.params, self.method_params)
+
+        def positive(name: str, value, kind=int):
+            if value is not None and (not isinstance(value, (int, float)) or not value > 0
+                                      or (kind is float and not math.isfinite(value))):
+                allowed = "a whole number >= 1" if kind is int else "a number > 0"
+                raise ValueError(f"--{name.replace('_', '-')}: {value!r} is not valid; allowed: {allowed}")
+
+        for name in ("epochs", "batch_size", "embedding_dim", "eval_size", "probe_train_size", "knn_k",
+                     "checkpoint_every"):
+            positive(name, getattr(self, name))
+        positive("lr", self.lr, float)
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"--weight-decay: {self.weight_decay!r} is not valid; allowed: a number >= 0")
+        if not (isinstance(self.eval_every, (int, float)) and 0 <= self.eval_every < math.inf):
+            raise ValueError(f"--eval-every: {self.eval_every!r} is not valid; allowed: epochs >= 0 "
+                             "(0: evaluate only at the end)")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"--device: {self.device!r} is not valid; allowed: {', '.join(DEVICES)}")
+        if self.resume and self.init_from:
+            raise ValueError("--resume and --init-from cannot be used together: resume continues a run, "
+                             "init-from starts a new one from a run's encoder")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class Control:
+    """Pause, resume and stop a running job from another thread; the job obeys between two steps."""
+
+    def __init__(self):
+        self._running = threading.Event()
+        self._running.set()
+        self._stop = threading.Event()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused job must wake up to stop
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_while_paused(self) -> None:
+        while not self._running.wait(0.05):
+            pass
+
+
+class TrainingError(Exception):
+    """A failure with a message a person can act on (the cause and the fix)."""
+
+
+def train(config: TrainConfig, control: Control | None = None) -> Iterator[ev.Event]:
+    """Run one training job, yielding events. Never raises for a bad setting or a failed run: the
+    last event is then ``Failed`` with the cause and the fix, and what was saved stays saved."""
+    job = _Job(config, control or Control())
+    try:
+        yield from job.run()
+    except GeneratorExit:
+        raise
+    except Exception as error:  # every failure becomes an event a person can read
+        message = _explain(error, job)
+        if job.run_dir is not None:
+            job.log(ev.Failed(message, job.step, type(error).__name__))
+            (job.run_dir.path / "error.log").write_text(traceback.format_exc())
+        yield ev.Failed(message, job.step, type(error).__name__)
+
+
+def _explain(error: Exception, job: "_Job") -> str:
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return (f"out of GPU memory at batch size {job.config.batch_size}: try a smaller batch, e.g. "
+                f"--batch-size {max(1, (job.config.batch_size or 2) // 2)}"
+                + ("; the last checkpoint is kept" if job.saved_checkpoint else ""))
+    if isinstance(error, (TrainingError, ValueError, FileNotFoundError)):
+        return str(error)
+    return f"training failed at step {job.step}: {type(error).__name__}: {error}"
+
+
+class _Job:
+    def __init__(self, config: TrainConfig, control: Control):
+        self.requested = config
+        self.config = config
+        self.control = control
+        self.run_dir: RunDir | None = None
+        self.step = 0
+        self.saved_checkpoint = False
+
+    def log(self, event: ev.Event) -> ev.Event:
+        if self.run_dir is not None:
+            self.run_dir.append(event.to_record())
+        return event
+
+    # set-up ------------------------------------------------------------------------------------
+    def _setup(self) -> Iterator[ev.Event]:
+        import torch
+
+        from engine.data import load_dataset
+        from engine.device import device_name, resolve_device
+        from engine.encoders import build_encoder
+        from engine.methods import METHODS, DataInfo
+        from engine.params import resolve
+
+        resume_state = None
+        if self.requested.resume:
+            source = RunDir(self.requested.resume)
+            if not source.file("config.json").exists():
+                raise FileNotFoundError(f"--resume: {self.requested.resume} is not a run directory "
+                                        "(no config.json)")
+            resume_state = load_checkpoint(source.path)
+            saved = TrainConfig.from_dict(source.config())
+            saved.epochs = self.requested.epochs or saved.epochs  # resuming may extend the run
+            saved.device = self.requested.device
+            saved.resume = str(source.path)
+            self.config = saved.resolved()
+            self.run_dir = source
+        else:
+            self.config = self.requested.resolved()
+        cfg = self.config
+        init_state = None
+        notes: list[str] = []
+        if cfg.init_from:
+            init_state = load_checkpoint(cfg.init_from)
+            src_cfg = RunDir(cfg.init_from).config()
+            cfg.encoder, cfg.embedding_dim = src_cfg["encoder"], src_cfg["embedding_dim"]
+            cfg.encoder_params = src_cfg.get("encoder_params", {})
+            notes.append(f"encoder initialised from run {cfg.init_from} ({cfg.encoder}, trained with "
+                         f"{src_cfg['method']} on {src_cfg['dataset']})")
+
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        data = load_dataset(cfg.dataset, data_root=cfg.data_root, train_size=cfg.train_size,
+                            test_size=cfg.test_size, imbalance=cfg.imbalance, seed=cfg.seed)
+        self.data = data
+        notes += data.notes
+        method_cls = METHODS.get(cfg.method)
+        if method_cls.needs_labels and not data.labelled:
+            raise ValueError(f"method '{cfg.method}' needs class labels but {cfg.dataset} is unlabelled: "
+                             "choose a self-supervised method, or sort the images into class sub-folders")
+        if cfg.batch_size > len(data.train):
+            raise ValueError(f"--batch-size: {cfg.batch_size} is larger than the training set "
+                             f"({len(data.train)} images); allowed: 1 to {len(data.train)}")
+        info = DataInfo(data.num_classes, tuple(int(c) for c in data.class_counts()), data.channels,
+                        data.image_size, data.labelled, data.name)
+        self.info = info
+        self.encoder_params = resolve(build_encoder_params(cfg.encoder), cfg.encoder_params)
+        encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
+                                **self.encoder_params)
+        if init_state is not None:
+            _load_encoder(encoder, init_state, cfg.init_from)
+        self.trainable = type(encoder).trainable
+        self.method = method_cls(encoder, info, **resolve(method_cls.params, cfg.method_params))
+        self.method.to(self.device)
+        for note in getattr(self.method, "notes", []):
+            notes.append(note)
+        if not self.trainable:
+            notes.append(f"{cfg.encoder} is a fixed, hand-made representation: nothing to train, "
+                         "it is evaluated as it is")
+
+        # the whole dataset lives on the device as uint8: a batch is one indexing away
+        self.train_images = torch.from_numpy(data.train.images).to(self.device)
+        self.train_labels = torch.from_numpy(data.train.labels).to(self.device)
+        self.test_images = torch.from_numpy(data.test.images)
+        eval_rows = _fixed_subset(data.test.labels, cfg.eval_size, cfg.seed)
+        probe_rows = _fixed_subset(data.train.labels, cfg.probe_train_size, cfg.seed + 1)
+        self.eval_rows, self.probe_rows = eval_rows, probe_rows
+
+        groups = self.method.parameter_groups(cfg.lr)
+        self.optimizer = (torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+                          if any(g["params"] for g in groups) and self.trainable else None)
+        self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs if self.optimizer else 0
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.start_step = 0
+        if resume_state is not None:
+            self.method.load_state_dict(resume_state["model"])
+            if self.optimizer and resume_state.get("optimizer"):
+                self.optimizer.load_state_dict(resume_state["optimizer"])
+            self.start_step = int(resume_state["step"])
+            self.rng = np.random.default_rng(cfg.seed + self.start_step)
+            notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g})")
+        self.step = self.start_step
+
+        if self.run_dir is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            name = cfg.run_name or f"{stamp}-{cfg.method}-{cfg.dataset.replace('/', '_').replace(':', '-')}"
+            self.run_dir = RunDir.create(cfg.out, name)
+        record = cfg.to_dict() | {"encoder_params": self.encoder_params,
+                                  "method_params": dict(self.method.hparams),
+                                  "device_resolved": str(self.device),
+                                  "train_images": len(data.train), "test_images": len(data.test),
+                                  "class_names": data.class_names, "image_size": list(data.image_size),
+                                  "channels": data.channels, "eval_rows": eval_rows.tolist(),
+                                  "embedding_dim_actual": self.method.encoder.embedding_dim}
+        if resume_state is None:
+            self.run_dir.write_config(record)
+        self.diagnostics = None
+        if cfg.diagnostics:
+            self.diagnostics = _make_diagnostics(cfg, info, self.device)
+        yield self.log(ev.Started(str(self.run_dir.path), record, str(self.device), device_name(self.device),
+                                  self.steps_per_epoch, self.total_steps, self.start_step, tuple(notes)))
+        for note in notes:
+            yield self.log(ev.Message(note, "warning" if "skipped" in note else "info"))
+
+    # the loop ----------------------------------------------------------------------------------
+    def run(self) -> Iterator[ev.Event]:
+        import torch
+
+        yield from self._setup()
+        cfg = self.config
+        self.train_seconds, self.images_seen = 0.0, 0
+        self.last_eval: dict[str, Any] = {}
+        if self.start_step == 0:
+            yield from self._evaluate(final=False)
+        eval_every = max(1, round(cfg.eval_every * self.steps_per_epoch)) if cfg.eval_every > 0 else 0
+        ckpt_every = cfg.checkpoint_every * self.steps_per_epoch
+        stopped = False
+        scheduler = _cosine_schedule(self.optimizer, self.total_steps) if self.optimizer else None
+        if scheduler is not None:
+            for _ in range(self.start_step):
+                scheduler.step()
+        self.method.train()
+        while self.step < self.total_steps and not stopped:
+            epoch_index = self.step // self.steps_per_epoch
+            epoch_rng = np.random.default_rng([cfg.seed, epoch_index])
+            batches = self.method.batches(self.data.train.labels, cfg.batch_size, epoch_rng)
+            skip = self.step - epoch_index * self.steps_per_epoch  # a resumed run re-enters mid-epoch
+            epoch_end = min(self.total_steps, (epoch_index + 1) * self.steps_per_epoch)
+            for i, rows in enumerate(batches):
+                if i < skip:
+                    continue
+                self.control.wait_while_paused()
+                if self.control.stopped:
+                    stopped = True
+                    break
+                yield self.log(self._train_step(rows, scheduler))
+                if eval_every and self.step % eval_every == 0 and self.step < self.total_steps:
+                    yield from self._evaluate(final=False)
+                if self.step % ckpt_every == 0:
+                    yield self.log(self._checkpoint())
+                if self.step >= epoch_end:
+                    break
+            if not stopped and self.step < epoch_end:
+                raise TrainingError(f"method '{cfg.method}' gave fewer batches than the "
+                                    f"{self.steps_per_epoch} steps of an epoch it announced")
+        if self.optimizer is not None:
+            yield self.log(self._checkpoint())
+        if stopped:
+            summary = self._summary(self.last_eval, stopped=True)
+        else:
+            summary = self._summary((yield from self._evaluate(final=cfg.final_eval)), stopped=False)
+        self.run_dir.write_summary(summary)
+        yield self.log(ev.Finished(summary, stopped))
+
+    def _train_step(self, rows: np.ndarray, scheduler) -> ev.StepReport:
+        import torch
+
+        start = time.perf_counter()
+        idx = torch.as_tensor(rows, device=self.device)
+        images = self.train_images[idx].float().div_(255)
+        labels = self.train_labels[idx]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.method.training_step(images, labels)
+        loss = out.loss.float()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingError(
+                f"the loss became {'NaN' if loss_value != loss_value else 'infinite'} at step {self.step + 1}: "
+                f"training diverged; try a lower learning rate (e.g. --lr {self.config.lr / 10:g})"
+                + (f"; the last good checkpoint ({self.run_dir.file('checkpoint.pt')}) is kept"
+                   if self.saved_checkpoint else ""))
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            self.optimizer.step()
+        scheduler.step()
+        self.step += 1
+        self.method.after_step(self.step, self.total_steps)
+        elapsed = time.perf_counter() - start
+        self.train_seconds += elapsed
+        self.images_seen += len(rows)
+        terms = {"loss": loss_value} | {k: float(v) for k, v in out.terms.items()}
+        stats = {k: (float(v) if torch.is_tensor(v) and v.numel() == 1 else v) for k, v in out.stats.items()}
+        return ev.StepReport(self.step, self.step / self.steps_per_epoch, terms,
+                             float(self.optimizer.param_groups[-1]["lr"]), len(rows) / max(elapsed, 1e-9),
+                             stats)
+
+    def _checkpoint(self) -> ev.Checkpointed:
+        state = {"model": self.method.state_dict(),
+                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                 "step": self.step, "epoch": self.step / self.steps_per_epoch,
+                 "method": self.config.method, "encoder": self.config.encoder}
+        path = self.run_dir.save_checkpoint(state)
+        self.saved_checkpoint = True
+        return ev.Checkpointed(self.step, self.step / self.steps_per_epoch, str(path))
+
+    # evaluation --------------------------------------------------------------------------------
+    def _evaluate(self, final: bool) -> Iterator[ev.Event]:
+        """Probe and kNN accuracy, snapshot of the fixed subset, and the diagnostics. At the end
+        (``final``) the probe is fitted on the whole train split and scored on the whole test split,
+        beside the same figures for a random initialisation and for the raw pixels."""
+        from engine.encoders import embed
+        from engine.metrics.probe import knn_accuracy, linear_probe
+
+        cfg, data, dev = self.config, self.data, self.device
+        encoder = self.method.encoder
+        epoch = self.step / self.steps_per_epoch
+        eval_x = embed(encoder, self.test_images[self.eval_rows], device=dev)
+        metrics: dict[str, Any] = {}
+        _check_finite(eval_x, self.step)
+        if data.labelled:
+            if final:
+                train_x = embed(encoder, self.train_images, device=dev)
+                test_x = embed(encoder, self.test_images, device=dev)
+                train_y, test_y = data.train.labels, data.test.labels
+            else:
+                train_x = embed(encoder, self.train_images[torch_index(self.probe_rows, dev)], device=dev)
+                test_x, train_y, test_y = eval_x, data.train.labels[self.probe_rows], data.test.labels[self.eval_rows]
+            _check_finite(train_x, self.step)
+            metrics["linear_probe_acc"] = linear_probe(train_x, train_y, test_x, test_y, device=dev)
+            metrics["knn_acc"] = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k, device=dev)
+            metrics.update(_retrieval(test_x, test_y))
+            if self.step == 0 or final:
+                metrics.update(self._references(final))
+        eval_np = eval_x.float().cpu().numpy()
+        coords = None
+        if self.diagnostics is not None:
+            factors = None
+            if data.test.factors is not None:
+                factors = {k: v[self.eval_rows] for k, v in data.test.factors.items()}
+            extra, coords = self.diagnostics.evaluate(encoder, self.test_images[self.eval_rows],
+                                                      data.test.labels[self.eval_rows], eval_np, factors,
+                                                      self.step)
+            metrics.update(extra)
+        arrays = {"embeddings": eval_np, "indices": self.eval_rows, "labels": data.test.labels[self.eval_rows]}
+        if coords is not None:
+            arrays["coords"] = coords
+        path = self.run_dir.save_snapshot(self.step, **arrays)
+        yield self.log(ev.Snapshot(self.step, epoch, eval_np, self.eval_rows, arrays["labels"], str(path)))
+        self.last_eval = metrics
+        yield self.log(ev.Evaluation(self.step, epoch, metrics, final))
+        return metrics
+
+    def _references(self, final: bool) -> dict[str, float]:
+        """The figures every result is read against: a random initialisation of the same encoder and
+        the raw pixels. At step 0 they use the quick protocol, at the end the full one."""
+        import torch
+
+        from engine.encoders import build_encoder, embed
+        from engine.metrics.probe import knn_accuracy, linear_probe
+
+        cfg, data, dev = self.config, self.data, self.device
+        if final:
+            train_imgs, test_imgs = self.train_images, self.test_images
+            train_y, test_y = data.train.labels, data.test.labels
+        else:
+            train_imgs = self.train_images[torch_index(self.probe_rows, dev)]
+            test_imgs = self.test_images[self.eval_rows]
+            train_y, test_y = data.train.labels[self.probe_rows], data.test.labels[self.eval_rows]
+        out = {}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            random_encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
+                                           **self.encoder_params).to(dev)
+        if type(random_encoder).pretrained:
+            out["baseline_note"] = "baseline = the same architecture with the pretrained weights, untrained here"
+        tr, te = embed(random_encoder, train_imgs, device=dev), embed(random_encoder, test_imgs, device=dev)
+        out["baseline_linear_probe_acc"] = linear_probe(tr, train_y, te, test_y, device=dev)
+        out["baseline_knn_acc"] = knn_accuracy(tr, train_y, te, test_y, k=cfg.knn_k, device=dev)
+        pixels = lambda imgs: torch.nn.functional.adaptive_avg_pool2d(  # noqa: E731
+            imgs.float().div(255), _pixel_grid(data.image_size)).flatten(1)
+        out["pixels_linear_probe_acc"] = linear_probe(pixels(train_imgs.cpu()), train_y,
+                                                      pixels(test_imgs.cpu()), test_y, device=dev)
+        return out
+
+    def _summary(self, metrics: dict[str, Any], stopped: bool) -> dict[str, Any]:
+        cfg = self.config
+        keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, type(None)))}
+        return {"method": cfg.method, "dataset": cfg.dataset, "encoder": cfg.encoder,
+                "device": str(self.device), "epochs": self.step / self.steps_per_epoch,
+                "epochs_planned": cfg.epochs, "steps": self.step, "stopped": stopped,
+                "train_seconds": round(self.train_seconds, 3),
+                "images_per_second": round(self.images_seen / self.train_seconds, 1) if self.train_seconds else None,
+                "linear_probe_acc": None, "knn_acc": None} | keep
+
+
+def torch_index(rows: np.ndarray, device):
+    import torch
+
+    return torch.as_tensor(rows, device=device)
+
+
+def _pixel_grid(size: tuple[int, int]) -> tuple[int, int]:
+    """Raw pixels for the reference probe, pooled to at most 32x32 so large images stay tractable."""
+    return min(size[0], 32), min(size[1], 32)
+
+
+def _fixed_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    from engine.data import stratified_subset
+
+    return stratified_subset(labels, size, np.random.default_rng(seed))
+
+
+def _check_finite(x, step: int) -> None:
+    import torch
+
+    if not torch.isfinite(x).all():
+        raise TrainingError(f"the embeddings contain NaN or infinite values at step {step}: the model "
+                            "diverged; try a lower learning rate")
+
+
+def _retrieval(test_x, test_y) -> dict[str, float]:
+    try:
+        from engine.metrics.retrieval import retrieval_metrics
+    except ImportError:
+        return {}
+    return retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y))
+
+
+def _make_diagnostics(cfg: TrainConfig, info, device):
+    try:
+        from engine.metrics.diagnostics import Diagnostics
+    except ImportError:
+        return None
+    return Diagnostics(num_classes=info.num_classes, labelled=info.labelled, projection=cfg.projection,
+                       device=device, seed=cfg.seed)
+
+
+def build_encoder_params(name: str):
+    from engine.encoders import ENCODERS
+
+    return ENCODERS.get(name).params
+
+
+def _load_encoder(encoder, state: dict, source: str) -> None:
+    weights = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    try:
+        encoder.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(f"--init-from {source}: its encoder does not fit this dataset's images "
+                         f"({str(error).splitlines()[0]}); pretrain on data with the same number of "
+                         "channels") from error
+
+
+def _cosine_schedule(optimizer, total_steps: int):
+    """Linear warm-up over the first 3% of steps, then cosine decay to zero."""
+    import torch
+
+    warmup = max(1, int(0.03 * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
