@@ -7,12 +7,13 @@ Two entry points share one search:
 - ``nearest(query, base, k)`` — one point (a row index of ``base`` or a vector): the window's
   neighbours panel. Same results as ``knn`` for that row.
 
-How the search stays exact and fast: candidates are ranked in float32 by one matrix product per chunk
-(``|q|² - 2 q·b + |b|²`` for euclidean, ``1 - q·b / (|q||b|)`` for cosine), a few more than ``k`` are
-kept, and those few are re-measured in float64 directly (``Σ (q - b)²`` and the normalised dot) and
-re-ordered. The float32 dot-product trick loses digits when distances are small next to the norms
-(embeddings that share a large offset); the float64 re-measure makes the order the one scikit-learn's
-brute-force ``NearestNeighbors`` gives (it also works in float64), ties broken by the lower index.
+How the search stays exact and fast: candidates are ranked in float32 by one matrix product per chunk,
+``|b|² - 2 q·b`` (the order of ``‖q - b‖²``), on vectors centred on the base's mean — for cosine on unit
+vectors, since ``‖u - v‖² = 2 - 2 cos`` ranks like the cosine distance. Centring matters: embeddings
+that share a large offset (a freshly initialised network's) make float32's dot-product trick lose every
+digit that orders the neighbours. A few more than ``k`` candidates are kept and re-measured in float64
+directly (``‖q - b‖`` and ``1 - q·b / (|q||b|)``), then re-ordered, so the result is the one
+scikit-learn's brute-force ``NearestNeighbors`` gives on float64 input, ties broken by the lower index.
 """
 from __future__ import annotations
 
@@ -30,6 +31,19 @@ def _as_tensor(x, device) -> torch.Tensor:
 def _check_metric(metric: str) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not valid; allowed: {', '.join(METRICS)}")
+
+
+def _ranking_space(b: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(base rows to rank with, their squared norms, the centre to subtract from queries)."""
+    u = torch.nn.functional.normalize(b, dim=1) if metric == "cosine" else b
+    centre = u.mean(0)  # any point near the data removes the shared offset: float32 is enough
+    ranked = u - centre
+    return ranked, (ranked * ranked).sum(1), centre
+
+
+def _to_ranking(q: torch.Tensor, metric: str, centre: torch.Tensor) -> torch.Tensor:
+    u = torch.nn.functional.normalize(q, dim=-1) if metric == "cosine" else q
+    return u - centre
 
 
 def _extra(k: int) -> int:
@@ -88,17 +102,12 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
     if exclude_self and len(q) != len(b):
         raise ValueError(f"exclude_self needs queries to be base; got {len(q)} queries, {len(b)} base rows")
     n_cand = min(k + _extra(k) + (1 if exclude_self else 0), len(b))
-    if metric == "cosine":
-        b_unit = torch.nn.functional.normalize(b, dim=1)
-    else:
-        b_sq = (b * b).sum(1)
+    ranked, ranked_sq, centre = _ranking_space(b, metric)
     dists, idx = [], []
     for start in range(0, len(q), chunk_size):
         qc = q[start:start + chunk_size]
-        if metric == "cosine":
-            d = -(torch.nn.functional.normalize(qc, dim=1) @ b_unit.T)
-        else:
-            d = b_sq - 2 * (qc @ b.T)  # |q|² is constant per row: it does not change the order
+        # |q|² is constant per row: it does not change the order.
+        d = ranked_sq - 2 * (_to_ranking(qc, metric, centre) @ ranked.T)
         self_index = None
         if exclude_self:
             self_index = torch.arange(start, start + len(qc), device=q.device)
@@ -113,8 +122,8 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
 class NeighbourIndex:
     """A base set prepared once for many single queries (the window clicks point after point).
 
-    Keeps the float32 base on ``device`` with its squared norms (euclidean) or unit rows (cosine),
-    so one query costs one matrix-vector product, a top-k and a float64 re-measure of a few rows.
+    Keeps the float32 base on ``device`` (unit rows for cosine), so one query costs one direct
+    distance pass over the base, a top-k and a float64 re-measure of a few rows.
     """
 
     def __init__(self, base, metric: str = "cosine", device: str | torch.device | None = None):
@@ -123,11 +132,9 @@ class NeighbourIndex:
         self.base = _as_tensor(base, device)
         if self.base.ndim != 2 or len(self.base) < 2:
             raise ValueError(f"base has shape {tuple(self.base.shape)}: need a 2-D array of at least 2 rows")
-        if metric == "cosine":
-            self._ranked = torch.nn.functional.normalize(self.base, dim=1)
-        else:
-            self._ranked = self.base
-            self._sq = (self.base * self.base).sum(1)
+        # One query needs no matrix-product trick: the direct ‖u - v‖ (unit rows for cosine) is
+        # one fused pass over the base and loses no digits to a shared offset.
+        self._ranked = torch.nn.functional.normalize(self.base, dim=1) if metric == "cosine" else self.base
 
     def __len__(self) -> int:
         return len(self.base)
@@ -155,10 +162,8 @@ class NeighbourIndex:
         if k < 1 or k > available:
             raise ValueError(f"k = {k} neighbours asked but only {available} other points exist; "
                              f"allowed: 1 to {available}")
-        if self.metric == "cosine":
-            d = -(self._ranked @ torch.nn.functional.normalize(vector, dim=0))
-        else:
-            d = self._sq - 2 * (self._ranked @ vector)
+        target = torch.nn.functional.normalize(vector, dim=0) if self.metric == "cosine" else vector
+        d = torch.cdist(self._ranked, target[None], compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
         if self_index is not None:
             d[self_index] = float("inf")
         n_cand = min(k + _extra(k) + (self_index is not None), len(self.base))
