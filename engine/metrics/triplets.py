@@ -133,7 +133,7 @@ def triplet_fractions(embeddings, labels, margin: float = 0.2, metric: str = "eu
 
 @torch.no_grad()
 def margin_histogram(embeddings, labels, metric: str = "euclidean", normalize: bool = True,
-                     bins: int = 40, samples: int = 100_000, seed: int = 0,
+                     bins: int = 80, samples: int = 100_000, seed: int = 0,
                      value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Histogram of d_an - d_ap over ``samples`` triplets drawn uniformly from all valid triplets.
 
@@ -150,8 +150,6 @@ def margin_histogram(embeddings, labels, metric: str = "euclidean", normalize: b
     order = valid[np.argsort(labels[valid], kind="stable")]  # valid points grouped by class
     lab_sorted = labels[order]
     classes, start, size = np.unique(lab_sorted, return_index=True, return_counts=True)
-    where = np.empty(len(labels), dtype=np.int64)
-    where[order] = np.arange(len(order))  # position of each valid point in ``order``
     cls = np.searchsorted(classes, labels[order])
     # a uniform triplet = anchor drawn with weight (#positives x #negatives), then uniform p and n
     weight = (size[cls] - 1) * (len(order) - size[cls])

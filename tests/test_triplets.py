@@ -1,0 +1,113 @@
+"""Triplet categories against a brute-force loop over every (anchor, positive, negative)."""
+import itertools
+
+import numpy as np
+import pytest
+
+from engine.metrics import triplets as t
+
+
+def _brute(z, labels, margin, metric="euclidean"):
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    if metric == "cosine":
+        d = 1 - u @ u.T
+    else:
+        d = np.sqrt(((u[:, None] - u[None]) ** 2).sum(-1))
+    easy = semi = hard = 0
+    n = len(z)
+    for a, p, q in itertools.product(range(n), repeat=3):
+        if a == p or labels[a] < 0 or labels[p] != labels[a] or labels[q] < 0 or labels[q] == labels[a]:
+            continue
+        if d[a, q] < d[a, p]:
+            hard += 1
+        elif d[a, q] < d[a, p] + margin:
+            semi += 1
+        else:
+            easy += 1
+    total = easy + semi + hard
+    return easy / total, semi / total, hard / total, total
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_fractions_match_brute_force(metric):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 40)
+    labels[:3] = -1  # unlabelled points take part in no triplet
+    z = rng.normal(size=(40, 5)) + 1.5 * np.eye(5)[np.maximum(labels, 0)]
+    easy, semi, hard, total = _brute(z, labels, 0.3, metric)
+    got = t.triplet_fractions(z, labels, margin=0.3, metric=metric, chunk=7)
+    assert got.triplets == total
+    assert (got.easy, got.semi_hard, got.hard) == pytest.approx((easy, semi, hard), abs=1e-12)
+    assert min(easy, semi, hard) > 0.05  # the case exercises all three categories
+
+
+def test_sampled_anchors_estimate_the_fractions():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 600)
+    z = rng.normal(size=(600, 8)) + np.eye(8)[labels]
+    full = t.triplet_fractions(z, labels)
+    part = t.triplet_fractions(z, labels, max_anchors=200)
+    assert part.anchors == 200 and "200 random anchors" in part.note
+    assert part.hard == pytest.approx(full.hard, abs=0.03)
+    assert part.easy == pytest.approx(full.easy, abs=0.03)
+
+
+def test_single_class_is_undefined_with_a_note():
+    z = np.random.default_rng(2).normal(size=(20, 4))
+    got = t.triplet_fractions(z, np.zeros(20, dtype=int))
+    assert got.easy is None and got.hard is None and "undefined" in got.note
+    assert t.margin_histogram(z, np.zeros(20, dtype=int)) is None
+
+
+def test_constant_embeddings_are_all_semi_hard():
+    got = t.triplet_fractions(np.ones((12, 3)), np.arange(12) % 3)
+    assert (got.easy, got.semi_hard, got.hard) == (0.0, 1.0, 0.0)
+
+
+def test_anchor_categories_against_definitions():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 50)
+    labels[5] = -1
+    z = 0.5 * rng.normal(size=(50, 6)) + 2 * np.eye(6)[np.maximum(labels, 0)]
+    anchor = int(np.flatnonzero(labels == labels[0])[0])
+    m = 0.25
+    got = t.anchor_categories(z, labels, anchor, margin=m)
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    d = np.linalg.norm(u - u[anchor], axis=1)
+    pos = [i for i in range(50) if i != anchor and labels[i] == labels[anchor]]
+    neg = [i for i in range(50) if labels[i] >= 0 and labels[i] != labels[anchor]]
+    ref = max(d[i] for i in pos)
+    assert got.hardest_positive == pos[int(np.argmax(d[pos]))]
+    assert got.hardest_negative == neg[int(np.argmin(d[neg]))]
+    assert got.reference_distance == pytest.approx(ref, rel=1e-5)
+    names = got.names
+    assert names[anchor] == "anchor" and names[5] == "unlabelled"
+    for i in pos:
+        assert names[i] == "positive"
+    for i in neg:
+        want = "hard negative" if d[i] < ref else "semi-hard negative" if d[i] < ref + m else "easy negative"
+        assert names[i] == want
+    assert {"hard negative", "easy negative"} <= set(names)
+
+
+def test_margin_histogram_counts_sampled_triplets():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 80)
+    z = rng.normal(size=(80, 4)) + 2 * np.eye(4)[labels]
+    counts, edges = t.margin_histogram(z, labels, samples=20000, bins=40)
+    assert counts.sum() == 20000 and len(edges) == 41 and edges[0] == -2 and edges[-1] == 2
+    # the share of negative differences estimates the hard fraction
+    hard_share = counts[edges[:-1] < 0].sum() / 20000
+    assert hard_share == pytest.approx(t.triplet_fractions(z, labels).hard, abs=0.02)
+
+
+def test_bad_arguments():
+    z, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="metric"):
+        t.triplet_fractions(z, y, metric="manhattan")
+    with pytest.raises(ValueError, match="margin"):
+        t.triplet_fractions(z, y, margin=-1)
+    with pytest.raises(ValueError, match="anchor"):
+        t.anchor_categories(z, y, 9)
+    with pytest.raises(ValueError, match="unlabelled"):
+        t.anchor_categories(z, np.array([-1, 0, 1, 1]), 0)
