@@ -1,0 +1,156 @@
+"""Clusters in embedding space: k-means and HDBSCAN cluster ids per point, their agreement with the
+labels (NMI, ARI) and the silhouette of the labels.
+
+Geometry: by default every measure here works on l2-normalised embeddings with euclidean distance,
+like the triplet categories (engine.metrics.triplets): the losses of most methods live on the sphere,
+and it makes the numbers independent of the scale of the encoder's output.
+
+- k-means: scikit-learn's ``KMeans`` (Lloyd, k-means++ initialisation), k = number of classes by default.
+- HDBSCAN (Campello et al. 2013): scikit-learn's ``HDBSCAN``, run on the embeddings reduced by PCA to
+  ``dims`` dimensions (10 by default): density estimates in 64-128 dimensions are dominated by the
+  curse of dimensionality, and on 5k points PCA-10 takes 0.2 s where the full space takes 1.2 s here.
+- NMI (arithmetic normalisation) and ARI: scikit-learn's, on the labelled points.
+- silhouette (Rousseeuw 1987): s_i = (b_i - a_i) / max(a_i, b_i), a_i the mean distance to the other
+  points of its cluster, b_i the smallest mean distance to another cluster; s_i = 0 for a point alone
+  in its cluster (scikit-learn's convention). Computed in torch, exactly, in chunks of rows (one
+  matmul against a one-hot matrix gives all per-cluster sums); above ``max_points`` on a random subset.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _points(embeddings, normalize: bool) -> np.ndarray:
+    z = embeddings.detach().cpu().numpy() if torch.is_tensor(embeddings) else np.asarray(embeddings)
+    if z.ndim != 2:
+        raise ValueError(f"embeddings: shape {z.shape} is not valid; allowed: (N, D)")
+    z = z.astype(np.float32, copy=False)
+    if normalize:
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    return z
+
+
+def kmeans(embeddings, k: int, seed: int = 0, normalize: bool = True, n_init: int = 3) -> np.ndarray:
+    """k-means cluster id (0..k-1) of every point."""
+    from sklearn.cluster import KMeans
+
+    z = _points(embeddings, normalize)
+    if int(k) < 1:
+        raise ValueError(f"k: {k} is not valid; allowed: a whole number >= 1")
+    if len(z) < k:
+        raise ValueError(f"k-means with k = {k} clusters needs at least {k} points; got {len(z)}")
+    import warnings
+
+    with warnings.catch_warnings():
+        # identical points (collapse) make fewer distinct clusters than k: a fact, not a failure
+        warnings.simplefilter("ignore")
+        return KMeans(int(k), n_init=n_init, random_state=seed).fit_predict(z).astype(np.int64)
+
+
+def hdbscan(embeddings, min_cluster_size: int | None = None, dims: int | None = 10,
+            normalize: bool = True) -> np.ndarray:
+    """HDBSCAN cluster id of every point, -1 for noise. ``min_cluster_size`` defaults to
+    max(5, N / 100); ``dims`` reduces by PCA first (None keeps the full space)."""
+    from sklearn.cluster import HDBSCAN
+
+    z = _points(embeddings, normalize)
+    n = len(z)
+    size = max(5, n // 100) if min_cluster_size is None else int(min_cluster_size)
+    if size < 2:
+        raise ValueError(f"min_cluster_size: {min_cluster_size} is not valid; allowed: a whole number >= 2")
+    if n < size:
+        raise ValueError(f"HDBSCAN with min_cluster_size = {size} needs at least {size} points; got {n}")
+    if dims is not None and z.shape[1] > dims:
+        c = z - z.mean(0)
+        # PCA through the d x d covariance: cheap for N >> d, no extra dependency
+        _, vecs = np.linalg.eigh(c.T.astype(np.float64) @ c)
+        z = (c @ vecs[:, ::-1][:, :dims]).astype(np.float32)
+    if np.ptp(z, axis=0).max(initial=0.0) == 0.0:
+        return np.zeros(n, dtype=np.int64)  # all points identical: one cluster (HDBSCAN cannot say so)
+    return HDBSCAN(min_cluster_size=size, copy=True).fit_predict(z).astype(np.int64)
+
+
+@torch.no_grad()
+def silhouette(embeddings, labels, normalize: bool = True, max_points: int = 10_000, seed: int = 0,
+               chunk: int = 1024) -> float | None:
+    """Mean silhouette of the grouping ``labels`` (points with a label < 0 left out), euclidean.
+    None when it is undefined: fewer than 2 groups, or as many groups as points."""
+    z = _points(embeddings, normalize)
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    if len(labels) != len(z):
+        raise ValueError(f"labels ({len(labels)},) do not match embeddings {z.shape}")
+    keep = np.flatnonzero(labels >= 0)
+    if len(keep) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
+    z, labels = z[keep], labels[keep]
+    groups, y = np.unique(labels, return_inverse=True)
+    n, g = len(y), len(groups)
+    if g < 2 or g >= n:
+        return None
+    x = torch.from_numpy(z).double()
+    yt = torch.from_numpy(y)
+    onehot = torch.nn.functional.one_hot(yt, g).double()
+    sizes = onehot.sum(0)
+    sq = (x * x).sum(1)
+    scores = []
+    for start in range(0, n, chunk):
+        xc = x[start:start + chunk]
+        d = ((xc * xc).sum(1, keepdim=True) - 2 * xc @ x.T + sq).clamp_min(0).sqrt()
+        rows = torch.arange(len(xc))
+        d[rows, rows + start] = 0.0  # exact zero to self, whatever the rounding
+        sums = d @ onehot  # (chunk, g): sum of distances to each group
+        own = yt[start:start + chunk]
+        own_size = sizes[own]
+        a = sums[rows, own] / (own_size - 1).clamp_min(1)
+        mean_other = sums / sizes
+        mean_other[rows, own] = float("inf")
+        b = mean_other.min(1).values
+        s = (b - a) / torch.maximum(a, b)
+        s = torch.where((own_size > 1) & (torch.maximum(a, b) > 0), s, torch.zeros_like(s))
+        scores.append(s)
+    return float(torch.cat(scores).mean())
+
+
+def agreement(labels, clusters) -> tuple[float | None, float | None]:
+    """(NMI, ARI) between the labels and the cluster ids, on the labelled points; None without labels."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    keep = labels >= 0
+    if not keep.any():
+        return None, None
+    return (float(normalized_mutual_info_score(labels[keep], clusters[keep])),
+            float(adjusted_rand_score(labels[keep], clusters[keep])))
+
+
+def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, normalize: bool = True,
+                   with_hdbscan: bool = True) -> tuple[dict, dict[str, np.ndarray], list[str]]:
+    """Everything above at once: (metrics, per-point cluster ids, notes).
+
+    metrics: nmi, ari (k-means vs labels), silhouette (of the labels), kmeans_silhouette, and with
+    HDBSCAN hdbscan_clusters, hdbscan_noise (fraction), hdbscan_nmi, hdbscan_ari. Without labels,
+    k must be given and the label-based numbers are None.
+    """
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    notes: list[str] = []
+    labelled = labels[labels >= 0]
+    if k is None:
+        k = len(np.unique(labelled))
+        if k < 2:
+            k = 2
+            notes.append("k-means: fewer than 2 classes in the labels, k = 2 used")
+    ids = {"kmeans": kmeans(embeddings, k, seed=seed, normalize=normalize)}
+    nmi, ari = agreement(labels, ids["kmeans"])
+    sil = silhouette(embeddings, labels, normalize=normalize, seed=seed)
+    if sil is None and len(labelled):
+        notes.append("silhouette undefined: it needs at least 2 classes among the labelled points")
+    metrics = {"nmi": nmi, "ari": ari, "silhouette": sil,
+               "kmeans_silhouette": silhouette(embeddings, ids["kmeans"], normalize=normalize, seed=seed)}
+    if with_hdbscan:
+        ids["hdbscan"] = hdbscan(embeddings, normalize=normalize)
+        found = ids["hdbscan"]
+        h_nmi, h_ari = agreement(labels, found)
+        metrics.update(hdbscan_clusters=int(len(np.unique(found[found >= 0]))),
+                       hdbscan_noise=float((found < 0).mean()), hdbscan_nmi=h_nmi, hdbscan_ari=h_ari)
+    return metrics, ids, notes
