@@ -6,7 +6,7 @@ its range and a one-sentence tooltip. ``Param.parse`` is the one place a value i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Param:
     choices: Sequence[str] = field(default_factory=tuple)
     low_exclusive: bool = False  # e.g. a temperature must be > 0, not >= 0
     special: Sequence[str] = field(default_factory=tuple)  # words accepted besides numbers ("auto")
+    check: Callable[[Any], Any] | None = None  # extra validation of a parsed value: raises ValueError
 
     @property
     def flag(self) -> str:
@@ -64,6 +65,8 @@ class Param:
             too_high = self.high is not None and out > self.high
             if too_low or too_high:
                 raise ValueError(f"{self.flag}: {out!r} is out of range; allowed: {self.allowed()}")
+        if self.check is not None:
+            self.check(out)
         return out
 
 

@@ -275,11 +275,14 @@ class _Job:
         self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs if self.optimizer else 0
         self.amp = cfg.amp and self.device.type == "cuda"
+        self.scheduler = _cosine_schedule(self.optimizer, self.total_steps) if self.optimizer else None
         self.start_step = 0
         if resume_state is not None:
             self.method.load_state_dict(resume_state["model"])
             if self.optimizer and resume_state.get("optimizer"):
                 self.optimizer.load_state_dict(resume_state["optimizer"])
+                # the schedule continues where it was; its length follows the (maybe extended) run
+                self.scheduler.last_epoch = int(resume_state["step"])
             self.start_step = int(resume_state["step"])
             self.rng = np.random.default_rng(cfg.seed + self.start_step)
             notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g})")
@@ -319,10 +322,7 @@ class _Job:
         eval_every = max(1, round(cfg.eval_every * self.steps_per_epoch)) if cfg.eval_every > 0 else 0
         ckpt_every = cfg.checkpoint_every * self.steps_per_epoch
         stopped = False
-        scheduler = _cosine_schedule(self.optimizer, self.total_steps) if self.optimizer else None
-        if scheduler is not None:
-            for _ in range(self.start_step):
-                scheduler.step()
+        scheduler = self.scheduler
         self.method.train()
         while self.step < self.total_steps and not stopped:
             epoch_index = self.step // self.steps_per_epoch
@@ -377,7 +377,7 @@ class _Job:
         if loss.requires_grad:
             loss.backward()
             self.optimizer.step()
-        scheduler.step()
+            scheduler.step()
         self.step += 1
         self.method.after_step(self.step, self.total_steps)
         elapsed = time.perf_counter() - start

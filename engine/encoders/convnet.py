@@ -29,7 +29,7 @@ class ConvNet(Encoder):
     summary = "conv + max-pool blocks, global average pooling, neck Linear + BatchNorm + PReLU"
     params = (
         Param("widths", "32,64,128", "Channels of each conv + max-pool block (their count is the depth).",
-              type=str),
+              type=str, check=parse_widths),
         Param("convs_per_block", 2, "3x3 convolutions (each with batch norm and ReLU) before each max-pool.",
               type=int, low=1, high=4),
     )

@@ -1,0 +1,177 @@
+"""The training job on real digits: it learns, it streams, it writes a readable run, it obeys."""
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from engine import events as ev
+from engine.runs import RunDir, load_snapshot
+from engine.training import Control, TrainConfig, train
+
+
+def run(tmp_path, **kw):
+    config = TrainConfig(**({"dataset": "digits", "out": str(tmp_path), "diagnostics": False} | kw))
+    return list(train(config))
+
+
+def by_kind(events, cls):
+    return [e for e in events if isinstance(e, cls)]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return run(out, epochs=6, eval_every=2)
+
+
+def test_supervised_beats_random_init_and_pixels(digits_run):
+    summary = by_kind(digits_run, ev.Finished)[0].summary
+    assert summary["linear_probe_acc"] >= 0.97
+    assert summary["linear_probe_acc"] > summary["baseline_linear_probe_acc"] + 0.02
+    assert summary["knn_acc"] > summary["baseline_knn_acc"]
+    assert 0.95 < summary["pixels_linear_probe_acc"] < 0.99  # raw pixels: about 0.97 on this split
+
+
+def test_events_stream_in_order(digits_run):
+    assert isinstance(digits_run[0], ev.Started) and isinstance(digits_run[-1], ev.Finished)
+    steps = [e.step for e in by_kind(digits_run, ev.StepReport)]
+    assert steps == list(range(1, len(steps) + 1))
+    assert len(steps) == digits_run[0].total_steps
+    snaps = by_kind(digits_run, ev.Snapshot)
+    assert [s.step for s in snaps] == [0, 18, 36, len(steps)]  # start, every 2 epochs, end
+    assert all(np.array_equal(s.indices, snaps[0].indices) for s in snaps)  # same points every time
+    assert not snaps[0].embeddings.flags.writeable
+    losses = [e.losses["loss"] for e in by_kind(digits_run, ev.StepReport)]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) / 5
+
+
+def test_run_directory_matches_the_events(digits_run):
+    run_dir = RunDir(digits_run[0].run_dir)
+    config = run_dir.config()
+    assert config["method"] == "supervised" and config["epochs"] == 6 and config["batch_size"] == 128
+    records = run_dir.records()
+    assert [r["kind"] for r in records].count("step") == digits_run[0].total_steps
+    evals = run_dir.records("evaluation")
+    assert [r["metrics"]["linear_probe_acc"] for r in evals] == pytest.approx(
+        [e.metrics["linear_probe_acc"] for e in by_kind(digits_run, ev.Evaluation)])
+    summary = run_dir.summary()
+    for key in ("method", "dataset", "encoder", "device", "epochs", "train_seconds", "images_per_second",
+                "linear_probe_acc", "knn_acc", "baseline_linear_probe_acc", "baseline_knn_acc",
+                "pixels_linear_probe_acc"):
+        assert summary[key] is not None, key
+    snap = load_snapshot(run_dir.snapshot_paths()[-1])
+    last = by_kind(digits_run, ev.Snapshot)[-1]
+    assert np.allclose(snap["embeddings"], last.embeddings) and np.array_equal(snap["labels"], last.labels)
+    state = torch.load(run_dir.file("checkpoint.pt"), weights_only=True)
+    assert state["step"] == digits_run[0].total_steps
+    assert not list(run_dir.path.rglob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_resume_continues_step_and_epoch_counts(tmp_path):
+    first = run(tmp_path, epochs=2, eval_every=0, final_eval=False)
+    run_dir = first[0].run_dir
+    more = list(train(TrainConfig(resume=run_dir, epochs=4, diagnostics=False)))
+    started = more[0]
+    assert started.start_step == first[0].total_steps and started.run_dir == run_dir
+    steps = [e.step for e in by_kind(more, ev.StepReport)]
+    assert steps[0] == started.start_step + 1 and steps[-1] == 2 * started.start_step
+    assert by_kind(more, ev.Finished)[0].summary["epochs"] == 4
+    assert [r["step"] for r in RunDir(run_dir).records("step")] == list(range(1, steps[-1] + 1))
+
+
+def test_transfer_from_an_earlier_run(tmp_path, digits_run):
+    events = run(tmp_path, method="transfer", init_from=digits_run[0].run_dir, epochs=1,
+                 method_params={"freeze": True})
+    started = events[0]
+    assert any("initialised from run" in n for n in started.notes)
+    first_eval = by_kind(events, ev.Evaluation)[0].metrics
+    # the pretrained representation is good before any step: far above random initialisation
+    assert first_eval["linear_probe_acc"] > first_eval["baseline_linear_probe_acc"] + 0.02
+    assert by_kind(events, ev.Finished)[0].summary["linear_probe_acc"] >= 0.97
+
+
+def test_fixed_encoder_is_evaluated_not_trained(tmp_path):
+    events = run(tmp_path, encoder="pixels")
+    assert not by_kind(events, ev.StepReport)
+    assert any("nothing to train" in e.text for e in by_kind(events, ev.Message))
+    summary = by_kind(events, ev.Finished)[0].summary
+    assert summary["linear_probe_acc"] == pytest.approx(summary["pixels_linear_probe_acc"], abs=0.01)
+
+
+def test_stop_in_the_middle_of_an_epoch_keeps_the_run(tmp_path):
+    control = Control()
+    events = []
+    for event in train(TrainConfig(dataset="digits", out=str(tmp_path), diagnostics=False, epochs=5), control):
+        events.append(event)
+        if isinstance(event, ev.StepReport) and event.step == 13:
+            control.stop()
+    finished = by_kind(events, ev.Finished)[0]
+    assert finished.stopped and by_kind(events, ev.StepReport)[-1].step == 13
+    run_dir = RunDir(events[0].run_dir)
+    assert run_dir.summary()["stopped"] and run_dir.summary()["steps"] == 13
+    assert torch.load(run_dir.file("checkpoint.pt"), weights_only=True)["step"] == 13
+
+
+def test_pause_holds_the_job_until_resumed(tmp_path):
+    control = Control()
+    seen, paused_at = [], threading.Event()
+
+    def consume():
+        for event in train(TrainConfig(dataset="digits", out=str(tmp_path), diagnostics=False, epochs=2,
+                                       eval_every=0, final_eval=False), control):
+            seen.append(event)
+            if isinstance(event, ev.StepReport) and event.step == 3:
+                control.pause()
+                paused_at.set()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert paused_at.wait(60)
+    count = len(seen)
+    worker.join(0.5)
+    assert worker.is_alive() and len(seen) == count  # no step while paused
+    control.resume()
+    worker.join(60)
+    assert isinstance(seen[-1], ev.Finished) and not seen[-1].stopped
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    events = run(tmp_path, lr=1e6, epochs=40, checkpoint_every=1, eval_every=0)
+    failed = by_kind(events, ev.Failed)
+    assert failed, "a learning rate of 1e6 must diverge"
+    message = failed[0].message
+    assert "at step" in message and "lower learning rate" in message
+    run_dir = RunDir(events[0].run_dir)
+    if by_kind(events, ev.Checkpointed):
+        state = torch.load(run_dir.file("checkpoint.pt"), weights_only=True)
+        assert state["step"] == by_kind(events, ev.Checkpointed)[-1].step
+    assert run_dir.records("failed")
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"method": "nope"}, "unknown method 'nope'"),
+    ({"dataset": "nope"}, "unknown dataset 'nope'"),
+    ({"encoder": "nope"}, "unknown encoder 'nope'"),
+    ({"epochs": 0}, "--epochs: 0"),
+    ({"batch_size": -4}, "--batch-size: -4"),
+    ({"lr": 0.0}, "--lr: 0.0"),
+    ({"lr": float("nan")}, "--lr: nan"),
+    ({"batch_size": 5000}, "larger than the training set"),
+])
+def test_bad_settings_fail_with_a_clear_message(tmp_path, kw, match):
+    events = run(tmp_path, **kw)
+    assert len(events) == 1 and isinstance(events[0], ev.Failed)
+    assert match in events[0].message
+
+
+def test_corrupt_checkpoint_is_explained(tmp_path):
+    first = run(tmp_path, epochs=1, eval_every=0, final_eval=False)
+    ckpt = RunDir(first[0].run_dir).file("checkpoint.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    config_before = RunDir(first[0].run_dir).file("config.json").read_text()
+    events = list(train(TrainConfig(resume=first[0].run_dir, epochs=2)))
+    assert isinstance(events[-1], ev.Failed) and "corrupt or truncated" in events[-1].message
+    assert RunDir(first[0].run_dir).file("config.json").read_text() == config_before
+    json.loads(config_before)
