@@ -29,7 +29,7 @@ def read_idx(path: Path) -> np.ndarray:
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {array.size}")
-    return array.reshape(shape)
+    return array.reshape(shape).copy()  # frombuffer is read-only; torch wants writable memory
 
 
 def _idx_folder(candidates: list[Path]) -> Path | None:
