@@ -264,7 +264,8 @@ class SimCLRAugment(nn.Module):
 AUGMENT_PARAMS: tuple[Param, ...] = (
     Param("crop_min", 0.2, "Smallest crop, as a fraction of the image's area (random resized crop).",
           low=0.0, high=1.0, low_exclusive=True),
-    Param("flip", True, "Flip views horizontally with probability 1/2.", type=bool),
+    Param("flip", "auto", "Flip views horizontally with probability 1/2 ('auto': yes, except on digits, "
+          "whose mirror images are not digits).", type=bool, special=("auto",)),
     Param("jitter", 0.4, "Colour jitter strength s: brightness, contrast, saturation in [1-s, 1+s], hue "
           "in [-s/4, s/4] (colour data only).", low=0.0, high=1.0),
     Param("jitter_p", 0.8, "Probability that a view is colour-jittered (colour data only).", low=0.0, high=1.0),
@@ -274,8 +275,18 @@ AUGMENT_PARAMS: tuple[Param, ...] = (
 )
 
 
-def augment_from_params(channels: int, image_size: tuple[int, int], values: dict[str, Any]) -> SimCLRAugment:
-    """A ``SimCLRAugment`` from resolved ``AUGMENT_PARAMS`` values (extra keys are ignored)."""
-    return SimCLRAugment(channels, image_size, crop_scale=(values["crop_min"], 1.0), flip=values["flip"],
+def flips_make_sense(dataset: str) -> bool:
+    """Whether a mirrored image is still an image of the same kind: not for handwritten digits (a
+    mirrored 3 is no digit), yes for clothes, objects, scenes and shapes."""
+    name = dataset.lower()
+    return not ("digit" in name or ("mnist" in name and "fashion" not in name))
+
+
+def augment_from_params(channels: int, image_size: tuple[int, int], values: dict[str, Any],
+                        dataset: str = "") -> SimCLRAugment:
+    """A ``SimCLRAugment`` from resolved ``AUGMENT_PARAMS`` values (extra keys are ignored); ``dataset``
+    decides ``flip='auto'``."""
+    flip = flips_make_sense(dataset) if values["flip"] == "auto" else bool(values["flip"])
+    return SimCLRAugment(channels, image_size, crop_scale=(values["crop_min"], 1.0), flip=flip,
                          jitter=values["jitter"], jitter_p=values["jitter_p"], gray_p=values["gray_p"],
                          blur_p=values["blur_p"], blur_sigma=(0.1, values["blur_sigma"]))

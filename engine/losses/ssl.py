@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.losses import LOSSES
+
 
 def _check_pair(z1: torch.Tensor, z2: torch.Tensor) -> None:
     if z1.dim() != 2 or z1.shape != z2.shape:
@@ -24,6 +26,7 @@ def _check_positive(name: str, value: float) -> float:
     return v
 
 
+@LOSSES.register("nt-xent")
 class NTXent(nn.Module):
     """NT-Xent / InfoNCE of SimCLR (Chen et al. 2020), both views as anchors.
 
@@ -57,6 +60,7 @@ class NTXent(nn.Module):
         return F.cross_entropy(s, target)
 
 
+@LOSSES.register("vicreg")
 class VICReg(nn.Module):
     """Variance-Invariance-Covariance regularisation (Bardes, Ponce, LeCun 2022).
 
@@ -97,6 +101,7 @@ class VICReg(nn.Module):
         return self.sim_weight * p["invariance"] + self.var_weight * p["variance"] + self.cov_weight * p["covariance"]
 
 
+@LOSSES.register("negative-cosine")
 class NegativeCosine(nn.Module):
     """BYOL's regression loss (Grill et al. 2020), symmetrised by the caller over the two views:
 
@@ -131,6 +136,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     return (q * n).T
 
 
+@LOSSES.register("swav")
 class SwAV(nn.Module):
     """Swapped prediction over prototypes (Caron et al. 2020).
 
@@ -157,6 +163,7 @@ class SwAV(nn.Module):
         return -((q2 * log_p1).sum(1) + (q1 * log_p2).sum(1)).mean() / 2
 
 
+@LOSSES.register("invariance")
 class Invariance(nn.Module):
     """Invariance alone: mean_i 1 - cos(z1_i, z2_i), symmetric, no negatives, no regulariser.
 

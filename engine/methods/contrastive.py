@@ -40,7 +40,7 @@ class TwoViewMethod(Method):
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__(encoder, info, **params)
-        self.augment: SimCLRAugment = augment_from_params(info.channels, info.image_size, params)
+        self.augment: SimCLRAugment = augment_from_params(info.channels, info.image_size, params, info.dataset)
         self.generator: torch.Generator | None = None  # set one for reproducible views
 
     @torch.no_grad()

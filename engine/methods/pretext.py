@@ -173,7 +173,10 @@ class Colorization(Method):
         d2 = torch.cdist(palette, palette) ** 2
         smooth = torch.exp(-d2 / (2 * 5.0 ** 2))  # Zhang et al. smooth p with a Gaussian, sigma = 5
         self.register_buffer("smoothing", smooth / smooth.sum(1, keepdim=True))
-        self.decoder = ImageDecoder(encoder.embedding_dim, len(palette), info.image_size)
+        # colours are predicted at half resolution (Zhang et al. predict at a quarter) and upsampled:
+        # the palette's 259 channels per pixel dominate the cost, and colour varies slowly anyway
+        h, w = info.image_size
+        self.decoder = ImageDecoder(encoder.embedding_dim, len(palette), (math.ceil(h / 2), math.ceil(w / 2)))
         self.rebalance = float(params["rebalance"])
         self.decode_temperature = float(params["decode_temperature"])
 
@@ -199,7 +202,7 @@ class Colorization(Method):
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         lab = rgb_to_lab(images)
-        target = self.quantise(lab[:, 1:])
+        target = self.quantise(F.avg_pool2d(lab[:, 1:], 2, ceil_mode=True))
         with torch.no_grad():
             self.counts += torch.bincount(target.flatten(), minlength=len(self.palette)).float()
         logits = self.decoder(self.encoder(self.grey(lab)))
@@ -207,15 +210,19 @@ class Colorization(Method):
         w = self.class_weights()[target]
         loss = (w * ce).mean()
         with torch.no_grad():
-            accuracy = (logits.argmax(1) == target).float().mean()
+            accuracy = (logits.argmax(1) == target).float().mean().item()
+            plain = ce.mean().item()
         return StepOutput(loss, {"rebalanced_cross_entropy": loss.detach()},
-                          {"bin_accuracy": float(accuracy), "plain_cross_entropy": float(ce.mean())})
+                          {"bin_accuracy": accuracy, "plain_cross_entropy": plain})
 
     def decode(self, logits: torch.Tensor, lightness: torch.Tensor) -> torch.Tensor:
-        """Predicted bin logits (B, Q, H, W) and L (B, 1, H, W) -> RGB (B, 3, H, W) in [0, 1]: ab is the
-        annealed mean sum_q softmax(log p / T)_q ab_q (Zhang et al. eq. 5) with T = decode_temperature."""
+        """Predicted bin logits (B, Q, h, w) and L (B, 1, H, W) -> RGB (B, 3, H, W) in [0, 1]: ab is the
+        annealed mean sum_q softmax(log p / T)_q ab_q (Zhang et al. eq. 5) with T = decode_temperature,
+        upsampled bilinearly to L's size when the prediction is coarser."""
         probs = F.softmax(F.log_softmax(logits, 1) / self.decode_temperature, 1)
         ab = torch.einsum("bqhw,qc->bchw", probs, self.palette)
+        if ab.shape[-2:] != lightness.shape[-2:]:
+            ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
         return lab_to_rgb(torch.cat([lightness, ab], 1))
 
     @torch.no_grad()
