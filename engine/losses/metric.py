@@ -186,6 +186,10 @@ class TripletLoss(nn.Module):
         self.edges = margin_edges(self.margin, self.difference_limit(), bins)
         self.stats: dict[str, float | list[float]] = {}
 
+    def bin_edges(self) -> list[float]:
+        """The fixed histogram edges as plain floats (rounded: they go to metrics.jsonl every step)."""
+        return [round(e, 6) for e in self.edges.tolist()]
+
     def difference_limit(self) -> float | None:
         """Largest possible |D_an − D_ap| when distances are bounded (unit sphere or cosine)."""
         if self.distance_name == "cosine":
@@ -207,7 +211,7 @@ class TripletLoss(nn.Module):
         pos, neg = _pair_masks(labels)
         valid = pos.any(1) & neg.any(1)
         stats = triplet_categories(dist.detach(), labels, self.margin, self.edges)
-        stats.update(dan_dap_bins=self.edges.tolist(), margin=self.margin, skipped=0.0)
+        stats.update(dan_dap_bins=self.bin_edges(), margin=self.margin, skipped=0.0)
         if not valid.any():
             stats.update(skipped=1.0, mined_count=0.0, mined_easy=0.0, mined_semi_hard=0.0, mined_hard=0.0,
                          d_ap=0.0, d_an=0.0)
@@ -330,7 +334,7 @@ class PairLoss(nn.Module):
             self.stats = {
                 "pos_dist_hist": histogram(dist[pos].cpu(), self.edges),
                 "neg_dist_hist": histogram(dist[neg].cpu(), self.edges),
-                "dist_bins": self.edges.tolist(), "margin": self.margin, "pos_margin": self.pos_margin,
+                "dist_bins": [round(e, 6) for e in self.edges.tolist()], "margin": self.margin, "pos_margin": self.pos_margin,
                 "pos_active": float((pos_terms > 0).float().mean()) if pos_terms.numel() else 0.0,
                 "neg_active": float((neg_terms > 0).float().mean()) if neg_terms.numel() else 0.0,
                 "pos_dist": float(d_pos.mean()) if d_pos.numel() else 0.0,

@@ -146,7 +146,7 @@ class Triplet(_KByM):
         keep = lab >= 0
         out = triplet_categories(self.loss.pairwise(emb[keep]), lab[keep], self.loss.margin, self.loss.edges,
                                  generator=torch.Generator(device=emb.device).manual_seed(0))
-        out.update(dan_dap_bins=self.loss.edges.tolist(), margin=self.loss.margin)
+        out.update(dan_dap_bins=self.loss.bin_edges(), margin=self.loss.margin)
         return out
 
 
