@@ -66,3 +66,14 @@ def test_single_class_notes_and_too_few_points():
         cl.kmeans(z[:5], 10)
     with pytest.raises(ValueError, match="k:"):
         cl.kmeans(z, 0)
+
+
+def test_precomputed_distances_give_the_same_silhouette():
+    from engine.metrics.triplets import distance_matrix
+
+    z, y = _blobs(n=500, seed=3)
+    y[:10] = -1
+    d = distance_matrix(z)
+    assert cl.silhouette(z, y, distances=d) == pytest.approx(cl.silhouette(z, y), abs=1e-6)
+    assert cl.silhouette(z, y, distances=d, max_points=200) == pytest.approx(
+        cl.silhouette(z, y, max_points=200), abs=1e-6)

@@ -72,7 +72,11 @@ def test_alignment_and_uniformity_against_direct_formulas():
     assert c.alignment(a, b) == pytest.approx(((ua - ub) ** 2).sum(1).mean(), rel=1e-5)
     sq = ((ua[:, None] - ua[None]) ** 2).sum(-1)
     iu = np.triu_indices(len(a), 1)
-    assert c.uniformity(a, chunk=64) == pytest.approx(np.log(np.exp(-2 * sq[iu]).mean()), abs=1e-4)
+    want = np.log(np.exp(-2 * sq[iu]).mean())
+    assert c.uniformity(a, chunk=64) == pytest.approx(want, abs=1e-4)
+    from engine.metrics.triplets import distance_matrix
+
+    assert c.uniformity(a, distances=distance_matrix(a)) == pytest.approx(want, abs=1e-4)
 
 
 def test_mean_cosine_and_dead_dims():

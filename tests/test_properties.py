@@ -118,6 +118,11 @@ def test_knn_accuracy_loo_against_a_loop():
             votes[y[j]] += 2 - d[i, j]
         right += votes.argmax() == y[i]
     assert pr.knn_accuracy_loo(z, y, k=10) == pytest.approx(right / 120)
+    from engine.metrics.triplets import distance_matrix
+
+    d = distance_matrix(z)
+    assert pr.knn_accuracy_loo(z, y, k=10, distances=d) == pytest.approx(right / 120)
+    assert float(d.diagonal().abs().max()) == 0.0  # the shared matrix is left as it was
     assert pr.knn_accuracy_loo(z, np.zeros(120, dtype=int)) is None
 
 

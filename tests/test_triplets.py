@@ -111,3 +111,19 @@ def test_bad_arguments():
         t.anchor_categories(z, y, 9)
     with pytest.raises(ValueError, match="unlabelled"):
         t.anchor_categories(z, np.array([-1, 0, 1, 1]), 0)
+
+
+def test_precomputed_distances_and_a_large_offset_give_the_same_fractions():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 45)
+    z = rng.normal(size=(45, 6)) + 1.5 * np.eye(6)[labels]
+    # a shared offset 1000x the spread (a fresh convnet): normalised points differ by ~1e-3, where
+    # 2 - 2 cos in float32 would lose the order of the distances
+    shifted = (z + 1000.0).astype(np.float32)
+    easy, semi, hard, total = _brute(shifted.astype(np.float64), labels, 0.0005)
+    got = t.triplet_fractions(shifted, labels, margin=0.0005)
+    assert (got.easy, got.semi_hard, got.hard) == pytest.approx((easy, semi, hard), abs=1e-3)  # naive float32: off by 0.02
+    assert min(easy, semi, hard) > 0.05
+    d = t.distance_matrix(z)
+    assert (t.triplet_fractions(z, labels, distances=d).hard
+            == pytest.approx(t.triplet_fractions(z, labels).hard, abs=1e-12))

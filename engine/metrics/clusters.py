@@ -12,8 +12,10 @@ and it makes the numbers independent of the scale of the encoder's output.
 - NMI (arithmetic normalisation) and ARI: scikit-learn's, on the labelled points.
 - silhouette (Rousseeuw 1987): s_i = (b_i - a_i) / max(a_i, b_i), a_i the mean distance to the other
   points of its cluster, b_i the smallest mean distance to another cluster; s_i = 0 for a point alone
-  in its cluster (scikit-learn's convention). Computed in torch, exactly, in chunks of rows (one
-  matmul against a one-hot matrix gives all per-cluster sums); above ``max_points`` on a random subset.
+  in its cluster (scikit-learn's convention). Computed in torch from the float32 distance matrix
+  (centred before the products, so a shared offset costs no precision; it agrees with scikit-learn's
+  float64 to ~1e-6), one matmul against a one-hot matrix giving all per-cluster sums; above
+  ``max_points`` on a random subset.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def _points(embeddings, normalize: bool) -> np.ndarray:
     return z
 
 
-def kmeans(embeddings, k: int, seed: int = 0, normalize: bool = True, n_init: int = 3) -> np.ndarray:
+def kmeans(embeddings, k: int, seed: int = 0, normalize: bool = True, n_init: int = 1) -> np.ndarray:
     """k-means cluster id (0..k-1) of every point."""
     from sklearn.cluster import KMeans
 
@@ -73,37 +75,51 @@ def hdbscan(embeddings, min_cluster_size: int | None = None, dims: int | None = 
 
 @torch.no_grad()
 def silhouette(embeddings, labels, normalize: bool = True, max_points: int = 10_000, seed: int = 0,
-               chunk: int = 1024) -> float | None:
+               chunk: int = 1024, distances: torch.Tensor | None = None) -> float | None:
     """Mean silhouette of the grouping ``labels`` (points with a label < 0 left out), euclidean.
-    None when it is undefined: fewer than 2 groups, or as many groups as points."""
-    z = _points(embeddings, normalize)
+    None when it is undefined: fewer than 2 groups, or as many groups as points. ``distances``: the
+    (N, N) matrix of the same geometry if already computed (engine.metrics.triplets.distance_matrix)."""
     labels = np.asarray(labels).astype(np.int64).ravel()
-    if len(labels) != len(z):
-        raise ValueError(f"labels ({len(labels)},) do not match embeddings {z.shape}")
+    n_all = len(embeddings) if distances is None else len(distances)
+    if len(labels) != n_all:
+        raise ValueError(f"labels ({len(labels)},) do not match {n_all} embeddings")
     keep = np.flatnonzero(labels >= 0)
     if len(keep) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
-    z, labels = z[keep], labels[keep]
-    groups, y = np.unique(labels, return_inverse=True)
+    groups, y = np.unique(labels[keep], return_inverse=True)
     n, g = len(y), len(groups)
     if g < 2 or g >= n:
         return None
-    x = torch.from_numpy(z).double()
+    if distances is None:
+        from engine.metrics.triplets import _distances
+
+        z = torch.from_numpy(_points(embeddings, normalize)[keep])
+        shift = z.mean(0)
+
+        def block(start: int) -> torch.Tensor:  # rows computed when needed: memory chunk x N
+            d = _distances(z[start:start + chunk], z, "euclidean", shift)
+            d[torch.arange(len(d)), torch.arange(len(d)) + start] = 0.0
+            return d
+    else:
+        if len(keep) < n_all:
+            kt = torch.from_numpy(keep).to(distances.device)
+            distances = distances[kt][:, kt]
+
+        def block(start: int) -> torch.Tensor:
+            return distances[start:start + chunk]
     yt = torch.from_numpy(y)
-    onehot = torch.nn.functional.one_hot(yt, g).double()
+    onehot = torch.nn.functional.one_hot(yt, g).float()
     sizes = onehot.sum(0)
-    sq = (x * x).sum(1)
     scores = []
     for start in range(0, n, chunk):
-        xc = x[start:start + chunk]
-        d = ((xc * xc).sum(1, keepdim=True) - 2 * xc @ x.T + sq).clamp_min(0).sqrt()
-        rows = torch.arange(len(xc))
-        d[rows, rows + start] = 0.0  # exact zero to self, whatever the rounding
-        sums = d @ onehot  # (chunk, g): sum of distances to each group
+        d = block(start)
+        onehot, yt, sizes = onehot.to(d.device), yt.to(d.device), sizes.to(d.device)
+        rows = torch.arange(len(d), device=d.device)
+        sums = (d.float() @ onehot).double()  # (chunk, g): sum of distances to each group
         own = yt[start:start + chunk]
-        own_size = sizes[own]
+        own_size = sizes[own].double()
         a = sums[rows, own] / (own_size - 1).clamp_min(1)
-        mean_other = sums / sizes
+        mean_other = sums / sizes.double()
         mean_other[rows, own] = float("inf")
         b = mean_other.min(1).values
         s = (b - a) / torch.maximum(a, b)
@@ -125,7 +141,8 @@ def agreement(labels, clusters) -> tuple[float | None, float | None]:
 
 
 def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, normalize: bool = True,
-                   with_hdbscan: bool = True) -> tuple[dict, dict[str, np.ndarray], list[str]]:
+                   with_hdbscan: bool = True, distances: torch.Tensor | None = None
+                   ) -> tuple[dict, dict[str, np.ndarray], list[str]]:
     """Everything above at once: (metrics, per-point cluster ids, notes).
 
     metrics: nmi, ari (k-means vs labels), silhouette (of the labels), kmeans_silhouette, and with
@@ -142,11 +159,12 @@ def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, norm
             notes.append("k-means: fewer than 2 classes in the labels, k = 2 used")
     ids = {"kmeans": kmeans(embeddings, k, seed=seed, normalize=normalize)}
     nmi, ari = agreement(labels, ids["kmeans"])
-    sil = silhouette(embeddings, labels, normalize=normalize, seed=seed)
+    sil = silhouette(embeddings, labels, normalize=normalize, seed=seed, distances=distances)
     if sil is None and len(labelled):
         notes.append("silhouette undefined: it needs at least 2 classes among the labelled points")
     metrics = {"nmi": nmi, "ari": ari, "silhouette": sil,
-               "kmeans_silhouette": silhouette(embeddings, ids["kmeans"], normalize=normalize, seed=seed)}
+               "kmeans_silhouette": silhouette(embeddings, ids["kmeans"], normalize=normalize, seed=seed,
+                                               distances=distances)}
     if with_hdbscan:
         ids["hdbscan"] = hdbscan(embeddings, normalize=normalize)
         found = ids["hdbscan"]

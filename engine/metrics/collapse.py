@@ -132,10 +132,19 @@ def alignment(view1, view2, alpha: float = 2.0) -> float:
 
 
 @torch.no_grad()
-def uniformity(embeddings, t: float = 2.0, max_points: int = 5000, seed: int = 0, chunk: int = 1024) -> float:
+def uniformity(embeddings, t: float = 2.0, max_points: int = 5000, seed: int = 0, chunk: int = 1024,
+               distances: torch.Tensor | None = None) -> float:
     """Wang & Isola's uniformity: log E_{i<j} exp(-t ||u_i - u_j||^2) on l2-normalised embeddings.
     0 when all points coincide; about -4 (t = 2) for points uniform on a high-dimensional sphere.
-    Lower is better. Above ``max_points`` a random subset is used (the pairs grow as N^2)."""
+    Lower is better. Above ``max_points`` a random subset is used (the pairs grow as N^2).
+    ``distances``: the (N, N) euclidean distances between the normalised embeddings, if computed."""
+    if distances is not None:
+        n = len(distances)
+        if n < 2:
+            return float("nan")
+        vals = -t * distances.float() ** 2
+        vals.fill_diagonal_(-float("inf"))
+        return float(torch.logsumexp(vals.flatten(), 0) - np.log(n * (n - 1)))
     u = _normalise(embeddings)
     n = len(u)
     if n < 2:
@@ -146,8 +155,11 @@ def uniformity(embeddings, t: float = 2.0, max_points: int = 5000, seed: int = 0
     # ||u_i - u_j||^2 = 2 - 2 u_i.u_j on the sphere. The mean over i != j equals the mean over i < j
     # (symmetry); a logsumexp per chunk of rows, combined at the end, keeps memory at chunk x N.
     parts = []
+    u = u - u.mean(0)  # centred: float32 keeps the small distances of points sharing an offset
+    sq = (u * u).sum(1)
     for start in range(0, n, chunk):
-        block = -t * (2 - 2 * (u[start:start + chunk] @ u.T)).clamp_min(0)
+        uc = u[start:start + chunk]
+        block = -t * ((uc * uc).sum(1, keepdim=True) - 2 * uc @ u.T + sq).clamp_min(0)
         rows = torch.arange(len(block))
         block[rows, rows + start] = -float("inf")
         parts.append(torch.logsumexp(block.flatten(), 0))
@@ -166,9 +178,11 @@ def collapse_verdict(effective_rank: float, dim: int, spread: float, n_points: i
     return "healthy"
 
 
-def collapse_indicators(embeddings, view1=None, view2=None, top: int = 64) -> dict:
+def collapse_indicators(embeddings, view1=None, view2=None, top: int = 64,
+                        distances: torch.Tensor | None = None) -> dict:
     """All indicators of this module as a flat JSON-able dict. ``view1``/``view2`` (embeddings of two
-    augmented views of the same images, row by row) give ``alignment``; without them it is None."""
+    augmented views of the same images, row by row) give ``alignment``; without them it is None.
+    ``distances``: see ``uniformity``."""
     z = _as_float64(embeddings)
     n, d = z.shape
     spread = relative_spread(z)
@@ -182,7 +196,7 @@ def collapse_indicators(embeddings, view1=None, view2=None, top: int = 64) -> di
         "l2_std_ratio": std * np.sqrt(d),  # 1 = SimSiam's ideal 1/sqrt(d)
         "mean_cosine": mean_cosine(z),
         "dead_dims": dead_dimensions(z),
-        "uniformity": uniformity(z),
+        "uniformity": uniformity(z, distances=distances),
         "alignment": None if view1 is None else alignment(view1, view2),
         "singular_values": [float(s) for s in spectrum[:top]],
         "collapse": collapse_verdict(rank, d, spread, n),

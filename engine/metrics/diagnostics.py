@@ -48,6 +48,8 @@ PROPERTY_HELP: dict[str, str] = {
     "triplet_easy": "Share of (anchor, positive, negative) triplets with d_an >= d_ap + margin: no triplet loss.",
     "triplet_semi_hard": "Share of triplets with d_ap <= d_an < d_ap + margin: right order, inside the margin.",
     "triplet_hard": "Share of triplets with d_an < d_ap: the other-class point is closer than the same-class one.",
+    "triplet_margin": "The margin m the triplet categories are counted with (distances between l2-normalised "
+                      "embeddings, in [0, 2]).",
     "triplet_histogram": "Histogram of d_an - d_ap over sampled triplets (bins over triplet_histogram_range): "
                          "< 0 hard, [0, margin) semi-hard, >= margin easy.",
     "silhouette": "Clustering: mean silhouette of the classes, (b - a) / max(a, b) with a the mean distance "
@@ -174,11 +176,15 @@ class Diagnostics:
         views = self._timed("views", lambda: properties.view_embeddings(
             encoder, images, self.augment, n=self.property_points, seed=self.seed, device=self.device))
 
-        metrics.update(self._timed("collapse", lambda: collapse.collapse_indicators(z, *views)))
-        self._timed("triplets", lambda: self._triplets(z, labels, metrics, notes))
-        self._timed("clusters", lambda: self._clusters(z, labels, metrics, notes))
-        self._timed("properties", lambda: self._properties(encoder, images, z, labels, views, factors,
+        # one (N, N) distance matrix between the l2-normalised embeddings serves the uniformity, the
+        # triplets, both silhouettes and the kNN accuracy (computed once instead of four times)
+        dist = self._timed("distances", lambda: triplets.distance_matrix(z, device=self.device))
+        metrics.update(self._timed("collapse", lambda: collapse.collapse_indicators(z, *views, distances=dist)))
+        self._timed("triplets", lambda: self._triplets(z, labels, dist, metrics, notes))
+        self._timed("clusters", lambda: self._clusters(z, labels, dist, metrics, notes))
+        self._timed("properties", lambda: self._properties(encoder, images, z, labels, views, factors, dist,
                                                            metrics, notes))
+        del dist
         coords = self._timed("projection", lambda: self.live.update(z))
         notes.extend(getattr(self.live, "notes", []))
         self._timed("honesty", lambda: self._honesty(z, coords, metrics))
@@ -194,12 +200,12 @@ class Diagnostics:
         self.timings[name] = time.perf_counter() - start
         return out
 
-    def _triplets(self, z, labels, metrics, notes) -> None:
+    def _triplets(self, z, labels, dist, metrics, notes) -> None:
         if not self.labelled:
             fr = triplets.TripletFractions(None, None, None, 0, 0, "triplets undefined: the data are unlabelled")
         else:
             fr = triplets.triplet_fractions(z, labels, margin=self.margin, max_anchors=self.triplet_anchors,
-                                            seed=self.seed, device=self.device)
+                                            seed=self.seed, device=self.device, distances=dist)
         metrics.update(triplet_easy=fr.easy, triplet_semi_hard=fr.semi_hard, triplet_hard=fr.hard,
                        triplet_margin=self.margin)
         if fr.easy is None:
@@ -210,7 +216,7 @@ class Diagnostics:
             metrics["triplet_histogram"] = [int(c) for c in hist[0]]
             metrics["triplet_histogram_range"] = [float(hist[1][0]), float(hist[1][-1])]
 
-    def _clusters(self, z, labels, metrics, notes) -> None:
+    def _clusters(self, z, labels, dist, metrics, notes) -> None:
         labelled = labels[labels >= 0]
         k = len(np.unique(labelled)) if len(labelled) else self.num_classes
         if k < 2:
@@ -221,19 +227,20 @@ class Diagnostics:
             metrics.update(nmi=None, ari=None, silhouette=None, kmeans_silhouette=None)
             return
         with_hdbscan = self.with_hdbscan and len(z) >= max(5, len(z) // 100)
-        found, ids, more = clusters.cluster_scores(z, labels, k=k, seed=self.seed, with_hdbscan=with_hdbscan)
+        found, ids, more = clusters.cluster_scores(z, labels, k=k, seed=self.seed, with_hdbscan=with_hdbscan,
+                                                   distances=dist)
         metrics.update(found)
         if not self.labelled:
             notes.append("silhouette, NMI and ARI undefined: the data are unlabelled")
         notes.extend(more)
         self.arrays.update({f"{name}_clusters": v for name, v in ids.items()})
 
-    def _properties(self, encoder, images, z, labels, views, factors, metrics, notes) -> None:
+    def _properties(self, encoder, images, z, labels, views, factors, dist, metrics, notes) -> None:
         metrics["smoothness"] = properties.smoothness(encoder, images, n=self.property_points, seed=self.seed,
                                                       device=self.device)
         metrics["invariance"] = properties.invariance(*views, seed=self.seed)
         metrics["knn_loo_acc"] = properties.knn_accuracy_loo(z, labels, k=min(self.k, len(z) - 1),
-                                                             device=self.device)
+                                                             device=self.device, distances=dist)
         metrics["sparsity"] = properties.hoyer_sparsity(z)
         metrics["participation_ratio"] = properties.participation_ratio(z)
         if not factors:
@@ -256,14 +263,16 @@ class Diagnostics:
     def _honesty(self, z, coords, metrics) -> None:
         from engine.metrics import honesty
 
-        k = min(self.k, len(z) - 2)  # trustworthiness needs k < N / 2 in scikit-learn's definition
-        k = max(1, min(k, (len(z) - 1) // 2))
-        metrics["trustworthiness"] = honesty.trustworthiness(z, coords, k=k)
-        overlap = np.asarray(honesty.neighbour_overlap(z, coords, k=k))
+        # the map and the embedding are compared in the geometry the map was drawn in (euclidean);
+        # scikit-learn's trustworthiness needs k < N / 2
+        k = max(1, min(self.k, (len(z) - 1) // 2))
+        metrics["trustworthiness"] = honesty.trustworthiness(z, coords, k=k, device=self.device)
+        overlap = np.asarray(honesty.neighbour_overlap(z, coords, k=k, device=self.device))
         metrics["neighbour_overlap"] = float(overlap.mean())
         self.arrays["neighbour_overlap"] = overlap
         if self._previous is not None and self._previous.shape[0] == len(z):
-            drift = np.asarray(honesty.neighbour_drift(self._previous, z, k=k))
+            # honesty gives the Jaccard overlap (1 = same neighbours); drift is its complement
+            drift = 1.0 - np.asarray(honesty.neighbour_drift(self._previous, z, k=k, device=self.device))
             metrics["neighbour_drift"] = float(drift.mean())
             self.arrays["neighbour_drift"] = drift
         else:

@@ -167,22 +167,40 @@ def factor_invariance(encoder: torch.nn.Module, embeddings, factors: dict[str, n
 
 # --- clustering -----------------------------------------------------------------------------------
 
-def knn_accuracy_loo(embeddings, labels, k: int = 10, metric: str = "cosine",
-                     device: str | torch.device = "cpu") -> float | None:
+@torch.no_grad()
+def knn_accuracy_loo(embeddings, labels, k: int = 10, device: str | torch.device = "cpu",
+                     distances: torch.Tensor | None = None) -> float | None:
     """Leave-one-out kNN accuracy on the evaluation subset (labelled points only): each point is
-    classified by a similarity-weighted vote of its k nearest other points. None without 2 classes."""
-    from engine.neighbours import knn
-
+    classified by its k nearest other points (cosine), each vote weighted by 2 - cosine distance
+    (as engine.metrics.probe.knn_accuracy). None without 2 classes. ``distances``: the euclidean
+    distance matrix of the l2-normalised embeddings if already computed (same neighbour order as
+    cosine; cosine distance = d^2 / 2)."""
     labels = np.asarray(labels).astype(np.int64).ravel()
-    keep = labels >= 0
-    z, y = np.asarray(embeddings, dtype=np.float32)[keep], labels[keep]
+    keep = np.flatnonzero(labels >= 0)
+    y = labels[keep]
     if len(np.unique(y)) < 2:
         return None
-    k = min(k, len(z) - 1)
-    dist, idx = knn(z, z, k, metric=metric, exclude_self=True, device=device)
-    weights = 2.0 - dist if metric == "cosine" else 1.0 / (1e-8 + dist)
-    votes = np.zeros((len(z), int(y.max()) + 1))
-    np.add.at(votes, (np.arange(len(z))[:, None], y[idx]), weights)
+    k = min(k, len(keep) - 1)
+    if distances is None:
+        from engine.neighbours import knn
+
+        z = np.asarray(embeddings, dtype=np.float32)[keep]
+        dist, idx = knn(z, z, k, metric="cosine", exclude_self=True, device=device)
+    else:
+        if len(keep) < len(distances):
+            kt = torch.from_numpy(keep).to(distances.device)
+            d = distances[kt][:, kt]
+        else:
+            d = distances
+        diagonal = d.diagonal().clone()
+        d.fill_diagonal_(float("inf"))  # no copy of the N x N matrix: the diagonal is put back below
+        try:
+            dt, it = torch.topk(d, k, dim=1, largest=False)
+        finally:
+            d.diagonal().copy_(diagonal)
+        dist, idx = (dt * dt / 2).cpu().numpy(), it.cpu().numpy()
+    votes = np.zeros((len(y), int(y.max()) + 1))
+    np.add.at(votes, (np.arange(len(y))[:, None], y[idx]), 2.0 - dist)
     return float((votes.argmax(1) == y).mean())
 
 
