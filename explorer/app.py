@@ -1,0 +1,60 @@
+"""The ``embedding-explorer`` command.
+
+    embedding-explorer                 the window, with the digits preset ready
+    embedding-explorer open RUN_DIR    the window with a saved run (followed while it is written)
+    embedding-explorer train ...       headless training (engine.cli; Qt is never imported)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from engine.cli import main as cli_main  # the headless path: no Qt, works on a GPU box
+
+        return cli_main(argv)
+    parser = argparse.ArgumentParser(prog="embedding-explorer",
+                                     description="Train representations with a few clicks and watch them form. "
+                                                 "'embedding-explorer train --help' for the headless trainer.")
+    sub = parser.add_subparsers(dest="command")
+    op = sub.add_parser("open", help="open a run directory (followed live while another process writes it)")
+    op.add_argument("run_dir")
+    sub.add_parser("train", help="headless training: see 'embedding-explorer train --help'")
+    parser.add_argument("--runs", help="folder that receives the runs started in the window (default ./runs)")
+    parser.add_argument("--theme", choices=("light", "dark"), help="colour theme")
+    args = parser.parse_args(argv)
+    return run_window(open_dir=args.run_dir if args.command == "open" else None, runs_root=args.runs,
+                      theme=args.theme)
+
+
+def run_window(open_dir: str | None = None, runs_root: str | None = None, theme: str | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle worker threads sleep
+    from PySide6.QtWidgets import QApplication
+
+    import pyqtgraph as pg
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Embedding Explorer")
+    app.setOrganizationName("EmbeddingExplorer")
+    pg.setConfigOptions(antialias=True)
+    from engine.device import configure_threads
+
+    configure_threads(leave_one_core=True)  # the GUI thread keeps a core while torch trains
+    from explorer.main_window import MainWindow
+
+    window = MainWindow(runs_root=runs_root)
+    if theme:
+        window.apply_theme(theme == "dark")
+    if open_dir:
+        window.open_run(open_dir)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

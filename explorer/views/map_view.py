@@ -1,0 +1,832 @@
+"""The map: the evaluation subset in 2D, refreshed at every snapshot, animated, scrubbed in time.
+
+Drawing 70 000 points with pyqtgraph's ScatterPlotItem costs 300-600 ms a frame (a QPainter call
+per point). ``PointCloudItem`` instead stamps every point into an ARGB numpy buffer the size of the
+viewport (one vectorised write per pixel of the dot's footprint) and draws that buffer as one QImage:
+refresh + render stays under 50 ms for 70k points (``bench/map_render.py``). Pan and zoom re-stamp
+from the data coordinates, so dots stay crisp at every zoom.
+
+The few points that need outlines (the clicked point, its neighbours, a selection) are ordinary
+ScatterPlotItems drawn on top.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
+                               QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
+
+from explorer import jobs
+from explorer.session import COLOURINGS, RunState, Session
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+UNLABELLED = "#b0b0b0"
+TRIPLET_COLOURS = {"anchor": "#000000", "positive": "#1f77b4", "easy negative": "#c8c8c8",
+                   "semi-hard negative": "#ff9f1c", "hard negative": "#d62728", "unlabelled": "#e0e0e0",
+                   "negative": "#9a9a9a"}
+ANIMATION_MS = 300
+
+
+def argb(colour: str | QColor) -> int:
+    c = QColor(colour)
+    return (0xFF << 24) | (c.red() << 16) | (c.green() << 8) | c.blue()
+
+
+def class_palette(n: int) -> np.ndarray:
+    """``n`` distinct opaque ARGB colours (tab20, then evenly spaced hues)."""
+    colours = [argb(c) for c in PALETTE[:n]]
+    for i in range(len(colours), n):
+        colours.append(argb(QColor.fromHsvF((i * 0.618034) % 1.0, 0.65, 0.85)))
+    return np.asarray(colours, dtype=np.uint32)
+
+
+def ramp(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as a red (0) - amber - green (1) ramp, ARGB."""
+    v = np.clip(np.nan_to_num(values, nan=0.0), 0, 1)
+    r = np.where(v < 0.5, 215, (1 - (v - 0.5) * 2) * 215 + (v - 0.5) * 2 * 40)
+    g = np.where(v < 0.5, 40 + v * 2 * 150, 190 - (v - 0.5) * 2 * 30)
+    b = np.full_like(v, 50.0)
+    return (0xFF000000 | (r.astype(np.uint32) << 16) | (g.astype(np.uint32) << 8) | b.astype(np.uint32)
+            ).astype(np.uint32)
+
+
+class PointCloudItem(pg.GraphicsObject):
+    """Many points of one size, each with its own colour, drawn as one image per paint."""
+
+    def __init__(self, radius: float = 2.5):
+        super().__init__()
+        self._xy = np.zeros((0, 2), dtype=np.float32)
+        self._argb = np.zeros(0, dtype=np.uint32)
+        self._bounds = QRectF()
+        self.set_radius(radius)
+
+    def set_radius(self, radius: float) -> None:
+        pad = int(np.ceil(radius))
+        dy, dx = np.mgrid[-pad:pad + 1, -pad:pad + 1]
+        keep = dx * dx + dy * dy <= radius * radius + 0.25
+        self._dy, self._dx, self._pad = dy[keep], dx[keep], pad
+        self.update()
+
+    def set_data(self, xy: np.ndarray, colours: np.ndarray) -> None:
+        """Positions (n, 2) in data coordinates and colours (n,) uint32 ARGB (opaque)."""
+        xy = np.ascontiguousarray(xy, dtype=np.float32)
+        self._xy = xy
+        self._argb = np.ascontiguousarray(colours, dtype=np.uint32)
+        finite = xy[np.isfinite(xy).all(1)] if len(xy) else xy
+        if len(finite):
+            lo, hi = finite.min(0), finite.max(0)
+            span = np.maximum(hi - lo, 1e-6)
+            lo, hi = lo - 0.02 * span, hi + 0.02 * span
+            bounds = QRectF(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+        else:
+            bounds = QRectF()
+        if bounds != self._bounds:
+            self.prepareGeometryChange()
+            self._bounds = bounds
+            self.informViewBoundsChanged()
+        self.update()
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self._xy
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._bounds)
+
+    def dataBounds(self, ax: int, frac: float = 1.0, orthoRange=None):
+        if not len(self._xy):
+            return None, None
+        v = self._xy[:, ax]
+        v = v[np.isfinite(v)]
+        return (float(v.min()), float(v.max())) if len(v) else (None, None)
+
+    def pixelPadding(self) -> float:
+        return float(self._pad + 1)
+
+    def paint(self, painter, option, widget=None) -> None:
+        n = len(self._xy)
+        if n == 0:
+            return
+        device = painter.device()
+        w, h = int(device.width()), int(device.height())
+        if w <= 0 or h <= 0:
+            return
+        t = painter.transform()  # item coordinates -> device pixels
+        x, y = self._xy[:, 0], self._xy[:, 1]
+        px = t.m11() * x + t.m21() * y + t.m31()
+        py = t.m12() * x + t.m22() * y + t.m32()
+        pad = self._pad
+        ok = (px > -pad) & (px < w + pad) & (py > -pad) & (py < h + pad)
+        ix = px[ok].astype(np.int64) + pad
+        iy = py[ok].astype(np.int64) + pad
+        colours = self._argb[ok]
+        stride = w + 2 * pad
+        buf = np.zeros((h + 2 * pad) * stride, dtype=np.uint32)
+        flat = iy * stride + ix
+        for dy, dx in zip(self._dy, self._dx):
+            buf[flat + (dy * stride + dx)] = colours
+        image_data = np.ascontiguousarray(buf.reshape(h + 2 * pad, stride)[pad:pad + h, pad:pad + w])
+        image = QImage(image_data.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
+        painter.save()
+        painter.resetTransform()
+        painter.drawImage(0, 0, image)
+        painter.restore()
+
+
+class MapViewBox(pg.ViewBox):
+    """A ViewBox that pans and zooms, or selects with a rectangle or a lasso."""
+
+    clicked = Signal(object)  # QPointF in data coordinates
+    region_selected = Signal(object)  # (m, 2) polygon in data coordinates
+
+    def __init__(self):
+        super().__init__()
+        self.select_mode = "pan"  # pan, rect, lasso
+        self._path: list[QPointF] = []
+        self._outline = pg.QtWidgets.QGraphicsPathItem()
+        self._outline.setPen(pg.mkPen("#ff9f1c", width=1.5, style=Qt.PenStyle.DashLine))
+        self._outline.setBrush(pg.mkBrush(255, 159, 28, 40))
+        self._outline.setZValue(1e6)
+        self._outline.hide()
+        self.addItem(self._outline, ignoreBounds=True)
+
+    def mouseClickEvent(self, ev) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.clicked.emit(self.mapToView(ev.pos()))
+        else:
+            super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:
+        if self.select_mode == "pan" or ev.button() != Qt.MouseButton.LeftButton:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        here = self.mapToView(ev.pos())
+        if ev.isStart():
+            self._path = [self.mapToView(ev.buttonDownPos())]
+        self._path.append(here)
+        polygon = self._polygon()
+        path = QPainterPath()
+        path.moveTo(*polygon[0])
+        for px, py in polygon[1:]:
+            path.lineTo(px, py)
+        path.closeSubpath()
+        self._outline.setPath(path)
+        self._outline.show()
+        if ev.isFinish():
+            self._outline.hide()
+            self.region_selected.emit(polygon)
+            self._path = []
+
+    def _polygon(self) -> np.ndarray:
+        pts = np.array([(p.x(), p.y()) for p in self._path], dtype=np.float64)
+        if self.select_mode == "rect":
+            (x0, y0), (x1, y1) = pts[0], pts[-1]
+            return np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+        return pts
+
+
+def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Boolean mask of the points inside ``polygon`` (even-odd rule, one pass per edge)."""
+    x, y = xy[:, 0], xy[:, 1]
+    inside = np.zeros(len(xy), dtype=bool)
+    if len(polygon) < 3:
+        return inside
+    px, py = polygon[:, 0], polygon[:, 1]
+    qx, qy = np.roll(px, 1), np.roll(py, 1)
+    for ax, ay, bx, by in zip(px, py, qx, qy):
+        crosses = (ay > y) != (by > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xcross = ax + (y - ay) * (bx - ax) / (by - ay)
+        inside ^= crosses & (x < xcross)
+    return inside
+
+
+class HoverCard(QFrame):
+    """The thumbnail and label of the point under the mouse."""
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent)
+        self.setObjectName("hover_card")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.image = QLabel()
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text = QLabel()
+        layout.addWidget(self.image)
+        layout.addWidget(self.text)
+        self.hide()
+
+
+def thumbnail_pixmap(image: np.ndarray, size: int) -> QPixmap:
+    """A uint8 (H, W) or (H, W, 3) image as a pixmap of about ``size`` pixels, crisp (no smoothing)."""
+    image = np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    if image.ndim == 2:
+        q = QImage(image.data, w, h, w, QImage.Format.Format_Grayscale8)
+    else:
+        q = QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    q = q.copy()  # own the pixels: the numpy array may go away
+    mode = Qt.TransformationMode.FastTransformation if max(h, w) < size else Qt.TransformationMode.SmoothTransformation
+    return QPixmap.fromImage(q.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
+
+
+class MapView(QWidget):
+    """One map bound to a run of the session: the current run ("primary") or the compared one."""
+
+    def __init__(self, session: Session, slot: str = "primary", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session, self.slot = session, slot
+        self.vb = MapViewBox()
+        self.plot = pg.PlotWidget(viewBox=self.vb)
+        self.plot.setObjectName("projection_view" if slot == "primary" else "projection_view_compare")
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.plot.setMenuEnabled(False)
+        self.vb.setAspectLocked(True)
+        self.cloud = PointCloudItem()
+        self.plot.addItem(self.cloud)
+        self.trails = pg.PlotCurveItem(pen=pg.mkPen(120, 120, 120, 60, width=1), connect="finite")
+        self.trails.setZValue(-1)
+        self.plot.addItem(self.trails, ignoreBounds=True)
+        self.selection_marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen("#ff9f1c", width=1.5), brush=None)
+        self.neighbour_marks = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#222222", width=1.5), brush=None)
+        self.point_mark = pg.ScatterPlotItem(size=20, pen=pg.mkPen("#e01e5a", width=3), brush=None)
+        self.centroid_marks = pg.ScatterPlotItem(size=14, symbol="x", pen=pg.mkPen("#000000", width=1),
+                                                 brush=pg.mkBrush("#ffffff"))
+        for item in (self.selection_marks, self.neighbour_marks, self.point_mark, self.centroid_marks):
+            self.plot.addItem(item, ignoreBounds=True)
+        self.centroid_labels: list[pg.TextItem] = []
+        self.legend = pg.LegendItem(offset=(-8, 8), labelTextSize="8pt")
+        self.legend.setParentItem(self.plot.getPlotItem().vb)
+        self.title = QLabel(self)
+        self.title.setObjectName("map_title")
+        self.badge = QLabel(self)
+        self.badge.setObjectName("collapse_badge")
+        self.badge.hide()
+        self.note = QLabel(self)
+        self.note.setObjectName("map_note")
+        self.note.hide()
+        self.hover = HoverCard(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+
+        self._run_id = ""
+        self._frame = -1
+        self._indices = np.zeros(0, dtype=np.int64)
+        self._labels = np.zeros(0, dtype=np.int64)
+        self._target = np.zeros((0, 2), dtype=np.float32)
+        self._start = np.zeros((0, 2), dtype=np.float32)
+        self._colours = np.zeros(0, dtype=np.uint32)
+        self._request: tuple[int, tuple] | None = None
+        self._pending: set[tuple] = set()
+        self._request_keys: dict[int, tuple] = {}
+        self._cache: dict[tuple, np.ndarray] = {}  # colourings: (run, frame, method, mode, anchor)
+        self._anim = QTimer(self, interval=16)
+        self._anim.timeout.connect(self._on_anim_timeout)
+        self._anim_t = 1.0
+        self.animate = True
+        self.dark = False
+
+        self.vb.clicked.connect(self._on_vb_clicked)
+        self.vb.region_selected.connect(self._on_vb_region_selected)
+        self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        session.view_changed.connect(self.refresh)
+        session.snapshot_added.connect(self._on_session_snapshot_added)
+        session.run_selected.connect(lambda _: self.refresh())
+        session.compare_changed.connect(lambda _: self.refresh())
+        session.run_changed.connect(self._on_session_run_changed)
+        session.point_selected.connect(self._on_session_point_selected)
+        session.rows_selected.connect(lambda _: self._update_marks())
+        session.neighbours_changed.connect(lambda _: self._update_marks())
+        session.dataset_ready.connect(lambda _: None)
+
+    # which run, which snapshot -------------------------------------------------------------------
+    def run(self) -> RunState | None:
+        return self.session.current if self.slot == "primary" else self.session.compared
+
+    def frame_index(self, run: RunState) -> int:
+        f = self.session.frame
+        return f if 0 <= f < len(run.snapshots) else len(run.snapshots) - 1
+
+    @property
+    def point_count(self) -> int:
+        return len(self.cloud.positions)
+
+    def shown_rows(self) -> np.ndarray:
+        """Test-split rows of the points now on the map (in drawing order)."""
+        return self._indices
+
+    def set_theme(self, dark: bool) -> None:
+        self.dark = dark
+        self.plot.setBackground("#1e1f22" if dark else "#ffffff")
+        self.neighbour_marks.setPen(pg.mkPen("#f0f0f0" if dark else "#222222", width=1.5))
+        self.refresh()
+
+    # refresh -------------------------------------------------------------------------------------
+    def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
+        run = self.run()
+        if run is not None and run.id == run_id and self.session.frame < 0:
+            self.refresh()
+
+    def _on_session_run_changed(self, run_id: str) -> None:
+        run = self.run()
+        if run is not None and run.id == run_id:
+            self._update_badge(run)
+
+    def refresh(self) -> None:
+        """Show the run's snapshot of the current frame in the current projection and colouring."""
+        run = self.run()
+        if run is None or not run.snapshots:
+            if run is None or run.id != self._run_id:
+                self._show(np.zeros((0, 2), np.float32), np.zeros(0, np.uint32), np.zeros(0, np.int64),
+                           np.zeros(0, np.int64), animate=False)
+            self._run_id = run.id if run else ""
+            self.title.setText(f"{run.name}: waiting for the first snapshot" if run else "no run yet")
+            self.title.adjustSize()
+            self._update_badge(run)
+            return
+        frame = self.frame_index(run)
+        snap = run.snapshots[frame]
+        method = self.session.projection
+        coords = self.coords_for(run, frame, method)
+        self._update_badge(run)
+        label = jobs.PROJECTION_LABELS.get(method, method)
+        self.title.setText(f"{run.name} — step {snap['step']} (epoch {snap['epoch']:.2f}) — {label}")
+        self.title.adjustSize()
+        if coords is None:
+            self._set_note(f"computing the {label} map…")
+            return
+        self._set_note("")
+        colours = self.colours_for(run, frame, snap, coords)
+        same_points = run.id == self._run_id and len(coords) == len(self._target)
+        self._run_id, self._frame = run.id, frame
+        self._show(coords, colours, np.asarray(snap["indices"]), np.asarray(snap["labels"]),
+                   animate=same_points and self.animate)
+        self._update_trails(run, frame, method)
+
+    def coords_for(self, run: RunState, frame: int, method: str) -> np.ndarray | None:
+        """The 2D map of a snapshot: cached, the engine's (when it drew this projection), or requested."""
+        key = (frame, method)
+        if key in run.coords:
+            return run.coords[key]
+        snap = run.snapshots[frame]
+        if "coords" in snap and method == run.config.get("projection", "umap"):
+            run.coords[key] = np.asarray(snap["coords"], dtype=np.float32)
+            return run.coords[key]
+        pending_key = (run.id, frame, method)
+        if pending_key not in self._pending:
+            self._pending.add(pending_key)
+            previous = run.coords.get((frame - 1, method))
+            request_id = jobs.next_id()
+            self._request = (request_id, pending_key)
+            jobs.run_in_background(jobs.project, method, np.asarray(snap["embeddings"]), previous,
+                                   on_done=self._on_projection_done, on_failed=self._on_projection_failed,
+                                   request_id=request_id)
+            self._request_keys[request_id] = pending_key
+        else:
+            for rid, k in self._request_keys.items():
+                if k == pending_key:
+                    self._request = (rid, pending_key)
+        return None
+
+    def _on_projection_done(self, request_id: int, coords) -> None:
+        key = self._request_keys.pop(request_id, None)
+        if key is None:
+            return
+        self._pending.discard(key)
+        run_id, frame, method = key
+        run = self.session.runs.get(run_id)
+        if run is not None and frame < len(run.snapshots):
+            run.coords[(frame, method)] = coords  # a valid map of that snapshot, kept for scrubbing
+        if self._request is not None and self._request[0] == request_id:
+            self._request = None
+            self.refresh()  # only the newest request redraws; older results were only cached
+
+    def _on_projection_failed(self, request_id: int, message: str) -> None:
+        key = self._request_keys.pop(request_id, None)
+        if key is not None:
+            self._pending.discard(key)
+        self._set_note(f"the map could not be drawn: {message}")
+
+    def _set_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+        self.note.adjustSize()
+        self._place_overlays()
+
+    def _show(self, coords, colours, indices, labels, animate: bool) -> None:
+        self._start = self.cloud.positions.copy() if animate else coords
+        self._target = np.asarray(coords, dtype=np.float32)
+        self._colours, self._indices, self._labels = colours, indices, labels
+        if animate and len(self._start) == len(self._target) and not np.array_equal(self._start, self._target):
+            self._anim_t = 0.0
+            self._anim_clock = pg.ptime.time()
+            self._anim.start()
+        else:
+            self._anim.stop()
+            self._anim_t = 1.0
+            self.cloud.set_data(self._target, colours)
+        self._update_marks()
+        self._update_centroids()
+        self._update_legend()
+
+    def _on_anim_timeout(self) -> None:
+        t = min(1.0, (pg.ptime.time() - self._anim_clock) * 1000 / ANIMATION_MS)
+        self._anim_t = t
+        e = t * t * (3 - 2 * t)  # smoothstep: starts and ends at rest
+        xy = self._start + (self._target - self._start) * e
+        self.cloud.set_data(xy, self._colours)
+        self._update_marks()
+        self._update_centroids()
+        if t >= 1.0:
+            self._anim.stop()
+
+    # colourings ----------------------------------------------------------------------------------
+    def colours_for(self, run: RunState, frame: int, snap: dict, coords: np.ndarray) -> np.ndarray:
+        mode = self.session.colour_by
+        labels = np.asarray(snap["labels"])
+        anchor = run.snapshot_row(snap, self.session.selected_row) if mode == "triplet" else None
+        key = (run.id, frame, self.session.projection if mode == "overlap" else "", mode, anchor, self.dark)
+        if key in self._cache:
+            colours, self._legend_entries = self._cache[key]
+            return colours
+        names = run.class_names
+        entries: list[tuple[str, int]] = []
+        if mode == "class":
+            pal = class_palette(max(1, len(names) or int(labels.max(initial=0)) + 1))
+            colours = np.where(labels >= 0, pal[np.clip(labels, 0, len(pal) - 1)], argb(UNLABELLED))
+            entries = [(n, int(pal[i])) for i, n in enumerate(names)]
+            if (labels < 0).any():
+                entries.append(("unlabelled", argb(UNLABELLED)))
+        elif mode == "cluster":
+            from engine.metrics.clusters import kmeans
+
+            k = max(2, len(names) or 10)
+            clusters = np.asarray(kmeans(np.asarray(snap["embeddings"]), k, seed=0, n_init=1))
+            pal = class_palette(k)
+            colours = pal[clusters % k]
+            entries = [(f"cluster {i}", int(pal[i])) for i in range(k)]
+        elif mode == "correct":
+            correct = self._knn_correct(snap)
+            colours = np.where(labels < 0, argb(UNLABELLED),
+                               np.where(correct, argb("#2ca02c"), argb("#d62728"))).astype(np.uint32)
+            entries = [(f"kNN right ({correct[labels >= 0].mean():.0%})", argb("#2ca02c")),
+                       ("kNN wrong", argb("#d62728"))]
+        elif mode == "overlap":
+            overlap = neighbour_overlap(np.asarray(snap["embeddings"]), coords)
+            colours = ramp(overlap)
+            entries = [(f"10-NN kept in 2D: 100% (mean {overlap.mean():.0%})", int(ramp(np.array([1.0]))[0])),
+                       ("50%", int(ramp(np.array([0.5]))[0])), ("0%", int(ramp(np.array([0.0]))[0]))]
+        else:  # triplet categories relative to the selected point
+            colours, entries = self._triplet_colours(snap, labels, anchor)
+        colours = np.asarray(colours, dtype=np.uint32)
+        self._legend_entries = entries
+        self._cache[key] = (colours, entries)
+        return colours
+
+    def _knn_correct(self, snap: dict, k: int = 10) -> np.ndarray:
+        """Leave-one-out kNN vote on the snapshot: is each point's label its neighbours' majority?"""
+        from engine.neighbours import knn
+
+        emb, labels = np.asarray(snap["embeddings"]), np.asarray(snap["labels"])
+        k = min(k, len(emb) - 1)
+        _, idx = knn(emb, emb, k, exclude_self=True)
+        votes = labels[idx]
+        n_classes = int(labels.max(initial=0)) + 1
+        counts = np.zeros((len(emb), n_classes + 1), dtype=np.int64)
+        np.add.at(counts, (np.repeat(np.arange(len(emb)), k), np.where(votes < 0, n_classes, votes).ravel()), 1)
+        return counts[:, :n_classes].argmax(1) == labels
+
+    def _triplet_colours(self, snap, labels, anchor):
+        entries = [(name, argb(c)) for name, c in TRIPLET_COLOURS.items() if name != "unlabelled"]
+        if anchor is None:
+            self._set_note("click a point: it becomes the anchor")
+            return np.full(len(labels), argb("#c8c8c8"), dtype=np.uint32), entries
+        from engine.metrics.triplets import CATEGORY_NAMES, anchor_categories
+
+        cats = anchor_categories(np.asarray(snap["embeddings"]), labels, int(anchor))
+        lut = np.array([argb(TRIPLET_COLOURS[n]) for n in CATEGORY_NAMES], dtype=np.uint32)
+        if self.dark:
+            lut[CATEGORY_NAMES.index("anchor")] = argb("#ffffff")
+        counts = np.bincount(cats.codes, minlength=len(CATEGORY_NAMES))
+        entries = [(f"{n} ({counts[i]})", int(lut[i])) for i, n in enumerate(CATEGORY_NAMES) if counts[i]]
+        return lut[cats.codes], entries
+
+    def _update_legend(self) -> None:
+        self.legend.clear()
+        entries = getattr(self, "_legend_entries", [])
+        if len(entries) > 24:
+            entries = entries[:23] + [(f"… {len(entries) - 23} more", argb(UNLABELLED))]
+        for name, colour in entries:
+            c = QColor.fromRgba(int(colour))
+            sample = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(c), pen=None)
+            self.legend.addItem(sample, name)
+
+    # marks: clicked point, neighbours, selection, centroids, trails ------------------------------
+    def _positions_of(self, rows: np.ndarray) -> np.ndarray:
+        if not len(rows) or not len(self._indices):
+            return np.zeros((0, 2), np.float32)
+        order = np.argsort(self._indices)
+        pos = np.searchsorted(self._indices, rows, sorter=order)
+        pos = np.clip(pos, 0, len(order) - 1)
+        hit = self._indices[order[pos]] == rows
+        return self.cloud.positions[order[pos[hit]]]
+
+    def _update_marks(self) -> None:
+        s = self.session
+        for item, rows in ((self.point_mark, np.array([s.selected_row]) if s.selected_row >= 0 else np.zeros(0)),
+                           (self.neighbour_marks, s.neighbour_rows), (self.selection_marks, s.selected_rows)):
+            xy = self._positions_of(np.asarray(rows, dtype=np.int64))
+            item.setData(pos=xy) if len(xy) else item.clear()
+
+    def _on_session_point_selected(self, row: int) -> None:
+        if self.session.colour_by == "triplet":
+            self.refresh()
+        self._update_marks()
+
+    def _update_centroids(self) -> None:
+        run = self.run()
+        if not self.session.centroids or run is None or not len(self._labels):
+            self.centroid_marks.clear()
+            for t in self.centroid_labels:
+                t.hide()
+            return
+        xy = self.cloud.positions
+        classes = [c for c in np.unique(self._labels) if c >= 0]
+        cents = np.array([xy[self._labels == c].mean(0) for c in classes]) if classes else np.zeros((0, 2))
+        self.centroid_marks.setData(pos=cents)
+        while len(self.centroid_labels) < len(classes):
+            t = pg.TextItem(anchor=(0, 1), color="#000000", fill=pg.mkBrush(255, 255, 255, 180))
+            self.plot.addItem(t, ignoreBounds=True)
+            self.centroid_labels.append(t)
+        names = run.class_names
+        for i, t in enumerate(self.centroid_labels):
+            if i < len(classes):
+                c = int(classes[i])
+                t.setText(names[c] if c < len(names) else str(c))
+                t.setPos(*cents[i])
+                t.show()
+            else:
+                t.hide()
+
+    def _update_trails(self, run: RunState, frame: int, method: str) -> None:
+        if not self.session.trails:
+            self.trails.setData([], [])
+            return
+        frames = [run.coords[(f, method)] for f in range(frame + 1)
+                  if (f, method) in run.coords and len(run.coords[(f, method)]) == len(self._target)]
+        if len(frames) < 2:
+            self.trails.setData([], [])
+            return
+        stack = np.stack(frames, axis=1)  # (n, f, 2)
+        gap = np.full((len(stack), 1, 2), np.nan, dtype=np.float32)
+        path = np.concatenate([stack, gap], axis=1).reshape(-1, 2)
+        self.trails.setData(path[:, 0], path[:, 1])
+
+    def _update_badge(self, run: RunState | None) -> None:
+        step = run.collapse_step if run is not None else None
+        if step is None:
+            self.badge.hide()
+            self.plot.setStyleSheet("")
+        else:
+            self.badge.setText(f"⚠ collapse from step {step}")
+            self.badge.adjustSize()
+            self.badge.show()
+            self.plot.setStyleSheet("border: 3px solid #d62728;")
+        self._place_overlays()
+
+    def _place_overlays(self) -> None:
+        self.title.move(8, 6)
+        self.badge.move(8, 6 + self.title.height() + 4)
+        self.note.move(max(8, (self.width() - self.note.width()) // 2), self.height() // 2 - 10)
+        self.title.raise_()
+        self.badge.raise_()
+        self.note.raise_()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._place_overlays()
+
+    # mouse ---------------------------------------------------------------------------------------
+    def nearest(self, point: QPointF, max_pixels: float = 10.0) -> int | None:
+        """Index (in drawing order) of the point nearest ``point`` within ``max_pixels``."""
+        xy = self.cloud.positions
+        if not len(xy):
+            return None
+        pw, ph = self.vb.viewPixelSize()
+        d = ((xy[:, 0] - point.x()) / pw) ** 2 + ((xy[:, 1] - point.y()) / ph) ** 2
+        i = int(np.nanargmin(d))
+        return i if d[i] <= max_pixels ** 2 else None
+
+    def _on_vb_clicked(self, point: QPointF) -> None:
+        i = self.nearest(point)
+        if i is not None:
+            self.session.select_point(int(self._indices[i]))
+
+    def click_row(self, test_row: int) -> None:
+        """Select a test-split row as a click on its point would (automation, tests)."""
+        self.session.select_point(int(test_row))
+
+    def _on_vb_region_selected(self, polygon: np.ndarray) -> None:
+        inside = points_in_polygon(self.cloud.positions, polygon)
+        self.session.select_rows(self._indices[inside])
+
+    def set_select_mode(self, mode: str) -> None:
+        self.vb.select_mode = mode
+
+    def _on_scene_mouse_moved(self, scene_pos) -> None:
+        if not self.vb.sceneBoundingRect().contains(scene_pos):
+            self.hover.hide()
+            return
+        i = self.nearest(self.vb.mapSceneToView(scene_pos), 8)
+        run = self.run()
+        if i is None or run is None:
+            self.hover.hide()
+            return
+        row = int(self._indices[i])
+        label = int(self._labels[i])
+        names = run.class_names
+        name = names[label] if 0 <= label < len(names) else ("unlabelled" if label < 0 else str(label))
+        self.hover.text.setText(f"{name}\ntest image {row}")
+        if run.dataset is not None:
+            self.hover.image.setPixmap(thumbnail_pixmap(run.dataset.thumbnail("test", row), 72))
+            self.hover.image.show()
+        else:
+            self.hover.image.hide()
+        self.hover.adjustSize()
+        pos = self.plot.mapFromScene(scene_pos)
+        x = pos.x() + 14 if pos.x() + 14 + self.hover.width() < self.width() else pos.x() - 14 - self.hover.width()
+        y = min(max(0, pos.y() + 14), self.height() - self.hover.height())
+        self.hover.move(int(x), int(y))
+        self.hover.show()
+        self.hover.raise_()
+
+
+def neighbour_overlap(embeddings: np.ndarray, coords: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per point, the fraction of its k nearest neighbours in embedding space (cosine) that are also
+    among its k nearest on the map: 1 where the map keeps the neighbourhood, 0 where it invents one."""
+    from engine.neighbours import knn
+
+    k = min(k, len(embeddings) - 1)
+    if k < 1:
+        return np.ones(len(embeddings))
+    _, high = knn(embeddings, embeddings, k, exclude_self=True)
+    _, low = knn(coords, coords, k, metric="euclidean", exclude_self=True)
+    high.sort(1)
+    low.sort(1)
+    # members of low found in high, row by row (both sorted)
+    hits = np.zeros(len(high))
+    for j in range(k):
+        col = low[:, j:j + 1]
+        hits += (high == col).any(1)
+    return hits / k
+
+
+class MapPanel(QWidget):
+    """The central area: a toolbar, one map (two side by side when comparing) and the time-lapse."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.primary = MapView(session, "primary")
+        self.secondary = MapView(session, "secondary")
+        self.secondary.hide()
+        bar = QHBoxLayout()
+        bar.setContentsMargins(6, 4, 6, 0)
+        self.projection_combo = QComboBox(objectName="projection_combo")
+        for m in jobs.PROJECTIONS:
+            self.projection_combo.addItem(jobs.PROJECTION_LABELS[m], m)
+        self.projection_combo.setToolTip("How the embeddings are flattened to 2D. The engine's own map "
+                                         "(its projection setting) comes with each snapshot; the others "
+                                         "are computed here, in the background.")
+        self.colour_combo = QComboBox(objectName="colour_combo")
+        for key, text in COLOURINGS.items():
+            self.colour_combo.addItem(text, key)
+        self.colour_combo.setToolTip("What the colour of a point says: its class, its k-means cluster, "
+                                     "whether its neighbours' vote gives its class, how many of its "
+                                     "neighbours the 2D map keeps, or its triplet category for the "
+                                     "selected anchor.")
+        self.mode_group = QButtonGroup(self)
+        mode_box = QHBoxLayout()
+        mode_box.setSpacing(0)
+        for mode, text, tip in (("pan", "Pan", "drag to pan, wheel to zoom, click a point to select it"),
+                                ("rect", "Rectangle", "drag a rectangle to select the points inside"),
+                                ("lasso", "Lasso", "draw around the points to select")):
+            b = QToolButton(text=text, checkable=True, objectName=f"select_{mode}")
+            b.setToolTip(tip)
+            b.setChecked(mode == "pan")
+            self.mode_group.addButton(b)
+            b.toggled.connect(lambda on, m=mode: on and self._set_select_mode(m))
+            mode_box.addWidget(b)
+        self.centroids_check = QCheckBox("Centroids", objectName="centroids_check")
+        self.trails_check = QCheckBox("Trails", objectName="trails_check")
+        self.trails_check.setToolTip("Each point's path through the snapshots up to this one")
+        self.reset_button = QToolButton(text="Fit", objectName="fit_button")
+        self.reset_button.setToolTip("Zoom to show every point")
+        self.reset_button.clicked.connect(self.fit)
+        bar.addWidget(QLabel("Map"))
+        bar.addWidget(self.projection_combo)
+        bar.addWidget(QLabel("Colour"))
+        bar.addWidget(self.colour_combo)
+        bar.addLayout(mode_box)
+        bar.addWidget(self.centroids_check)
+        bar.addWidget(self.trails_check)
+        bar.addStretch(1)
+        bar.addWidget(self.reset_button)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.primary)
+        self.splitter.addWidget(self.secondary)
+
+        time_row = QHBoxLayout()
+        time_row.setContentsMargins(6, 0, 6, 4)
+        self.slider = QSlider(Qt.Orientation.Horizontal, objectName="timelapse_slider")
+        self.slider.setToolTip("Time-lapse: scrub back through the snapshots (right end: follow the newest)")
+        self.slider.setRange(0, 0)
+        self.slider.setEnabled(False)
+        self.time_label = QLabel("no snapshot", objectName="timelapse_label")
+        self.time_label.setMinimumWidth(180)
+        time_row.addWidget(QLabel("Time-lapse"))
+        time_row.addWidget(self.slider, 1)
+        time_row.addWidget(self.time_label)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(bar)
+        layout.addWidget(self.splitter, 1)
+        layout.addLayout(time_row)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        self.projection_combo.currentIndexChanged.connect(
+            lambda: session.set_projection(self.projection_combo.currentData()))
+        self.colour_combo.currentIndexChanged.connect(lambda: session.set_colour_by(self.colour_combo.currentData()))
+        self.centroids_check.toggled.connect(session.set_centroids)
+        self.trails_check.toggled.connect(session.set_trails)
+        self.slider.valueChanged.connect(self._on_slider_value_changed)
+        session.snapshot_added.connect(self._on_session_snapshot_added)
+        session.run_selected.connect(lambda _: self._sync_slider())
+        session.compare_changed.connect(self._on_session_compare_changed)
+        self.sync_from_session()
+
+    @property
+    def views(self) -> list[MapView]:
+        return [self.primary, self.secondary]
+
+    def sync_from_session(self) -> None:
+        self.projection_combo.setCurrentIndex(max(0, self.projection_combo.findData(self.session.projection)))
+        self.colour_combo.setCurrentIndex(max(0, self.colour_combo.findData(self.session.colour_by)))
+
+    def _set_select_mode(self, mode: str) -> None:
+        for v in self.views:
+            v.set_select_mode(mode)
+
+    def fit(self) -> None:
+        for v in self.views:
+            v.vb.enableAutoRange()
+            v.vb.autoRange()
+
+    def _on_session_compare_changed(self, run_id: str) -> None:
+        self.secondary.setVisible(bool(run_id))
+        self.secondary.refresh()
+
+    def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
+        if self.session.current is not None and run_id == self.session.current_id:
+            self._sync_slider()
+
+    def _sync_slider(self) -> None:
+        run = self.session.current
+        n = len(run.snapshots) if run else 0
+        follow = self.session.frame < 0
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, n - 1))
+        self.slider.setEnabled(n > 1)
+        self.slider.setValue(n - 1 if follow else min(self.session.frame, n - 1))
+        self.slider.blockSignals(False)
+        self._update_time_label()
+
+    def _on_slider_value_changed(self, value: int) -> None:
+        run = self.session.current
+        if run is None:
+            return
+        self.session.set_frame(-1 if value >= len(run.snapshots) - 1 else value)
+        self._update_time_label()
+
+    def _update_time_label(self) -> None:
+        run = self.session.current
+        if run is None or not run.snapshots:
+            self.time_label.setText("no snapshot")
+            return
+        snap = self.session.snapshot(run)
+        i = self.slider.value()
+        live = " (newest)" if self.session.frame < 0 else ""
+        self.time_label.setText(f"{i + 1}/{len(run.snapshots)} · step {snap['step']} · epoch {snap['epoch']:.2f}{live}")

@@ -1,0 +1,233 @@
+"""The neighbours browser and the selection grid.
+
+Clicking a point on the map shows its image large and its k nearest neighbours IN EMBEDDING SPACE
+(not on the 2D map, which distorts them): ``engine.neighbours`` on the snapshot's embeddings, exact.
+Clicking a neighbour walks to it. The selection grid shows the images of a rectangle or lasso
+selection.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSpinBox,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from explorer.session import Session
+from explorer.views.map_view import thumbnail_pixmap
+
+THUMB = 64
+COLUMNS = 4
+
+
+def _label_name(names: list[str], label: int) -> str:
+    if label < 0:
+        return "unlabelled"
+    return names[label] if label < len(names) else str(label)
+
+
+class ThumbnailGrid(QWidget):
+    """A grid of image buttons, reused between updates (creating widgets is the slow part)."""
+
+    def __init__(self, columns: int = COLUMNS, thumb: int = THUMB, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.columns, self.thumb = columns, thumb
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(2, 2, 2, 2)
+        self.grid.setSpacing(4)
+        self.buttons: list[QToolButton] = []
+        self.on_click = None
+
+    def show_items(self, items: list[tuple[int, np.ndarray | None, str, str]]) -> None:
+        """items: (row, image or None, text, tooltip)."""
+        while len(self.buttons) < len(items):
+            b = QToolButton(self)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            b.setIconSize(QSize(self.thumb, self.thumb))
+            b.setAutoRaise(True)
+            b.clicked.connect(lambda _=False, b=b: self.on_click and self.on_click(b.property("row")))
+            i = len(self.buttons)
+            self.grid.addWidget(b, i // self.columns, i % self.columns)
+            self.buttons.append(b)
+        for b, (row, image, text, tip) in zip(self.buttons, items):
+            b.setProperty("row", int(row))
+            b.setIcon(QIcon(thumbnail_pixmap(image, self.thumb)) if image is not None else QIcon())
+            b.setText(text)
+            b.setToolTip(tip)
+            b.show()
+        for b in self.buttons[len(items):]:
+            b.hide()
+
+
+class NeighboursPanel(QWidget):
+    help_text = ("The clicked image and its k nearest neighbours in the embedding space itself, nearest "
+                 "first, with their class and distance (cosine distance 1 - cos, or euclidean). This is "
+                 "what a retrieval system built on this representation would return, and what the kNN "
+                 "accuracy counts: a neighbour of another class is a retrieval error. The 2D map only "
+                 "approximates these neighbourhoods. Click a neighbour to walk to it.")
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("neighbours_panel")
+        self.session = session
+        self.neighbour_rows = np.zeros(0, dtype=np.int64)
+        self.neighbour_distances = np.zeros(0, dtype=np.float32)
+        self._index_cache: tuple | None = None
+
+        self.image = QLabel(objectName="neighbours_image")
+        self.image.setFixedSize(144, 144)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.info = QLabel("Click a point on the map.", objectName="neighbours_info")
+        self.info.setWordWrap(True)
+        self.k_spin = QSpinBox(objectName="neighbours_k")
+        self.k_spin.setRange(1, 100)
+        self.k_spin.setValue(12)
+        self.k_spin.setToolTip("How many neighbours to show")
+        self.metric_combo = QComboBox(objectName="neighbours_metric")
+        self.metric_combo.addItems(["cosine", "euclidean"])
+        self.metric_combo.setToolTip("cosine: 1 - cos of the angle (what normalised losses train); "
+                                     "euclidean: straight-line distance")
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("k"))
+        controls.addWidget(self.k_spin)
+        controls.addWidget(QLabel("metric"))
+        controls.addWidget(self.metric_combo)
+        controls.addStretch(1)
+        head = QHBoxLayout()
+        head.addWidget(self.image)
+        side = QVBoxLayout()
+        side.addWidget(self.info, 1)
+        side.addLayout(controls)
+        head.addLayout(side, 1)
+
+        self.grid = ThumbnailGrid()
+        self.grid.on_click = self.session.select_point
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.grid)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(head)
+        layout.addWidget(QLabel("Nearest in embedding space:"))
+        layout.addWidget(scroll, 1)
+
+        session.point_selected.connect(self.update_neighbours)
+        session.view_changed.connect(self.update_neighbours)
+        session.run_selected.connect(lambda _: self.update_neighbours())
+        session.dataset_ready.connect(lambda _: self.update_neighbours())
+        session.snapshot_added.connect(self._on_session_snapshot_added)
+        self.k_spin.valueChanged.connect(self.update_neighbours)
+        self.metric_combo.currentIndexChanged.connect(self.update_neighbours)
+
+    def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
+        if run_id == self.session.current_id and self.session.frame < 0 and self.session.selected_row >= 0:
+            self.update_neighbours()
+
+    def _index(self, snap: dict, metric: str):
+        """A neighbour index of the snapshot's embeddings, built once per snapshot and metric."""
+        key = (id(snap), metric)
+        if self._index_cache is not None and self._index_cache[0] == key:
+            return self._index_cache[1]
+        try:
+            from engine.neighbours import NeighbourIndex
+        except ImportError:
+            return None
+        index = NeighbourIndex(np.asarray(snap["embeddings"]), metric=metric)
+        self._index_cache = (key, index)
+        return index
+
+    def update_neighbours(self, *_) -> None:
+        s = self.session
+        run, row = s.current, s.selected_row
+        snap = s.snapshot(run) if run is not None else None
+        pos = run.snapshot_row(snap, row) if snap is not None and row >= 0 else None
+        if pos is None:
+            self.neighbour_rows = np.zeros(0, dtype=np.int64)
+            self.neighbour_distances = np.zeros(0, dtype=np.float32)
+            self.image.clear()
+            self.info.setText("Click a point on the map." if row < 0 else f"test image {row} is not on this map.")
+            self.grid.show_items([])
+            s.set_neighbour_rows(self.neighbour_rows)
+            return
+        emb = np.asarray(snap["embeddings"])
+        metric = self.metric_combo.currentText()
+        k = min(self.k_spin.value(), len(emb) - 1)
+        index = self._index(snap, metric)
+        if index is not None:
+            dist, idx = index.query(int(pos), k)
+        else:
+            from engine.neighbours import knn
+
+            d, i = knn(emb[pos:pos + 1], emb, k + 1, metric=metric)
+            keep = i[0] != pos
+            dist, idx = d[0][keep][:k], i[0][keep][:k]
+        indices, labels = np.asarray(snap["indices"]), np.asarray(snap["labels"])
+        self.neighbour_rows = indices[idx]
+        self.neighbour_distances = np.asarray(dist, dtype=np.float32)
+        names = run.class_names
+        ds = run.dataset
+        label = int(labels[pos])
+        same = int((labels[idx] == label).sum()) if label >= 0 else 0
+        self.info.setText(f"<b>{_label_name(names, label)}</b> · test image {row}<br>step {snap['step']}"
+                          + (f"<br>{same} of {k} neighbours share its class" if label >= 0 else ""))
+        if ds is not None:
+            self.image.setPixmap(thumbnail_pixmap(ds.thumbnail("test", row), 140))
+        else:
+            self.image.setText("(loading images…)")
+        items = []
+        for r, i, d in zip(self.neighbour_rows, idx, self.neighbour_distances):
+            name = _label_name(names, int(labels[i]))
+            image = ds.thumbnail("test", int(r)) if ds is not None else None
+            mark = "" if labels[i] == label else " ✗"
+            items.append((int(r), image, f"{name}{mark}\n{d:.3f}", f"test image {r}: {name}, {metric} distance {d:.4f}"))
+        self.grid.show_items(items)
+        s.set_neighbour_rows(self.neighbour_rows)
+
+
+class SelectionGrid(QWidget):
+    """The images of the points selected with the rectangle or the lasso."""
+
+    help_text = ("The images inside the rectangle or lasso drawn on the map, with a count per class: "
+                 "what a region of the map actually contains. Click an image to select its point.")
+    MAX_SHOWN = 300
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("selection_grid")
+        self.session = session
+        self.summary = QLabel("Choose Rectangle or Lasso above the map, then drag.")
+        self.summary.setWordWrap(True)
+        self.grid = ThumbnailGrid(columns=5, thumb=48)
+        self.grid.on_click = session.select_point
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.grid)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.summary)
+        layout.addWidget(scroll, 1)
+        session.rows_selected.connect(self.show_rows)
+
+    def show_rows(self, rows) -> None:
+        run = self.session.current
+        rows = np.asarray(rows, dtype=np.int64)
+        if run is None or not len(rows):
+            self.summary.setText("Nothing selected.")
+            self.grid.show_items([])
+            return
+        snap = self.session.snapshot(run)
+        names, ds = run.class_names, run.dataset
+        labels = []
+        for r in rows:
+            p = run.snapshot_row(snap, int(r)) if snap is not None else None
+            labels.append(int(snap["labels"][p]) if p is not None else -1)
+        counts = Counter(_label_name(names, lab) for lab in labels)
+        shown = min(len(rows), self.MAX_SHOWN)
+        self.summary.setText(f"{len(rows)} points selected"
+                             + (f" (first {shown} shown)" if shown < len(rows) else "") + ": "
+                             + ", ".join(f"{n} {c}" for n, c in counts.most_common()))
+        self.grid.show_items([(int(r), ds.thumbnail("test", int(r)) if ds is not None else None,
+                               _label_name(names, lab), f"test image {r}")
+                              for r, lab in zip(rows[:shown], labels[:shown])])

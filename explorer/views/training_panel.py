@@ -1,0 +1,472 @@
+"""The training panel: preset, method, dataset, encoder, parameters, device; Start, Pause, Stop; progress.
+
+The lists and the parameter forms are built from the engine's registries and ``Param`` specs (name,
+default, range, one-sentence help), so a new method or encoder appears here without GUI code. Each
+field checks its value with ``Param.parse`` as it is typed and marks itself when the value is not
+allowed; Start refuses while any field is marked.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QProgressBar, QPushButton, QScrollArea, QVBoxLayout,
+                               QWidget)
+
+from engine.params import Param
+
+FOLDER_ITEM = "image folder…"
+
+# The run-level settings as Param specs too, so they are checked and explained like the others.
+# default None: the method's preferred value (shown greyed in the field).
+GENERAL_PARAMS = (
+    Param("epochs", None, "Passes over the training set.", int, low=1),
+    Param("batch_size", None, "Images per optimisation step.", int, low=1),
+    Param("lr", None, "Learning rate of AdamW (cosine decay after a short warm-up).", float, low=0,
+          low_exclusive=True),
+    Param("embedding_dim", 128, "Dimension D of the embedding (the representation's length).", int, low=1,
+          high=4096),
+    Param("train_size", None, "Train on a stratified subset of this many images (empty: all).", int, low=1),
+    Param("eval_every", 1.0, "Epochs between evaluations and map snapshots (0: only at the end).", float,
+          low=0),
+    Param("seed", 0, "Random seed: the same seed gives the same run.", int, low=0),
+)
+EVAL_PARAMS = (
+    Param("projection", "umap", "How the engine flattens the embeddings to 2D for the map.", str,
+          choices=("umap", "pca", "tsne")),
+    Param("diagnostics", True, "Collapse, triplets, clusters and the map at each evaluation (slower).",
+          bool),
+)
+
+
+class ParamField(QWidget):
+    """One form field for a ``Param``: a line edit, a combo box (choices) or a check box (bool)."""
+
+    changed = Signal()
+
+    def __init__(self, param: Param, placeholder: str | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.param = param
+        self.error: str | None = None
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        tip = f"{param.help}\nAllowed: {param.allowed()}."
+        if param.choices:
+            self.editor = QComboBox()
+            self.editor.addItems(list(param.choices))
+            self.editor.setCurrentText(str(param.default))
+            self.editor.currentIndexChanged.connect(self._on_editor_changed)
+        elif param.type is bool:
+            self.editor = QCheckBox()
+            self.editor.setChecked(bool(param.default))
+            self.editor.toggled.connect(self._on_editor_changed)
+        else:
+            self.editor = QLineEdit()
+            if param.default is not None:
+                self.editor.setText(str(param.default))
+            if placeholder:
+                self.editor.setPlaceholderText(placeholder)
+            self.editor.textChanged.connect(self._on_editor_changed)
+        self.editor.setObjectName(f"param_{param.name}")
+        self.editor.setToolTip(tip)
+        self.setToolTip(tip)
+        self._tip = tip
+        layout.addWidget(self.editor)
+
+    def text(self) -> str:
+        if isinstance(self.editor, QComboBox):
+            return self.editor.currentText()
+        if isinstance(self.editor, QCheckBox):
+            return "true" if self.editor.isChecked() else "false"
+        return self.editor.text().strip()
+
+    def set_text(self, text: str) -> None:
+        if isinstance(self.editor, QComboBox):
+            self.editor.setCurrentText(text)
+        elif isinstance(self.editor, QCheckBox):
+            self.editor.setChecked(str(text).lower() in ("true", "1", "yes"))
+        else:
+            self.editor.setText(text)
+
+    def value(self) -> Any:
+        """The parsed value; None for an empty field (the default); ValueError when not allowed."""
+        text = self.text()
+        if text == "":
+            return None
+        return self.param.parse(text)
+
+    def validate(self) -> bool:
+        try:
+            self.value()
+            self.error = None
+        except ValueError as error:
+            self.error = str(error)
+        self.editor.setProperty("invalid", self.error is not None)
+        self.editor.setToolTip(f"⚠ {self.error}\n\n{self._tip}" if self.error else self._tip)
+        style = self.editor.style()
+        style.unpolish(self.editor)
+        style.polish(self.editor)
+        return self.error is None
+
+    def _on_editor_changed(self, *_) -> None:
+        self.validate()
+        self.changed.emit()
+
+
+def _section(title: str) -> tuple[QGroupBox, QFormLayout]:
+    box = QGroupBox(title)
+    form = QFormLayout(box)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setContentsMargins(6, 6, 6, 6)
+    return box, form
+
+
+class TrainingPanel(QWidget):
+    """Settings of the next run and the controls of the running one."""
+
+    start_requested = Signal()
+    pause_requested = Signal()
+    stop_requested = Signal()
+    help_text = ("Pick what to train and on what, then Start. A preset fills in a tested combination. "
+                 "The method decides what the network is asked to do (name the class, pull augmented "
+                 "views together, ...); the encoder is the network whose output is the representation. "
+                 "Hover a field for what it does and what it allows; a field outlined in red holds a "
+                 "value that is not allowed.")
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("training_panel")
+        self.setAcceptDrops(True)
+        from engine.data import DATASETS
+        from engine.encoders import ENCODERS
+        from engine.methods import METHODS
+        from engine.presets import PRESETS
+
+        self.methods, self.encoders, self.presets = METHODS, ENCODERS, PRESETS
+        self.preset_combo = QComboBox(objectName="preset_combo")
+        self.preset_combo.addItem("(custom)", "")
+        for name, preset in PRESETS.items():
+            self.preset_combo.addItem(name, name)
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, preset.get("help", ""),
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.method_combo = QComboBox(objectName="method_combo")
+        self._fill_methods()
+        self.method_help = QLabel(objectName="method_help")
+        self.method_help.setWordWrap(True)
+        self.method_help.setProperty("hint", True)
+        self.dataset_combo = QComboBox(objectName="dataset_combo")
+        for name in DATASETS.names():
+            self.dataset_combo.addItem(name, name)
+        self.dataset_combo.addItem(FOLDER_ITEM, FOLDER_ITEM)
+        self.dataset_combo.setToolTip("The images to learn from. 'image folder…' takes a folder of your "
+                                      "images (class sub-folders give labels); you can also drop a "
+                                      "folder onto the window.")
+        self.encoder_combo = QComboBox(objectName="encoder_combo")
+        for name, cls in ENCODERS.items():
+            self.encoder_combo.addItem(name, name)
+            self.encoder_combo.setItemData(self.encoder_combo.count() - 1, cls.summary,
+                                           Qt.ItemDataRole.ToolTipRole)
+        self.device_combo = QComboBox(objectName="device_combo")
+        self._fill_devices()
+
+        run_box, run_form = _section("Run")
+        run_form.addRow("Preset", self.preset_combo)
+        run_form.addRow("Method", self.method_combo)
+        run_form.addRow(self.method_help)
+        run_form.addRow("Dataset", self.dataset_combo)
+        run_form.addRow("Encoder", self.encoder_combo)
+        run_form.addRow("Device", self.device_combo)
+
+        self.general: dict[str, ParamField] = {}
+        budget_box, budget_form = _section("Budget")
+        for p in GENERAL_PARAMS:
+            f = ParamField(p, placeholder="method default" if p.default is None else None)
+            self.general[p.name] = f
+            budget_form.addRow(p.name.replace("_", " "), f)
+        eval_box, eval_form = _section("Evaluation")
+        for p in EVAL_PARAMS:
+            f = ParamField(p)
+            self.general[p.name] = f
+            eval_form.addRow(p.name.replace("_", " "), f)
+        self.method_box, self.method_form = _section("Method parameters")
+        self.encoder_box, self.encoder_form = _section("Encoder parameters")
+        self.method_fields: dict[str, ParamField] = {}
+        self.encoder_fields: dict[str, ParamField] = {}
+
+        form_host = QWidget()
+        form_layout = QVBoxLayout(form_host)
+        form_layout.setContentsMargins(2, 2, 2, 2)
+        for box in (run_box, budget_box, self.method_box, self.encoder_box, eval_box):
+            form_layout.addWidget(box)
+        form_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form_host)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.start_button = QPushButton("Start", objectName="start_button")
+        self.start_button.setToolTip("Start training (Ctrl+R)")
+        self.pause_button = QPushButton("Pause", objectName="pause_button")
+        self.pause_button.setToolTip("Pause or resume at the next step (Space)")
+        self.stop_button = QPushButton("Stop", objectName="stop_button")
+        self.stop_button.setToolTip("Stop after this step; the run directory keeps a checkpoint")
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(b)
+        self.progress_bar = QProgressBar(objectName="progress_bar")
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setFormat("ready")
+        self.error_label = QLabel(objectName="form_error")
+        self.error_label.setWordWrap(True)
+        self.error_label.setProperty("error", True)
+        self.error_label.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(self.error_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+
+        self.preset_combo.currentIndexChanged.connect(self._on_preset_changed)
+        self.method_combo.currentIndexChanged.connect(self._on_method_changed)
+        self.encoder_combo.currentIndexChanged.connect(self._rebuild_encoder_form)
+        self.dataset_combo.activated.connect(self._on_dataset_activated)
+        self.start_button.clicked.connect(self.start_requested)
+        self.pause_button.clicked.connect(self.pause_requested)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self._last_dataset = self.dataset_combo.currentIndex()
+        self._on_method_changed()
+        self.set_state("idle")
+
+    # lists ---------------------------------------------------------------------------------------
+    def _fill_methods(self) -> None:
+        """Methods grouped by family: a disabled bold header per family, then its methods."""
+        model = QStandardItemModel(self.method_combo)
+        families: dict[str, list[str]] = {}
+        for name, cls in self.methods.items():
+            families.setdefault(cls.family, []).append(name)
+        for family, names in families.items():
+            header = QStandardItem(family)
+            header.setFlags(Qt.ItemFlag.NoItemFlags)
+            font = header.font()
+            font.setBold(True)
+            header.setFont(font)
+            model.appendRow(header)
+            for name in names:
+                item = QStandardItem("    " + name)
+                item.setData(name, Qt.ItemDataRole.UserRole)
+                item.setToolTip(self.methods.get(name).summary)
+                model.appendRow(item)
+        self.method_combo.setModel(model)
+        self.select_method("supervised" if "supervised" in self.methods.names() else self.methods.names()[0])
+
+    def _fill_devices(self) -> None:
+        self.device_combo.addItem("auto", "auto")
+        try:
+            import torch
+
+            has_cuda = torch.cuda.is_available()
+            gpu = torch.cuda.get_device_name(0) if has_cuda else ""
+        except Exception:  # a broken CUDA install must not stop the window
+            has_cuda, gpu = False, ""
+        self.device_combo.addItem(f"cuda ({gpu})" if has_cuda else "cuda (no GPU found)", "cuda")
+        if not has_cuda:
+            self.device_combo.model().item(1).setEnabled(False)
+        self.device_combo.addItem("cpu", "cpu")
+        self.device_combo.setToolTip("auto: the GPU when there is one, else the CPU")
+
+    def select_method(self, name: str) -> None:
+        i = self.method_combo.findData(name, Qt.ItemDataRole.UserRole)
+        if i < 0:
+            raise ValueError(f"method {name!r} is not valid; allowed: {', '.join(self.methods.names())}")
+        self.method_combo.setCurrentIndex(i)
+
+    def select_dataset(self, name: str) -> None:
+        i = self.dataset_combo.findData(name)
+        if i < 0:
+            self.dataset_combo.insertItem(self.dataset_combo.count() - 1, name, name)
+            i = self.dataset_combo.findData(name)
+        self.dataset_combo.setCurrentIndex(i)
+        self._last_dataset = i
+
+    def select_encoder(self, name: str) -> None:
+        i = self.encoder_combo.findData(name)
+        if i < 0:
+            raise ValueError(f"encoder {name!r} is not valid; allowed: {', '.join(self.encoders.names())}")
+        self.encoder_combo.setCurrentIndex(i)
+
+    @property
+    def method(self) -> str:
+        return self.method_combo.currentData(Qt.ItemDataRole.UserRole)
+
+    # reactions -----------------------------------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(name)))
+
+    def _on_preset_changed(self) -> None:
+        name = self.preset_combo.currentData()
+        if not name:
+            return
+        preset = self.presets[name]
+        self.select_method(preset.get("method", "supervised"))
+        self.select_dataset(preset.get("dataset", "digits"))
+        if preset.get("encoder"):
+            self.select_encoder(preset["encoder"])
+        for key, field in self.general.items():
+            if key in preset:
+                field.set_text(str(preset[key]))
+            elif field.param.default is None:
+                field.set_text("")
+        device = preset.get("device", "auto")
+        i = self.device_combo.findData(device)
+        if i >= 0 and self.device_combo.model().item(i).isEnabled():
+            self.device_combo.setCurrentIndex(i)
+        else:
+            self.device_combo.setCurrentIndex(0)
+
+    def _on_method_changed(self) -> None:
+        cls = self.methods.get(self.method)
+        self.method_help.setText(f"<i>{cls.summary}.</i> {cls.help}")
+        self.method_help.setToolTip(cls.help)
+        self.select_encoder(cls.defaults.get("encoder", "convnet"))
+        for key in ("epochs", "batch_size", "lr"):
+            self.general[key].editor.setPlaceholderText(f"method default: {cls.defaults.get(key, '—')}")
+        self.method_fields = self._rebuild_form(self.method_form, self.method_box, cls.params)
+        self._rebuild_encoder_form()
+
+    def _rebuild_encoder_form(self) -> None:
+        name = self.encoder_combo.currentData()
+        if name:
+            self.encoder_fields = self._rebuild_form(self.encoder_form, self.encoder_box,
+                                                     self.encoders.get(name).params)
+
+    def _rebuild_form(self, form: QFormLayout, box: QGroupBox, params) -> dict[str, ParamField]:
+        while form.rowCount():
+            form.removeRow(0)
+        fields = {}
+        for p in params:
+            f = ParamField(p)
+            fields[p.name] = f
+            form.addRow(p.name.replace("_", " "), f)
+        box.setVisible(bool(fields))
+        return fields
+
+    def _on_dataset_activated(self, index: int) -> None:
+        if self.dataset_combo.itemData(index) != FOLDER_ITEM:
+            self._last_dataset = index
+            return
+        path = QFileDialog.getExistingDirectory(self, "Image folder (class sub-folders give labels)")
+        if path:
+            self.use_folder(path)
+        else:
+            self.dataset_combo.setCurrentIndex(self._last_dataset)
+
+    def use_folder(self, path: str | Path) -> None:
+        """Train on a folder of images (``folder:PATH``)."""
+        self.select_dataset(f"folder:{Path(path).expanduser().resolve()}")
+
+    def dragEnterEvent(self, event) -> None:
+        if any(Path(u.toLocalFile()).is_dir() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for u in event.mimeData().urls():
+            if Path(u.toLocalFile()).is_dir():
+                self.use_folder(u.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+    # the run to start ----------------------------------------------------------------------------
+    def all_fields(self) -> list[ParamField]:
+        return [*self.general.values(), *self.method_fields.values(), *self.encoder_fields.values()]
+
+    def invalid_fields(self) -> list[ParamField]:
+        return [f for f in self.all_fields() if not f.validate()]
+
+    def build_config(self, out: str = "runs"):
+        """The TrainConfig of the form, or ValueError (the bad fields are marked, Start refuses)."""
+        from engine.training import TrainConfig
+
+        bad = self.invalid_fields()
+        if bad:
+            message = "; ".join(f.error for f in bad)
+            self.show_error(message)
+            raise ValueError(message)
+        values = {k: f.value() for k, f in self.general.items()}
+        config = TrainConfig(method=self.method, dataset=self.dataset_combo.currentData(),
+                             encoder=self.encoder_combo.currentData(), device=self.device_combo.currentData(),
+                             out=out, **{k: v for k, v in values.items() if v is not None})
+        config.method_params = {k: f.value() for k, f in self.method_fields.items() if f.value() is not None}
+        config.encoder_params = {k: f.value() for k, f in self.encoder_fields.items() if f.value() is not None}
+        try:
+            config = config.resolved()
+        except ValueError as error:
+            self.show_error(str(error))
+            raise
+        self.show_error("")
+        return config
+
+    def show_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
+
+    # state and progress --------------------------------------------------------------------------
+    def set_state(self, state: str) -> None:
+        """idle, running, paused or stopping: which buttons make sense now."""
+        self.start_button.setEnabled(state == "idle")
+        self.pause_button.setEnabled(state in ("running", "paused"))
+        self.pause_button.setText("Resume" if state == "paused" else "Pause")
+        self.stop_button.setEnabled(state in ("running", "paused"))
+        if state == "stopping":
+            self.progress_bar.setFormat("stopping after this step…")
+
+    def show_progress(self, p: dict) -> None:
+        total = max(1, int(p.get("total_steps") or 1))
+        self.progress_bar.setValue(int(1000 * min(1.0, p["step"] / total)))
+        eta = p.get("eta_s")
+        eta_text = "—" if eta is None else (f"{int(eta // 60)}:{int(eta % 60):02d}")
+        self.progress_bar.setFormat(f"epoch {p['epoch']:.1f}/{p.get('epochs', 0):g} · step {p['step']}/{total} · "
+                                    f"{p.get('images_per_second', 0):,.0f} img/s · ETA {eta_text}")
+
+    def show_finished(self, status: str) -> None:
+        if status == "finished":
+            self.progress_bar.setValue(1000)
+        self.progress_bar.setFormat(status)
+
+    # settings ------------------------------------------------------------------------------------
+    def save_settings(self, settings) -> None:
+        settings.setValue("training/preset", self.preset_combo.currentData())
+        settings.setValue("training/method", self.method)
+        settings.setValue("training/dataset", self.dataset_combo.currentData())
+        settings.setValue("training/encoder", self.encoder_combo.currentData())
+        settings.setValue("training/device", self.device_combo.currentData())
+        for key, f in self.general.items():
+            settings.setValue(f"training/{key}", f.text())
+
+    def restore_settings(self, settings) -> None:
+        try:
+            method = settings.value("training/method")
+            if method:
+                self.select_method(method)
+            dataset = settings.value("training/dataset")
+            if dataset and dataset != FOLDER_ITEM:
+                self.select_dataset(dataset)
+            encoder = settings.value("training/encoder")
+            if encoder:
+                self.select_encoder(encoder)
+            device = settings.value("training/device")
+            i = self.device_combo.findData(device)
+            if i >= 0 and self.device_combo.model().item(i).isEnabled():
+                self.device_combo.setCurrentIndex(i)
+            for key, f in self.general.items():
+                value = settings.value(f"training/{key}")
+                if value is not None:
+                    f.set_text(str(value))
+        except ValueError:
+            pass  # a method or encoder that no longer exists: keep the defaults

@@ -1,0 +1,335 @@
+"""The window end to end (pytest-qt, offscreen): training in a worker thread, the map, the neighbours
+panel, invalid fields, failed jobs, opened and followed runs, export, closing during training.
+
+Runs are tiny digits runs on the CPU. Nothing waits with time.sleep: qtbot.waitSignal/waitUntil.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+
+from explorer import jobs  # noqa: E402
+from explorer.main_window import MainWindow  # noqa: E402
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    threads_before = set(threading.enumerate())
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, runs_root=tmp_path / "runs", confirm_close=lambda: True)
+    w.map_panel.primary.animate = False
+    w.map_panel.secondary.animate = False
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    if w.session.training_state != "idle":
+        w.session.stop_training()
+        qtbot.waitUntil(lambda: w.session.training_state == "idle", timeout=TIMEOUT)
+    w.close()
+    assert jobs.wait_all(TIMEOUT)
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=TIMEOUT)
+    left = [t for t in set(threading.enumerate()) - threads_before
+            if t.is_alive() and not isinstance(t, threading._DummyThread)]
+    assert not left, f"threads left running: {left}"
+
+
+def small_run(w: MainWindow, epochs: int = 1, train_size: int = 300, batch_size: int = 30,
+              eval_every: float = 1.0, lr: str = "") -> None:
+    """Fill the training panel for a tiny digits run (no diagnostics, PCA map)."""
+    tp = w.training_panel
+    tp.apply_preset("digits")
+    g = tp.general
+    g["epochs"].set_text(str(epochs))
+    g["train_size"].set_text(str(train_size))
+    g["batch_size"].set_text(str(batch_size))
+    g["eval_every"].set_text(str(eval_every))
+    g["lr"].set_text(lr)
+    g["projection"].set_text("pca")
+    g["diagnostics"].set_text("false")
+    w.map_panel.projection_combo.setCurrentIndex(w.map_panel.projection_combo.findData("pca"))
+
+
+def steps(run) -> int:
+    return sum(r["kind"] == "step" for r in run.records)
+
+
+def has_kind(kind):
+    return lambda run_id, records: any(r.get("kind") == kind for r in records)
+
+
+def run_to_end(qtbot, w: MainWindow, **kw):
+    small_run(w, **kw)
+    qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.session.training_state == "idle", timeout=TIMEOUT)
+    run = w.session.current
+    qtbot.waitUntil(lambda: w.map_panel.primary.point_count == len(run.snapshots[-1]["indices"]), timeout=TIMEOUT)
+    return run
+
+
+def test_start_pause_resume_stop(qtbot, window):
+    w, s = window, window.session
+    small_run(w, epochs=100)
+    assert w.training_panel.progress_bar.value() == 0
+    with qtbot.waitSignal(s.records_added, timeout=TIMEOUT, check_params_cb=has_kind("step")):
+        qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitSignal(s.snapshot_added, timeout=TIMEOUT, raising=False)
+    qtbot.waitUntil(lambda: w.map_panel.primary.point_count > 0, timeout=TIMEOUT)
+    run = s.current
+    assert w.map_panel.primary.point_count == len(run.snapshots[-1]["indices"]) == 597  # the digits test split
+    qtbot.waitUntil(lambda: w.training_panel.progress_bar.value() > 0, timeout=TIMEOUT)
+    assert "img/s" in w.training_panel.progress_bar.format()
+    assert w.findChild(type(w.map_panel.primary.plot), "projection_view") is not None
+
+    qtbot.mouseClick(w.training_panel.pause_button, Qt.MouseButton.LeftButton)
+    assert s.training_state == "paused" and w.training_panel.pause_button.text() == "Resume"
+    qtbot.wait(300)  # let a step already under way arrive
+    paused_at = steps(run)
+    qtbot.wait(800)
+    assert steps(run) == paused_at, "steps arrived while paused"
+
+    with qtbot.waitSignal(s.records_added, timeout=TIMEOUT, check_params_cb=has_kind("step")):
+        qtbot.mouseClick(w.training_panel.pause_button, Qt.MouseButton.LeftButton)
+    assert steps(run) > paused_at
+
+    qtbot.mouseClick(w.training_panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: s.training_state == "idle", timeout=TIMEOUT)
+    assert run.status == "stopped"
+    summary = json.loads((run.path / "summary.json").read_text())
+    assert summary["stopped"] is True and summary["steps"] < 1000
+    assert w.training_panel.start_button.isEnabled()
+
+
+def test_click_point_shows_its_embedding_neighbours(qtbot, window):
+    from engine.neighbours import knn
+
+    w, s = window, window.session
+    run = run_to_end(qtbot, w)
+    qtbot.waitUntil(lambda: run.dataset is not None, timeout=TIMEOUT)
+    view = w.map_panel.primary
+    snap = run.snapshots[-1]
+    i = 123
+    x, y = view.cloud.positions[i]
+    scene = view.vb.mapViewToScene(QPointF(float(x), float(y)))
+    pos = view.plot.mapFromScene(scene)
+    qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert s.selected_row >= 0
+    clicked = run.snapshot_row(snap, s.selected_row)
+    assert np.hypot(*(view.cloud.positions[clicked] - view.cloud.positions[i])) < 1e-3 + \
+        10 * max(view.vb.viewPixelSize())  # the point under the cursor (or one drawn on top of it)
+
+    panel = w.neighbours_panel
+    assert panel.objectName() == "neighbours_panel"
+    k = panel.k_spin.value()
+    d, idx = knn(snap["embeddings"][clicked:clicked + 1], snap["embeddings"], k + 1, metric="cosine")
+    keep = idx[0] != clicked
+    np.testing.assert_array_equal(panel.neighbour_rows, snap["indices"][idx[0][keep][:k]])
+    np.testing.assert_allclose(panel.neighbour_distances, d[0][keep][:k], atol=1e-5)
+    shown = [b for b in panel.grid.buttons if b.isVisible()]
+    assert len(shown) == k and not shown[0].icon().isNull()
+    assert view.point_mark.data is not None and len(view.point_mark.data) == 1  # highlighted on the map
+
+    panel.metric_combo.setCurrentText("euclidean")
+    d, idx = knn(snap["embeddings"][clicked:clicked + 1], snap["embeddings"], k + 1, metric="euclidean")
+    keep = idx[0] != clicked
+    np.testing.assert_array_equal(panel.neighbour_rows, snap["indices"][idx[0][keep][:k]])
+
+    first = int(panel.neighbour_rows[0])
+    qtbot.mouseClick(shown[0], Qt.MouseButton.LeftButton)  # walk to the nearest neighbour
+    assert s.selected_row == first
+
+
+def test_invalid_parameter_is_refused_at_the_field(qtbot, window):
+    w = window
+    small_run(w)
+    field = w.training_panel.general["lr"]
+    qtbot.keyClicks(field.editor, "nan")
+    assert field.editor.property("invalid") is True
+    assert "--lr" in field.error and "nan" in field.error.lower()
+    assert "⚠" in field.editor.toolTip()
+    qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
+    assert w.session.job is None and w.session.training_state == "idle"
+    assert w.training_panel.error_label.isVisibleTo(w) and "--lr" in w.training_panel.error_label.text()
+    field.set_text("0.002")
+    assert field.editor.property("invalid") is False
+
+    # a method parameter, built from its Param spec with its range
+    w.training_panel.select_method("simclr")
+    temperature = w.training_panel.method_fields["temperature"]
+    temperature.set_text("-1")
+    assert temperature.error and "--temperature" in temperature.error
+    assert temperature.param.help in temperature.editor.toolTip()
+
+
+def test_failed_job_shows_its_message_and_window_still_works(qtbot, window):
+    w, s = window, window.session
+    small_run(w, train_size=50, batch_size=500)  # a batch larger than the training set
+    qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: s.training_state == "idle", timeout=TIMEOUT)
+    assert w.banner.isVisibleTo(w)
+    assert "--batch-size" in w.banner_text.text() and "larger than the training set" in w.banner_text.text()
+    assert "batch-size" in w.log_view.toPlainText()
+    assert w.training_panel.start_button.isEnabled()
+    run = run_to_end(qtbot, w, train_size=200, batch_size=50)  # the next run trains normally
+    assert run.status == "finished" and not w.banner.isVisibleTo(w)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """A finished run written by the command line (in-process: the same code as python -m engine)."""
+    from engine.cli import main
+
+    out = tmp_path_factory.mktemp("cli_runs")
+    assert main(["train", "--dataset", "digits", "--train-size", "200", "--epochs", "2", "--batch-size", "40",
+                 "--eval-every", "1", "--no-diagnostics", "--projection", "pca", "--out", str(out),
+                 "--run-name", "cli", "--quiet"]) == 0
+    return out / "cli"
+
+
+def _record_calls(panel):
+    calls = []
+    original = panel.add_records
+
+    def spy(records):
+        calls.append(list(records))
+        return original(records)
+
+    panel.add_records = spy
+    return calls
+
+
+def test_open_cli_run_shows_curves_and_map(qtbot, window, cli_run):
+    w = window
+    loss_plot = w.panels.get("loss_plot")
+    calls = _record_calls(loss_plot) if loss_plot is not None else None
+    w.open_run(cli_run)
+    run = w.session.current
+    assert run.path == cli_run.resolve() and run.status == "finished"
+    written = [json.loads(line) for line in (cli_run / "metrics.jsonl").read_text().splitlines()]
+    assert len(run.records) == len(written)
+    assert len(run.snapshots) == len(list((cli_run / "snapshots").glob("step_*.npz"))) == 3
+    if calls is not None:
+        delivered = [r for batch in calls for r in batch]
+        assert sum(r["kind"] == "step" for r in delivered) == sum(r["kind"] == "step" for r in written) == 10
+    qtbot.waitUntil(lambda: w.map_panel.primary.point_count == 597, timeout=TIMEOUT)
+    slider = w.map_panel.slider
+    assert slider.objectName() == "timelapse_slider" and slider.maximum() == 2
+    slider.setValue(0)  # scrub back to the first snapshot
+    qtbot.waitUntil(lambda: w.map_panel.primary._frame == 0, timeout=TIMEOUT)
+    assert "step 0" in w.map_panel.primary.title.text()
+
+
+def test_following_a_run_picks_up_appended_lines(qtbot, window, cli_run, tmp_path):
+    w, s = window, window.session
+    lines = (cli_run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    snaps = sorted((cli_run / "snapshots").glob("step_*.npz"))
+    live = tmp_path / "live"
+    (live / "snapshots").mkdir(parents=True)
+    shutil.copy(cli_run / "config.json", live)
+    half = len(lines) // 2
+    (live / "metrics.jsonl").write_text("".join(lines[:half]))
+    shutil.copy(snaps[0], live / "snapshots")
+    w.open_run(live)
+    run = s.current
+    assert run.following and len(run.records) == half and len(run.snapshots) == 1
+    with qtbot.waitSignal(s.records_added, timeout=TIMEOUT):
+        with open(live / "metrics.jsonl", "a") as f:
+            f.write("".join(lines[half:]))
+        for p in snaps[1:]:
+            shutil.copy(p, live / "snapshots")
+    qtbot.waitUntil(lambda: len(run.records) == len(lines) and len(run.snapshots) == len(snaps), timeout=TIMEOUT)
+    assert run.status == "finished" and not run.following
+
+
+def test_export_writes_files_that_load_back(qtbot, window, cli_run, tmp_path):
+    from PIL import Image
+    from PySide6.QtGui import QImage
+
+    from explorer.export import export_all
+
+    w = window
+    w.open_run(cli_run)
+    run = w.session.current
+    qtbot.waitUntil(lambda: w.map_panel.primary.point_count == 597 and run.dataset is not None, timeout=TIMEOUT)
+    out = tmp_path / "export"
+    written = export_all(w, out)
+    assert all(p.exists() for p in written)
+    snap = run.snapshots[-1]
+    np.testing.assert_array_equal(np.load(out / "embeddings.npy"), snap["embeddings"])
+    np.testing.assert_array_equal(np.load(out / "indices.npy"), snap["indices"])
+    table = np.loadtxt(out / "embeddings.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table[:, 2:], snap["embeddings"], rtol=1e-5, atol=1e-6)
+    coords = np.load(out / "coords.npy")
+    assert coords.shape == (597, 2)
+    np.testing.assert_allclose(np.loadtxt(out / "coords.csv", delimiter=",", skiprows=1, usecols=(3, 4)),
+                               coords, rtol=1e-5, atol=1e-6)
+    proj = out / "projector"
+    np.testing.assert_allclose(np.loadtxt(proj / "tensors.tsv", delimiter="\t"), snap["embeddings"],
+                               rtol=1e-5, atol=1e-6)
+    meta = (proj / "metadata.tsv").read_text().splitlines()
+    assert meta[0] == "index\tlabel\tclass" and len(meta) == 598
+    sprite = Image.open(proj / "sprite.png")
+    config = (proj / "projector_config.pbtxt").read_text()
+    assert 'tensor_path: "tensors.tsv"' in config and "single_image_dim: 8" in config
+    assert sprite.size == (25 * 8, 25 * 8)  # ceil(sqrt(597)) = 25 tiles of 8x8 digits
+    assert not QImage(str(out / "map.png")).isNull()
+    assert (out / "map.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_closing_during_training_keeps_a_complete_run(qtbot, window):
+    w, s = window, window.session
+    small_run(w, epochs=100)
+    with qtbot.waitSignal(s.records_added, timeout=TIMEOUT, check_params_cb=has_kind("step")):
+        qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
+    run = s.current
+    w.close()
+    assert w.isVisible() or s.training_state == "idle"  # it waits for the job to stop first
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=TIMEOUT)
+    assert s.training_state == "idle" and not jobs.live_jobs()
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"):
+        assert (run.path / name).exists(), name
+    last = json.loads((run.path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["kind"] == "finished" and last["stopped"] is True
+
+
+def test_settings_are_remembered(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, runs_root=tmp_path)
+    qtbot.addWidget(w)
+    assert w.training_panel.preset_combo.currentData() == "digits"  # first start: the digits preset
+    assert w.findChild(type(w.training_panel.method_combo), "method_combo").currentText().strip() == "supervised"
+    w.training_panel.select_method("simclr")
+    w.training_panel.general["epochs"].set_text("3")
+    w.apply_theme(True)
+    w.close()
+    w2 = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), runs_root=tmp_path)
+    qtbot.addWidget(w2)
+    assert w2.training_panel.method == "simclr"
+    assert w2.training_panel.general["epochs"].text() == "3"
+    assert w2.dark
+    w2.apply_theme(False)
+    w2.close()
+
+
+def test_train_subcommand_never_imports_qt(tmp_path):
+    code = ("import sys; sys.modules['PySide6'] = None; sys.modules['pyqtgraph'] = None\n"
+            "from explorer.app import main\n"
+            f"rc = main(['train', '--dataset', 'digits', '--train-size', '100', '--epochs', '1', "
+            f"'--batch-size', '50', '--no-diagnostics', '--projection', 'pca', '--out', {str(tmp_path)!r}, '--quiet'])\n"
+            "assert rc == 0, rc\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(tmp_path.glob("*/summary.json"))) == 1
