@@ -130,7 +130,7 @@ def test_small_classes_and_batch_size_mismatch_are_noted(digits):
     method = build("triplet", digits, counts=counts, classes_per_batch=4, samples_per_class=8)
     assert any("with replacement" in n and "2: 3" in n for n in method.notes)
     assert method.steps_per_epoch(1000, 128) == 1000 // 32
-    assert any("--batch-size 128 is not used" in n and "4 x 8 = 32" in n for n in method.notes)
+    assert any("batch size 128 (--batch-size) is not used" in n and "4 x 8 = 32" in n for n in method.notes)
     big = build("triplet", digits, counts=(3, 3, 0, 0, 0, 0, 0, 0, 0, 0), classes_per_batch=8, samples_per_class=8)
     assert any("more than the 2 classes" in n for n in big.notes)
     assert any("larger than the 6 training samples" in n for n in big.notes)

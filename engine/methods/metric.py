@@ -89,10 +89,10 @@ class _KByM(MetricMethod):
         super().__init__(encoder, info, **params)
         self.k, self.m = self.hparams["classes_per_batch"], self.hparams["samples_per_class"]
         check_k_by_m(self.k, self.m)
-        if sum(info.class_counts):
-            names = None
-            self.notes += k_by_m_notes(info.class_counts, self.k, self.m, names)
-        self.k = min(self.k, sum(1 for c in info.class_counts if c > 0) or self.k)
+        present = sum(1 for c in info.class_counts if c > 0)
+        if present:
+            self.notes += k_by_m_notes(info.class_counts, self.k, self.m)
+            self.k = min(self.k, present)  # the sampler takes every class when K exceeds them
         normalized = self.hparams["normalize"] or self.hparams["distance"] == "cosine"
         self.retrieval_metric = "cosine" if normalized else "euclidean"
 
@@ -102,8 +102,9 @@ class _KByM(MetricMethod):
 
     def steps_per_epoch(self, n_train: int, batch_size: int) -> int:
         if batch_size != self.k * self.m:
-            note = (f"--batch-size {batch_size} is not used by '{self.name()}': its batches hold K x M = "
-                    f"{self.k} x {self.m} = {self.k * self.m} images (--classes-per-batch x --samples-per-class)")
+            note = (f"batch size {batch_size} (--batch-size) is not used by '{self.name()}': its batches hold "
+                    f"K x M = {self.k} x {self.m} = {self.k * self.m} images (--classes-per-batch x "
+                    "--samples-per-class)")
             if note not in self.notes:
                 self.notes.append(note)
         self._num_batches = k_by_m_steps(n_train, self.k, self.m)
