@@ -159,3 +159,19 @@ def test_bad_configuration():
         Diagnostics(num_classes=3, labelled=True, margin=-0.1)
     with pytest.raises(ValueError, match="property_points"):
         Diagnostics(num_classes=3, labelled=True, property_points=1)
+
+
+def test_fewer_points_than_clusters_or_neighbours(digits):
+    enc = _encoder(digits)
+    images, labels = digits.test.images[:6], digits.test.labels[:6]
+    # k = the classes present among the labels (here at most 6) ...
+    diag = Diagnostics(num_classes=10, labelled=True, projection="pca", property_points=16)
+    metrics, coords = diag.evaluate(enc, torch.from_numpy(images), labels, _embed(enc, images), None, step=2)
+    assert coords.shape == (6, 2) and metrics["nmi"] is not None
+    # ... and for unlabelled data the declared number of classes: 10 clusters of 6 points is undefined
+    diag = Diagnostics(num_classes=10, labelled=False, projection="pca", property_points=16)
+    metrics, coords = diag.evaluate(enc, torch.from_numpy(images), labels, _embed(enc, images), None, step=2)
+    assert metrics["kmeans_silhouette"] is None and any("clusters undefined" in n for n in metrics["notes"])
+    assert metrics["trustworthiness"] is not None
+    with pytest.raises(ValueError, match="at least 3"):
+        diag.evaluate(enc, torch.from_numpy(images[:2]), labels[:2], _embed(enc, images[:2]), None, step=3)

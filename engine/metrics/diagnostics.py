@@ -116,7 +116,7 @@ class Diagnostics:
 
     def __init__(self, *, num_classes: int, labelled: bool, projection: str = "umap", margin: float = 0.2,
                  device: str | torch.device = "cpu", seed: int = 0, augment: torch.nn.Module | None = None,
-                 property_points: int = 256, factor_points: int = 128, triplet_anchors: int | None = 1000,
+                 property_points: int = 128, factor_points: int = 64, triplet_anchors: int | None = 1000,
                  with_hdbscan: bool = True, k: int = 10):
         if not (isinstance(margin, (int, float)) and margin >= 0):
             raise ValueError(f"margin: {margin!r} is not valid; allowed: a number >= 0")

@@ -40,8 +40,13 @@ def _encode(encoder: torch.nn.Module, images: torch.Tensor, device, batch_size: 
     return torch.cat(out)
 
 
-def _float_images(images) -> torch.Tensor:
+def _float_images(images, rows: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 (or float in [0, 1]) images as float in [0, 1] on the CPU, where the seeded noise and
+    augmentation draws happen (the encoder pass moves them to its device)."""
     x = images if torch.is_tensor(images) else torch.from_numpy(np.asarray(images))
+    if rows is not None:
+        x = x[torch.from_numpy(rows).to(x.device)]
+    x = x.cpu()
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
@@ -73,10 +78,9 @@ def smoothness(encoder: torch.nn.Module, images, noise: float = 0.02, n: int = 2
     """
     if not noise > 0:
         raise ValueError(f"noise: {noise!r} is not valid; allowed: a number > 0")
-    x = _float_images(images)
-    if len(x) < 2:
+    if len(images) < 2:
         raise ValueError("smoothness needs at least 2 images")
-    x = x[torch.from_numpy(_subset(len(x), n, seed))]
+    x = _float_images(images, _subset(len(images), n, seed))
     g = torch.Generator().manual_seed(seed)
     noisy = (x + noise * torch.randn(x.shape, generator=g)).clamp(0, 1)
     e = _encode(encoder, torch.cat([x, noisy]), device)
@@ -103,8 +107,7 @@ def view_embeddings(encoder: torch.nn.Module, images, augment: torch.nn.Module |
     ``augment`` maps float images (B, C, H, W) in [0, 1] to views (and accepts ``generator=``);
     default: SimCLR's views (engine.augment.SimCLRAugment with its default settings).
     """
-    x = _float_images(images)
-    x = x[torch.from_numpy(_subset(len(x), n, seed))]
+    x = _float_images(images, _subset(len(images), n, seed))
     if augment is None:
         from engine.augment import SimCLRAugment
 

@@ -162,7 +162,7 @@ def triplet_fractions(embeddings, labels, margin: float = 0.2, metric: str = "eu
 
 @torch.no_grad()
 def margin_histogram(embeddings, labels, metric: str = "euclidean", normalize: bool = True,
-                     bins: int = 80, samples: int = 100_000, seed: int = 0,
+                     bins: int = 80, samples: int = 20_000, seed: int = 0,
                      value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Histogram of d_an - d_ap over ``samples`` triplets drawn uniformly from all valid triplets.
 
