@@ -1,0 +1,274 @@
+"""Event-loop latency of the window while a CPU training job runs and the map refreshes.
+
+A 16 ms QTimer (Qt.PreciseTimer) ticks on the GUI thread; each tick records the time since the last
+one. Measured twice in the same process and window:
+
+1. idle: the window with the curve and health docks and a map, nothing running;
+2. training: ``engine.training.train`` runs in a plain Python thread (torch limited to all cores but
+   one by ``engine.device.configure_threads(leave_one_core=True)``); every event crosses to the GUI
+   thread through a queued Qt signal; the GUI thread batches records and feeds the panels at 20 Hz
+   (``add_records``), and at each snapshot refreshes the map (the snapshot's aligned 2D coordinates,
+   animated over 300 ms at 60 fps, as the window does).
+
+Printed: p50 / p99 / max of the tick interval and of the lateness (interval - 16 ms) in both phases,
+the ratio training / idle of the p99 interval, and the target (p99 interval <= 30 ms). Also the time
+the GUI thread spent per panel update, so a slow panel shows up by name.
+
+    python bench/gui_latency.py                              # digits, supervised, 3 epochs
+    python bench/gui_latency.py --dataset fashion-mnist --train-size 4000 --method simclr
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+TICK_MS = 16
+TARGET_P99_MS = 30.0
+
+
+def keep_singletons_alive() -> bool:
+    """PySide6 6.12 on CPython < 3.12 drops a reference to None on every call of a void Qt method
+    (processEvents, setText, update...): None has ~18k references after the imports, so a window dies
+    with "Fatal Python error: none_dealloc" after ~18k such calls (seconds of a live window). From
+    3.12 on None, True and False are immortal. Here: give them 2^40 spare references. The window
+    itself needs the same at start-up (explorer/app.py or explorer/__init__.py)."""
+    if sys.version_info >= (3, 12):
+        return False
+    import ctypes
+
+    for singleton in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 40
+    return True
+
+
+def stats(intervals_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(intervals_ms, dtype=float)
+    if len(a) == 0:
+        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    return {"n": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+            "max": float(a.max())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--method", default="supervised")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--eval-every", type=float, default=0.5, help="epochs between evaluations (snapshots)")
+    parser.add_argument("--projection", default="pca", help="the live map of the engine: pca, umap or tsne")
+    parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--switch-interval-ms", type=float, default=None,
+                        help="sys.setswitchinterval for the run (Python's default is 5 ms)")
+    args = parser.parse_args(argv)
+
+    import pyqtgraph as pg
+    from PySide6.QtCore import QObject, Qt, QTimer, Signal
+    from PySide6.QtWidgets import QApplication, QGridLayout, QWidget
+
+    from engine.device import configure_threads
+    from engine.runs import load_snapshot
+    from engine.training import TrainConfig, train
+    from explorer.views.curves import LossPlot, ProbePlot
+    from explorer.views.health import CollapsePanel, PropertiesPanel, TripletPanel
+
+    patched = keep_singletons_alive()
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
+    threads = configure_threads(leave_one_core=True)
+    app = QApplication.instance() or QApplication([])
+
+    # the window: a map and the five docks ---------------------------------------------------------
+    window = QWidget()
+    grid = QGridLayout(window)
+    map_widget = pg.PlotWidget()
+    map_widget.setObjectName("projection_view")
+    try:  # the window's own map item when it is there, else pyqtgraph's scatter
+        from explorer.views.map_view import PointCloudItem, class_palette
+
+        cloud = PointCloudItem()
+        map_kind = "PointCloudItem (explorer.views.map_view)"
+
+        def draw_map(xy, labels):
+            cloud.set_data(xy, class_palette(int(labels.max()) + 1)[np.maximum(labels, 0)])
+    except Exception:  # noqa: BLE001 - the bench must run without the shell's map
+        cloud = pg.ScatterPlotItem(size=4, pen=None)
+        map_kind = "pg.ScatterPlotItem (map_view not importable)"
+        brushes = [pg.mkBrush(pg.intColor(i, 10)) for i in range(10)]
+
+        def draw_map(xy, labels):
+            cloud.setData(pos=xy, brush=[brushes[int(c) % 10] for c in labels])
+    map_widget.addItem(cloud)
+    panels = {"loss": LossPlot(), "probe": ProbePlot(), "collapse": CollapsePanel(), "triplets": TripletPanel(),
+              "properties": PropertiesPanel()}
+    grid.addWidget(map_widget, 0, 0, 2, 1)
+    grid.addWidget(panels["loss"], 0, 1)
+    grid.addWidget(panels["probe"], 0, 2)
+    grid.addWidget(panels["collapse"], 1, 1, 1, 2)
+    grid.addWidget(panels["triplets"], 2, 0, 1, 2)
+    grid.addWidget(panels["properties"], 2, 2)
+    window.resize(1500, 1000)
+    window.show()
+
+    # the 16 ms timer --------------------------------------------------------------------------------
+    ticks: dict[str, list[float]] = {"idle": [], "training": []}
+    phase = {"name": None, "last": None}
+
+    def on_tick():
+        now = time.perf_counter()
+        if phase["name"] is not None and phase["last"] is not None:
+            ticks[phase["name"]].append((now - phase["last"]) * 1000)
+        phase["last"] = now
+
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.setInterval(TICK_MS)
+    timer.timeout.connect(on_tick)
+    timer.start()
+
+    def run_for(seconds: float, name: str | None):
+        phase["name"], phase["last"] = name, None
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+
+    # the worker thread and its signal ---------------------------------------------------------------
+    class Bridge(QObject):
+        event_happened = Signal(object)  # emitted in the worker thread, delivered queued in the GUI thread
+
+    bridge = Bridge()
+    pending: list[dict] = []
+    latest_snapshot: dict = {}
+    done = threading.Event()
+    update_ms: dict[str, list[float]] = {name: [] for name in panels} | {"map": []}
+    counts = {"records": 0, "snapshots": 0, "failed": None}
+    animation = {"from": None, "to": None, "labels": None, "t0": 0.0}
+
+    def on_event(event):  # GUI thread: keep it cheap, the flush timer draws
+        if event.kind == "snapshot":
+            latest_snapshot["event"] = event
+            counts["snapshots"] += 1
+        if event.kind == "failed":
+            counts["failed"] = event.message
+        pending.append(event.to_record())
+        counts["records"] += 1
+
+    bridge.event_happened.connect(on_event, Qt.ConnectionType.QueuedConnection)
+
+    def flush():
+        if pending:
+            batch = pending[:]
+            pending.clear()
+            for name, panel in panels.items():
+                t0 = time.perf_counter()
+                panel.add_records(batch)
+                update_ms[name].append((time.perf_counter() - t0) * 1000)
+        event = latest_snapshot.pop("event", None)
+        if event is not None:
+            t0 = time.perf_counter()
+            snap = load_snapshot(Path(event.path)) if event.path else {}
+            xy = snap.get("coords")
+            if xy is None:  # no 2D layout saved: the two leading principal axes
+                z = np.asarray(event.embeddings, dtype=np.float32)
+                z = z - z.mean(0)
+                xy = z @ np.linalg.svd(z, full_matrices=False)[2][:2].T
+            xy = np.asarray(xy, dtype=np.float32)
+            start = animation["to"] if animation["to"] is not None and len(animation["to"]) == len(xy) else xy
+            animation.update({"from": start, "to": xy, "labels": np.asarray(event.labels), "t0": time.perf_counter(),
+                              "drawn_final": False})
+            update_ms["map"].append((time.perf_counter() - t0) * 1000)
+
+    def animate():
+        if animation["to"] is None:
+            return
+        u = min(1.0, (time.perf_counter() - animation["t0"]) / 0.3)
+        if u >= 1.0 and animation.get("drawn_final"):
+            return
+        t0 = time.perf_counter()
+        xy = animation["from"] + (animation["to"] - animation["from"]) * (u * u * (3 - 2 * u))
+        draw_map(xy, animation["labels"])
+        animation["drawn_final"] = u >= 1.0
+        update_ms["map"].append((time.perf_counter() - t0) * 1000)
+
+    flush_timer = QTimer()
+    flush_timer.setInterval(50)  # 20 Hz
+    flush_timer.timeout.connect(flush)
+    anim_timer = QTimer()
+    anim_timer.setInterval(16)
+    anim_timer.timeout.connect(animate)
+
+    out = tempfile.mkdtemp(prefix="gui-latency-")
+    config = TrainConfig(method=args.method, dataset=args.dataset, epochs=args.epochs, train_size=args.train_size,
+                         test_size=args.test_size, eval_every=args.eval_every, projection=args.projection,
+                         device="cpu", out=out, run_name="bench")
+
+    def work():
+        try:
+            for event in train(config):
+                bridge.event_happened.emit(event)
+        finally:
+            done.set()
+
+    # warm-up: the first paint of every panel, imports --------------------------------------------
+    run_for(1.0, None)
+    print(f"map item: {map_kind}; torch threads in the worker: {threads} of {os.cpu_count()} cores; "
+          f"switch interval {sys.getswitchinterval() * 1000:g} ms; None/True/False refcount guard: {patched}")
+    print(f"idle: {args.idle_seconds:g} s ...", flush=True)
+    run_for(args.idle_seconds, "idle")
+
+    print(f"training: {args.method} on {args.dataset}, {args.epochs} epochs, evaluation every {args.eval_every:g} "
+          f"epoch, projection {args.projection} ...", flush=True)
+    flush_timer.start()
+    anim_timer.start()
+    worker = threading.Thread(target=work, name="training", daemon=True)
+    started = time.perf_counter()
+    phase["name"], phase["last"] = "training", None
+    worker.start()
+    while not done.is_set():
+        app.processEvents()
+        time.sleep(0.001)
+    train_seconds = time.perf_counter() - started
+    phase["name"] = None
+    app.processEvents()
+    flush()
+    worker.join()
+    flush_timer.stop()
+    anim_timer.stop()
+    timer.stop()
+
+    if counts["failed"]:
+        print(f"training failed: {counts['failed']}")
+        return 1
+    idle, busy = stats(ticks["idle"]), stats(ticks["training"])
+    print(f"\ntraining took {train_seconds:.1f} s; {counts['records']} events, {counts['snapshots']} snapshots")
+    print(f"{'phase':<10} {'ticks':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   lateness p99 (interval - {TICK_MS} ms)")
+    for name, s in (("idle", idle), ("training", busy)):
+        print(f"{name:<10} {s['n']:>6} {s['p50']:>8.1f} {s['p99']:>8.1f} {s['max']:>8.1f}   {s['p99'] - TICK_MS:>6.1f}")
+    ratio = busy["p99"] / idle["p99"] if idle["p99"] > 0 else float("nan")
+    print(f"ratio training / idle (p99 interval): {ratio:.2f}")
+    verdict = "MET" if busy["p99"] <= TARGET_P99_MS else "MISSED"
+    print(f"target: p99 interval <= {TARGET_P99_MS:g} ms while training: {verdict} ({busy['p99']:.1f} ms)")
+    print("\nGUI-thread time per update (ms): name  calls  p50  p99  max")
+    for name, values in update_ms.items():
+        s = stats(values)
+        print(f"  {name:<11} {s['n']:>5} {s['p50']:>6.2f} {s['p99']:>6.2f} {s['max']:>6.2f}")
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
