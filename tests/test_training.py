@@ -175,3 +175,16 @@ def test_corrupt_checkpoint_is_explained(tmp_path):
     assert isinstance(events[-1], ev.Failed) and "corrupt or truncated" in events[-1].message
     assert RunDir(first[0].run_dir).file("config.json").read_text() == config_before
     json.loads(config_before)
+
+
+def test_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
+    from engine.methods.supervised import Supervised
+
+    def exhausted(self, images, labels):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Supervised, "training_step", exhausted)
+    events = run(tmp_path, batch_size=64, eval_every=0)
+    failed = by_kind(events, ev.Failed)[0]
+    assert "out of GPU memory at batch size 64" in failed.message and "--batch-size 32" in failed.message
+    assert (RunDir(events[0].run_dir).path / "error.log").exists()
