@@ -54,10 +54,10 @@ def main() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         metrics, _ = diag.evaluate(encoder, images, ds.test.labels, z, factors, step=0)
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
-        parts = ", ".join(f"{k} {v:.2f}" for k, v in diag.timings.items() if k != "total")
+        parts = ", ".join(f"{k} {v:.2f}/{diag.cpu_timings[k]:.2f}" for k, v in diag.timings.items() if k != "total")
         # CPU time (all threads) next to wall time: on a shared machine wall time includes waiting
         print(f"{call:18s}: {total:.2f} s = {total / BUDGET_S:.2f} x the {BUDGET_S:.0f} s budget "
-              f"(CPU {cpu:.2f} s)  [{parts}]")
+              f"(CPU {cpu:.2f} s)\n    [wall/CPU s: {parts}]")
     keys = ("collapse", "effective_rank", "l2_std", "triplet_hard", "silhouette", "nmi", "smoothness",
             "invariance", "sparsity", "trustworthiness")
     print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -109,6 +109,7 @@ def test_shapes_factors_give_disentanglement_and_per_factor_invariance():
     for key in ("disentanglement", "mig", "invariance_hue", "invariance_x", "predictability_scale"):
         assert metrics[key] is not None and math.isfinite(metrics[key]), key
     assert 0 <= metrics["disentanglement"] <= 1
+    assert [k for k in metrics if k not in PROPERTY_HELP and not k.endswith("_range")] == []
 
 
 def test_nan_embeddings_name_the_step(digits):

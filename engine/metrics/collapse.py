@@ -132,30 +132,35 @@ def alignment(view1, view2, alpha: float = 2.0) -> float:
 
 
 @torch.no_grad()
-def uniformity(embeddings, t: float = 2.0, max_points: int = 5000, seed: int = 0, chunk: int = 1024,
+def uniformity(embeddings, t: float = 2.0, max_points: int = 2000, seed: int = 0, chunk: int = 1024,
                distances: torch.Tensor | None = None) -> float:
     """Wang & Isola's uniformity: log E_{i<j} exp(-t ||u_i - u_j||^2) on l2-normalised embeddings.
     0 when all points coincide; about -4 (t = 2) for points uniform on a high-dimensional sphere.
-    Lower is better. Above ``max_points`` a random subset is used (the pairs grow as N^2).
+    Lower is better. Above ``max_points`` a fixed random subset is used (2000 points = 2M pairs:
+    the estimate moves by ~1e-3 against all 5k points, at a sixth of the cost).
     ``distances``: the (N, N) euclidean distances between the normalised embeddings, if computed."""
+    n = len(embeddings) if distances is None else len(distances)
+    if n < 2:
+        return float("nan")
+    idx = None
+    if n > max_points:
+        idx = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False)))
+        n = max_points
     if distances is not None:
-        n = len(distances)
-        if n < 2:
-            return float("nan")
+        if idx is not None:
+            idx = idx.to(distances.device)
+            distances = distances[idx][:, idx]
         vals = -t * distances.float() ** 2
         vals.fill_diagonal_(-float("inf"))
         return float(torch.logsumexp(vals.flatten(), 0) - np.log(n * (n - 1)))
     u = _normalise(embeddings)
-    n = len(u)
-    if n < 2:
-        return float("nan")
-    if n > max_points:
-        idx = torch.from_numpy(np.random.default_rng(seed).choice(n, max_points, replace=False))
-        u, n = u[idx], max_points
-    # ||u_i - u_j||^2 = 2 - 2 u_i.u_j on the sphere. The mean over i != j equals the mean over i < j
-    # (symmetry); a logsumexp per chunk of rows, combined at the end, keeps memory at chunk x N.
+    if idx is not None:
+        u = u[idx]
+    # The mean over i != j equals the mean over i < j (symmetry); a logsumexp per chunk of rows,
+    # combined at the end, keeps memory at chunk x N. Centred first: float32 then keeps the small
+    # distances of points sharing an offset (2 - 2 u_i.u_j would lose them).
     parts = []
-    u = u - u.mean(0)  # centred: float32 keeps the small distances of points sharing an offset
+    u = u - u.mean(0)
     sq = (u * u).sum(1)
     for start in range(0, n, chunk):
         uc = u[start:start + chunk]

@@ -116,7 +116,7 @@ class Diagnostics:
 
     def __init__(self, *, num_classes: int, labelled: bool, projection: str = "umap", margin: float = 0.2,
                  device: str | torch.device = "cpu", seed: int = 0, augment: torch.nn.Module | None = None,
-                 property_points: int = 128, factor_points: int = 64, triplet_anchors: int | None = 1000,
+                 property_points: int = 128, factor_points: int = 64, triplet_anchors: int | None = 500,
                  with_hdbscan: bool = True, k: int = 10):
         if not (isinstance(margin, (int, float)) and margin >= 0):
             raise ValueError(f"margin: {margin!r} is not valid; allowed: a number >= 0")
@@ -138,7 +138,8 @@ class Diagnostics:
         self._live = None  # created on first use: importing the projection costs time at start-up
         self._previous: np.ndarray | None = None
         self.arrays: dict[str, np.ndarray] = {}  # per-point results of the last call (see module doc)
-        self.timings: dict[str, float] = {}  # seconds per part of the last call
+        self.timings: dict[str, float] = {}  # wall seconds per part of the last call
+        self.cpu_timings: dict[str, float] = {}  # CPU seconds (all threads) per part of the last call
 
     @property
     def live(self):
@@ -170,7 +171,7 @@ class Diagnostics:
                              "allowed: one of each per evaluation point")
         if not self.labelled:
             labels = np.full(n, -1, dtype=np.int64)
-        self.timings = {}
+        self.timings, self.cpu_timings = {}, {}
         notes: list[str] = []
         metrics: dict[str, Any] = {}
         views = self._timed("views", lambda: properties.view_embeddings(
@@ -190,14 +191,16 @@ class Diagnostics:
         self._timed("honesty", lambda: self._honesty(z, coords, metrics))
         metrics["notes"] = notes
         self.timings["total"] = sum(self.timings.values())
+        self.cpu_timings["total"] = sum(self.cpu_timings.values())
         return {k: _finite_or_none(v) for k, v in metrics.items()}, coords
 
     # -- parts --------------------------------------------------------------------------------------
 
     def _timed(self, name: str, fn):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = fn()
         self.timings[name] = time.perf_counter() - start
+        self.cpu_timings[name] = time.process_time() - cpu
         return out
 
     def _triplets(self, z, labels, dist, metrics, notes) -> None:
