@@ -160,6 +160,8 @@ def test_bad_configuration():
         Diagnostics(num_classes=3, labelled=True, margin=-0.1)
     with pytest.raises(ValueError, match="property_points"):
         Diagnostics(num_classes=3, labelled=True, property_points=1)
+    with pytest.raises(ValueError, match="mds"):
+        Diagnostics(num_classes=3, labelled=True, projection="mds")
 
 
 def test_fewer_points_than_clusters_or_neighbours(digits):

@@ -123,6 +123,9 @@ class Diagnostics:
         for name, value in (("property_points", property_points), ("factor_points", factor_points), ("k", k)):
             if int(value) < 2:
                 raise ValueError(f"{name}: {value!r} is not valid; allowed: a whole number >= 2")
+        from engine.projection import PROJECTIONS
+
+        PROJECTIONS.get(projection)  # an unknown name fails here, not at the first evaluation
         self.num_classes = int(num_classes)
         self.labelled = bool(labelled)
         self.projection = projection
@@ -171,7 +174,7 @@ class Diagnostics:
                              "allowed: one of each per evaluation point")
         if not self.labelled:
             labels = np.full(n, -1, dtype=np.int64)
-        self.timings, self.cpu_timings = {}, {}
+        self.timings, self.cpu_timings, self.arrays = {}, {}, {}
         notes: list[str] = []
         metrics: dict[str, Any] = {}
         views = self._timed("views", lambda: properties.view_embeddings(
