@@ -122,6 +122,9 @@ class Projector:
         self.metric = metric
         self.notes: list[str] = []
 
+    def reset(self) -> None:
+        """Forget any state kept between layouts (random streams restart from the seed)."""
+
     def fit(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -351,36 +354,73 @@ def optimize_layout(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, wei
     n, n_edges = len(y), len(head)
     if n_edges == 0 or n_epochs == 0:
         return y
+    rate = negative_sample_rate
     period = (weights.max() / weights).to(device)  # epochs between firings
     next_fire = torch.rand(n_edges, generator=generator).to(device) * period
-    pool_size = 1 << 20
-    pool = torch.randint(0, n, (pool_size,), generator=generator).to(device)
-    offsets = torch.randint(0, pool_size, (n_epochs,), generator=generator).tolist()
+    # Negatives are read as a contiguous window of a pre-drawn pool (no per-epoch RNG, no wrap).
+    most = n_edges * max(rate, 1)
+    pool = torch.randint(0, n, (most + (1 << 16),), generator=generator).to(device)
+    offsets = torch.randint(0, 1 << 16, (n_epochs,), generator=generator).tolist()
+    # The layout as complex numbers x + iy: gathers and index_add_ move one 8-byte element per
+    # point (several times faster on the CPU than (n, 2) rows), and the clip is on each coordinate.
+    yc = torch.view_as_complex(y.contiguous())
     for epoch in range(n_epochs):
         alpha = learning_rate * (1.0 - epoch / n_epochs)
         fire = torch.nonzero(next_fire <= epoch).squeeze(1)
         if len(fire) == 0:
             continue
         next_fire[fire] += period[fire]
-        h, t = head[fire], tail[fire]
-        diff = y[h] - y[t]
-        d2 = (diff * diff).sum(1, keepdim=True)
-        coeff = (-2.0 * a * b) * d2.clamp_min(1e-30).pow(b - 1.0) / (a * d2.pow(b) + 1.0)
-        grad = (torch.where(d2 > 0, coeff, torch.zeros_like(coeff)) * diff).clamp_(-4.0, 4.0) * alpha
-        step = torch.zeros_like(y).index_add_(0, h, grad).index_add_(0, t, -grad)
-        # Negative samples: a window of the pre-drawn pool (wrapping around).
-        m = len(fire) * negative_sample_rate
-        start = offsets[epoch]
-        idx = torch.arange(start, start + m, device=device) % pool_size
-        neg = pool[idx]
-        h_rep = h.repeat_interleave(negative_sample_rate)
-        diff = y[h_rep] - y[neg]
-        d2 = (diff * diff).sum(1, keepdim=True)
-        coeff = (2.0 * b) / ((0.001 + d2) * (a * d2.pow(b) + 1.0))
-        grad = (torch.where(d2 > 0, coeff, torch.zeros_like(coeff)) * diff).clamp_(-4.0, 4.0) * alpha
-        step.index_add_(0, h_rep, grad)
-        y += step
-    return y
+        h, t = head.index_select(0, fire), tail.index_select(0, fire)
+        yh = yc.index_select(0, h)
+        diff = yh - yc.index_select(0, t)
+        d2 = (diff.real * diff.real + diff.imag * diff.imag).clamp_min_(1e-30)  # 0 only if diff is 0
+        d2b = d2.pow(b)
+        grad = ((-2.0 * a * b) * (d2b / d2) / (a * d2b + 1.0)) * diff
+        torch.view_as_real(grad).clamp_(-4.0, 4.0)
+        step = torch.zeros_like(yc).index_add_(0, t, grad, alpha=-alpha)
+        if rate > 0:
+            neg = pool[offsets[epoch]:offsets[epoch] + len(fire) * rate]
+            diff = yh[:, None] - yc.index_select(0, neg).view(len(fire), rate)
+            d2 = diff.real * diff.real + diff.imag * diff.imag
+            push = ((2.0 * b) / ((0.001 + d2) * (a * d2.pow(b) + 1.0))) * diff
+            torch.view_as_real(push).clamp_(-4.0, 4.0)
+            grad = grad + push.sum(1)
+        step.index_add_(0, h, grad, alpha=alpha)
+        yc += step
+    return torch.view_as_real(yc).clone()
+
+
+def _neighbour_mean(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Per point, the weighted mean position of its graph neighbours (itself where it has none)."""
+    num = torch.zeros_like(y).index_add_(0, head, w[:, None] * y[tail])
+    den = torch.zeros(len(y), device=y.device).index_add_(0, head, w)
+    return torch.where(den[:, None] > 0, num / den.clamp_min(1e-30)[:, None], y)
+
+
+def relocate(y: torch.Tensor, old_graph: tuple, new_graph: tuple, threshold: float,
+             n_iter: int = 10, generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
+    """Points whose neighbourhood moved far away are placed among their new neighbours first.
+
+    A warm refresh moves a point by at most about one unit (a few epochs at a low learning rate), so
+    a point whose embedding jumped to another cluster would stay behind, drawn among strangers. The
+    gap of a point = distance from it to the weighted mean of its graph neighbours' positions; when
+    the new graph's gap exceeds the old graph's by more than ``threshold``, the point is moved to the
+    mean of its new neighbours, ``n_iter`` times (neighbours that moved too are followed), plus a
+    little jitter so moved twins do not sit on one spot. Points whose neighbours did not change keep
+    their gap and stay put. Returns (layout, number of points moved).
+    """
+    gap_old = (y - _neighbour_mean(y, *old_graph)).norm(dim=1)
+    gap_new = (y - _neighbour_mean(y, *new_graph)).norm(dim=1)
+    jump = gap_new > gap_old + threshold
+    count = int(jump.sum())
+    if count == 0:
+        return y, 0
+    y = y.clone()
+    for _ in range(n_iter):
+        y[jump] = _neighbour_mean(y, *new_graph)[jump]
+    noise = torch.randn(count, 2, generator=generator).to(y.device)
+    y[jump] += noise * float(gap_old.median()) * 0.1
+    return y, count
 
 
 @PROJECTIONS.register("umap")
@@ -409,9 +449,13 @@ class UMAPProjector(Projector):
         self.min_dist, self.n_epochs, self.learning_rate = min_dist, n_epochs, learning_rate
         self.refresh_epochs, self.refresh_learning_rate = refresh_epochs, refresh_learning_rate
         self.negative_sample_rate, self.exact_knn_max = negative_sample_rate, exact_knn_max
+        self.reset()
+
+    def reset(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed)
-        self._centroids: torch.Tensor | None = None
-        self.last_timings: dict[str, float] = {}
+        self._centroids: torch.Tensor | None = None  # k-means cells of the last approximate kNN
+        self._graph: tuple | None = None  # (head, tail, weight) of the last layout
+        self.relocated = 0  # points the last refresh placed among their new neighbours first
 
     def _epochs(self, n: int) -> int:
         return self.n_epochs if self.n_epochs is not None else (500 if n <= 10000 else 200)
@@ -447,22 +491,31 @@ class UMAPProjector(Projector):
         span = (pca.max(0).values - pca.min(0).values).clamp_min(1e-12)
         return (10.0 * (pca - pca.min(0).values) / span).float().to(self.device)
 
-    def _layout(self, x: np.ndarray, y0: torch.Tensor, n_epochs: int, lr: float, graph_epochs: int) -> np.ndarray:
-        a, b = find_ab_params(1.0, self.min_dist)
-        head, tail, w = self.graph(x, graph_epochs)
-        y = optimize_layout(y0, head, tail, w, n_epochs, lr, a, b, self.negative_sample_rate, self.generator)
-        return y.cpu().numpy().astype(np.float32)
-
     def fit(self, x: np.ndarray) -> np.ndarray:
         self._centroids = None
         n_epochs = self._epochs(len(x))
-        return self._layout(x, self._initial(x), n_epochs, self.learning_rate, n_epochs)
+        y0 = self._initial(x)
+        self._graph = self.graph(x, n_epochs)
+        y = optimize_layout(y0, *self._graph, n_epochs, self.learning_rate, *find_ab_params(1.0, self.min_dist),
+                            self.negative_sample_rate, self.generator)
+        return y.cpu().numpy().astype(np.float32)
 
     def refresh(self, x: np.ndarray, previous: np.ndarray) -> np.ndarray:
         # The graph keeps the first layout's edge threshold (max / n_epochs of a full run) so a
         # refresh optimises the same objective, only for fewer epochs.
         y0 = torch.as_tensor(previous, dtype=torch.float32, device=self.device)
-        return self._layout(x, y0, self.refresh_epochs, self.refresh_learning_rate, self._epochs(len(x)))
+        graph = self.graph(x, self._epochs(len(x)))
+        self.relocated = 0
+        if self._graph is not None and len(self._graph[0]) and int(self._graph[0].max()) < len(y0):
+            extent = float((y0.max(0).values - y0.min(0).values).max())
+            y0, self.relocated = relocate(y0, self._graph, graph, 0.05 * extent, generator=self.generator)
+            if self.relocated:
+                self.notes.append(f"{self.relocated} points changed neighbourhood so much that they were "
+                                  "placed among their new neighbours before the refresh")
+        self._graph = graph
+        y = optimize_layout(y0, *graph, self.refresh_epochs, self.refresh_learning_rate,
+                            *find_ab_params(1.0, self.min_dist), self.negative_sample_rate, self.generator)
+        return y.cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -493,7 +546,7 @@ class LiveProjection:
     ``update(embeddings)`` returns the (N, 2) float32 layout for this snapshot: the first call draws
     a fresh map, later calls refresh it (warm start for UMAP/t-SNE, Procrustes for PCA), so a point
     moves only as much as its embedding changed. ``reset()`` forgets the layout (next update starts
-    fresh). ``notes`` says what the last update adjusted (reduced neighbours, a collapsed set …).
+    fresh); so does an update with a different number of points (with a note). ``notes`` says what the last update adjusted (reduced neighbours, a collapsed set …).
     """
 
     def __init__(self, method: str = "umap", n_neighbors: int = 15, seed: int = 0,
@@ -507,6 +560,7 @@ class LiveProjection:
         self._degenerate = False  # the last layout was a collapsed blob: nothing to start from
 
     def reset(self) -> None:
+        self.projector.reset()
         self.layout = None
         self._degenerate = False
         self.updates = 0
@@ -514,10 +568,12 @@ class LiveProjection:
 
     def update(self, embeddings) -> np.ndarray:
         x = check_embeddings(embeddings)
-        if self.layout is not None and len(x) != len(self.layout):
-            raise ValueError(f"LiveProjection got {len(x)} points after {len(self.layout)}: it follows "
-                             "the same points from snapshot to snapshot; call reset() for a new set")
         self.projector.notes = []
+        if self.layout is not None and len(x) != len(self.layout):
+            # Other points than last time: nothing to align to. A fresh map beats a failed evaluation.
+            self.projector.notes.append(f"the map follows {len(x)} points now instead of "
+                                        f"{len(self.layout)}: drawn afresh, not aligned to the last one")
+            self.reset()
         constant = _is_constant(x)
         if constant:
             layout = _degenerate_layout(len(x), self.seed)
