@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=float, default=0.5, help="epochs between evaluations (snapshots)")
     parser.add_argument("--projection", default="pca", help="the live map of the engine: pca, umap or tsne")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--no-draw", action="store_true",
+                        help="events cross to the GUI thread but no panel or map is fed: the training's own cost")
+    parser.add_argument("--stagger", action="store_true",
+                        help="feed one panel per 16 ms frame (round robin) instead of all panels at 20 Hz")
+    parser.add_argument("--verbose", action="store_true", help="list the late ticks and what ran during them")
     parser.add_argument("--switch-interval-ms", type=float, default=None,
                         help="sys.setswitchinterval for the run (Python's default is 5 ms)")
     args = parser.parse_args(argv)
@@ -125,12 +130,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # the 16 ms timer --------------------------------------------------------------------------------
     ticks: dict[str, list[float]] = {"idle": [], "training": []}
+    slow: list[tuple[float, float]] = []  # (start, end) of ticks later than 50 ms while training
+    log: list[tuple[float, str]] = []  # (time, what): events received and GUI-thread work done
     phase = {"name": None, "last": None}
 
     def on_tick():
         now = time.perf_counter()
         if phase["name"] is not None and phase["last"] is not None:
             ticks[phase["name"]].append((now - phase["last"]) * 1000)
+            if phase["name"] == "training" and now - phase["last"] > 0.05:
+                slow.append((phase["last"], now))
         phase["last"] = now
 
     timer = QTimer()
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     animation = {"from": None, "to": None, "labels": None, "t0": 0.0}
 
     def on_event(event):  # GUI thread: keep it cheap, the flush timer draws
+        log.append((time.perf_counter(), f"event {event.kind}"))
         if event.kind == "snapshot":
             latest_snapshot["event"] = event
             counts["snapshots"] += 1
@@ -170,13 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     bridge.event_happened.connect(on_event, Qt.ConnectionType.QueuedConnection)
 
     def flush():
+        if args.no_draw:
+            pending.clear()
+            latest_snapshot.clear()
+            return
         if pending:
             batch = pending[:]
             pending.clear()
-            for name, panel in panels.items():
-                t0 = time.perf_counter()
-                panel.add_records(batch)
-                update_ms[name].append((time.perf_counter() - t0) * 1000)
+            for name in panels:
+                backlog[name].extend(batch)
+        if args.stagger:
+            # one panel per frame, round robin: a redraw of every plot at once (an evaluation
+            # changes all of them) would be painted in one frame
+            names = [n for n in panels if backlog[n]]
+            if names:
+                turn["i"] = (turn["i"] + 1) % len(panels)
+                ordered = list(panels)[turn["i"]:] + list(panels)[:turn["i"]]
+                feed(next(n for n in ordered if backlog[n]))
+        else:
+            for name in panels:
+                if backlog[name]:
+                    feed(name)
         event = latest_snapshot.pop("event", None)
         if event is not None:
             t0 = time.perf_counter()
@@ -192,6 +216,17 @@ def main(argv: list[str] | None = None) -> int:
                               "drawn_final": False})
             update_ms["map"].append((time.perf_counter() - t0) * 1000)
 
+    backlog: dict[str, list[dict]] = {name: [] for name in panels}
+    turn = {"i": 0}
+
+    def feed(name: str) -> None:
+        batch = backlog[name][:]
+        backlog[name].clear()
+        t0 = time.perf_counter()
+        panels[name].add_records(batch)
+        update_ms[name].append((time.perf_counter() - t0) * 1000)
+        log.append((t0, f"{name} {update_ms[name][-1]:.0f} ms"))
+
     def animate():
         if animation["to"] is None:
             return
@@ -205,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         update_ms["map"].append((time.perf_counter() - t0) * 1000)
 
     flush_timer = QTimer()
-    flush_timer.setInterval(50)  # 20 Hz
+    flush_timer.setInterval(16 if args.stagger else 50)  # one panel a frame, or all at 20 Hz
     flush_timer.timeout.connect(flush)
     anim_timer = QTimer()
     anim_timer.setInterval(16)
@@ -231,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     run_for(args.idle_seconds, "idle")
 
     print(f"training: {args.method} on {args.dataset}, {args.epochs} epochs, evaluation every {args.eval_every:g} "
-          f"epoch, projection {args.projection} ...", flush=True)
+          f"epoch, projection {args.projection}{', nothing drawn' if args.no_draw else ''}"
+          f"{', panels fed one per frame' if args.stagger else ', panels fed together at 20 Hz'} ...", flush=True)
     flush_timer.start()
     anim_timer.start()
     worker = threading.Thread(target=work, name="training", daemon=True)
@@ -245,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     phase["name"] = None
     app.processEvents()
     flush()
+    for name in panels:
+        if backlog[name]:
+            feed(name)
     worker.join()
     flush_timer.stop()
     anim_timer.stop()
@@ -266,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in update_ms.items():
         s = stats(values)
         print(f"  {name:<11} {s['n']:>5} {s['p50']:>6.2f} {s['p99']:>6.2f} {s['max']:>6.2f}")
+    if args.verbose:
+        print("\nticks later than 50 ms while training, with what happened during them (GUI thread):")
+        for start, end in slow:
+            what = [w for t, w in log if start - 0.01 <= t <= end]
+            print(f"  {(end - start) * 1000:6.0f} ms at +{start - started:5.2f} s: {', '.join(what) or '-'}")
     window.close()
     return 0
 

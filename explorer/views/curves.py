@@ -233,7 +233,8 @@ class Panel(QWidget):
             axis.setTextPen(pg.mkPen(fg))
             if axis.label is not None:
                 axis.label.setDefaultTextColor(QColor(fg))
-        plot.showGrid(x=True, y=True, alpha=0.25 if self._dark else 0.15)
+        # no grid: pyqtgraph draws grid lines as part of the axes, so every curve update would
+        # repaint both axes with their text (3x the paint time of a step here)
         if plot.legend is not None:
             plot.legend.setLabelTextColor(fg)
             plot.legend.setBrush(pg.mkBrush(QColor(BACKGROUND[self._dark]).lighter(110) if self._dark
@@ -553,6 +554,7 @@ class ProbePlot(Panel):
         self._final = Series()
         self._final_item: pg.ScatterPlotItem | None = None
         self._last_step = 0.0
+        self._drawn_to = 1.0  # the x the reference lines reach
 
     def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         s = self._series[key]
@@ -577,6 +579,7 @@ class ProbePlot(Panel):
         self._final = Series()
         self._final_item = None
         self._last_step = 0.0
+        self._drawn_to = 1.0
         self._show_legend()
 
     def add_records(self, records: Iterable[dict]) -> None:
@@ -588,9 +591,12 @@ class ProbePlot(Panel):
             if step is None:
                 continue
             self._last_step = max(self._last_step, step)
-            changed = True  # a later step stretches the reference lines
             if record["kind"] != "evaluation" or not isinstance(record.get("metrics"), dict):
+                # a later step stretches the reference lines; redraw only when they fall 10 % short,
+                # not at every step (each redraw repaints the plot)
+                changed |= bool(self._reference_items) and self._last_step > 1.1 * self._drawn_to
                 continue
+            changed = True
             metrics = record["metrics"]
             for key, _name, _index in PROBE_CURVES:
                 v = number(metrics.get(key))
@@ -630,6 +636,7 @@ class ProbePlot(Panel):
                 self._pen_reference(key)
             v = self._references[key]
             item.setData([0.0, max(self._last_step, 1.0)], [v, v])
+        self._drawn_to = max(self._last_step, 1.0)
         if len(self._final):
             if self._final_item is None:
                 self._final_item = pg.ScatterPlotItem(symbol="star", size=13, name="final (full protocol)")
