@@ -168,3 +168,20 @@ def test_scale_auto_is_noted(digits):
     assert method.loss.scale == pytest.approx(np.sqrt(2) * np.log(9))
     assert any("--scale auto" in n for n in method.notes)
     assert build("cosine", digits, scale=20).loss.scale == 20.0
+
+
+def test_training_job_logs_triplet_categories_and_retrieval(tmp_path):
+    from engine.training import TrainConfig, train
+
+    config = TrainConfig(method="triplet", dataset="digits", epochs=2, batch_size=32, train_size=400,
+                         diagnostics=False, final_eval=False, eval_every=0, out=str(tmp_path),
+                         method_params={"classes_per_batch": 4, "samples_per_class": 8})
+    events = list(train(config))
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 2 * (400 // 32)
+    easy = [s.stats["triplet_easy"] for s in steps]
+    assert np.mean(easy[-3:]) > np.mean(easy[:3]) + 0.1  # the share of easy triplets rises as it learns
+    assert {"triplet_semi_hard", "triplet_hard", "mined_hard", "dan_dap_hist", "dan_dap_bins", "margin"} <= set(
+        steps[-1].stats)
+    final = [e for e in events if e.kind == "evaluation"][-1].metrics
+    assert final["precision_at_1"] > 0.85 and 0 < final["map_at_r"] <= final["precision_at_1"]
