@@ -1,0 +1,61 @@
+"""Rebuild a trained method from its run directory, for the window's inspectors and for scripts.
+
+    method, dataset = load_trained_method("runs/20260101-simclr-digits")
+
+``config.json`` holds every resolved setting (method, encoder and its parameters, embedding size,
+method parameters, dataset and its slicing), ``checkpoint.pt`` the method's state dict (encoder plus
+its training-only heads, decoders, projectors): the same construction as the training job's set-up,
+then ``load_state_dict``. The method comes back in eval mode on the CPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.runs import CHECKPOINT, CONFIG, RunDir, load_checkpoint
+
+
+def load_run_dataset(config: dict[str, Any]):
+    """The dataset of a run, sliced exactly as the run saw it (same sizes, imbalance and seed)."""
+    from engine.data import load_dataset
+
+    return load_dataset(config["dataset"], data_root=config.get("data_root"), train_size=config.get("train_size"),
+                        test_size=config.get("test_size"), imbalance=config.get("imbalance"),
+                        seed=config.get("seed", 0))
+
+
+def load_trained_method(run_dir: str | Path, dataset=None, map_location: str = "cpu"):
+    """(method, dataset) of the run in ``run_dir``, with the checkpoint's weights, in eval mode.
+
+    ``dataset``: the run's ``ImageDataset`` if the caller already holds it (loading Fashion-MNIST
+    again costs a second). Raises FileNotFoundError when the run has no config or no checkpoint
+    yet, ValueError when the checkpoint does not fit the configuration.
+    """
+    from engine.encoders import build_encoder
+    from engine.methods import METHODS, DataInfo
+    from engine.params import resolve
+
+    run = RunDir(run_dir)
+    if not run.file(CONFIG).exists():
+        raise FileNotFoundError(f"{run.path} is not a run directory: it has no {CONFIG}")
+    cfg = run.config()
+    if not run.file(CHECKPOINT).exists():
+        raise FileNotFoundError(f"run {run.path.name} has no {CHECKPOINT} yet: a checkpoint is written every "
+                                f"{cfg.get('checkpoint_every', 5)} epochs and at the end")
+    state = load_checkpoint(run.path, map_location)
+    if dataset is None:
+        dataset = load_run_dataset(cfg)
+    method_cls = METHODS.get(cfg["method"])
+    info = DataInfo(dataset.num_classes, tuple(int(c) for c in dataset.class_counts()), dataset.channels,
+                    dataset.image_size, dataset.labelled, dataset.name)
+    encoder = build_encoder(cfg["encoder"], dataset.channels, dataset.image_size, cfg["embedding_dim"],
+                            **cfg.get("encoder_params", {}))
+    method = method_cls(encoder, info, **resolve(method_cls.params, cfg.get("method_params", {})))
+    try:
+        method.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint of run {run.path.name} does not fit its configuration "
+                         f"({str(error).splitlines()[0]})") from error
+    method.to(map_location)
+    method.eval()
+    return method, dataset
