@@ -334,7 +334,8 @@ class PairLoss(nn.Module):
             self.stats = {
                 "pos_dist_hist": histogram(dist[pos].cpu(), self.edges),
                 "neg_dist_hist": histogram(dist[neg].cpu(), self.edges),
-                "dist_bins": [round(e, 6) for e in self.edges.tolist()], "margin": self.margin, "pos_margin": self.pos_margin,
+                "dist_bins": [round(e, 6) for e in self.edges.tolist()], "margin": self.margin,
+                "pos_margin": self.pos_margin,
                 "pos_active": float((pos_terms > 0).float().mean()) if pos_terms.numel() else 0.0,
                 "neg_active": float((neg_terms > 0).float().mean()) if neg_terms.numel() else 0.0,
                 "pos_dist": float(d_pos.mean()) if d_pos.numel() else 0.0,

@@ -272,7 +272,8 @@ class _MarginSoftmax(MetricMethod):
         self.loss = self.loss_class(info.num_classes, encoder.embedding_dim, margin=p["margin"],
                                     scale=p["scale"], subcenters=k, class_margins=margins)
         if p["scale"] == "auto":
-            self.notes.append(f"--scale auto: s = √2·log(C − 1) = {self.loss.scale:.3f} for C = {info.num_classes}")
+            self.notes.append(f"--scale auto: s = √2·log(C − 1) = {self.loss.scale:.3f} for C = "
+                              f"{info.num_classes}")
 
     def training_step(self, images, labels):
         loss = self.loss(self.encoder(images).float(), labels)
