@@ -53,7 +53,11 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     if open_dir:
         window.open_run(open_dir)
     window.show()
-    return app.exec()
+    code = app.exec()
+    window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)
+    app.processEvents()
+    del window
+    return code
 
 
 if __name__ == "__main__":

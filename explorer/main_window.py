@@ -119,24 +119,24 @@ class MainWindow(QMainWindow):
                                 objectName=f"{obj_name}_placeholder")
                 widget.setAlignment(Qt.AlignmentFlag.AlignCenter)
             # the panels bring their own "what am I looking at?" button
-            bottom.append(self._add_dock(obj_name, title, widget, Qt.DockWidgetArea.BottomDockWidgetArea,
-                                         help_row=False))
-        self._add_dock("log", "Log", self.log_view, Qt.DockWidgetArea.BottomDockWidgetArea)
-        bottom.append(self.docks["log"])
-        # two visible bottom docks side by side (loss | probe), the others tabbed behind them
-        self.splitDockWidget(bottom[0], bottom[1], Qt.Orientation.Horizontal)
-        for dock in bottom[2:4]:
-            self.tabifyDockWidget(bottom[1], dock)
-        for dock in bottom[4:]:
-            self.tabifyDockWidget(bottom[0], dock)
+            bottom.append(self._add_dock(obj_name, title, widget, None, help_row=False))
+        bottom.append(self._add_dock("log", "Log", self.log_view, None))
+        # under the map only (the side columns keep the full height): loss | probe side by side,
+        # properties and log tabbed behind the loss, collapse and triplets behind the probe.
+        # Each dock is placed once: moving a placed dock leaves stray tab bars behind.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        loss, probe, collapse, triplets, properties, log = bottom
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, loss)
+        self.splitDockWidget(loss, probe, Qt.Orientation.Horizontal)
+        for first, other in ((loss, properties), (loss, log), (probe, collapse), (probe, triplets)):
+            self.tabifyDockWidget(first, other)
         bottom[0].raise_()
         bottom[1].raise_()
-        self.resizeDocks([self.docks["training"], self.docks["runs"]], [700, 170], Qt.Orientation.Vertical)
-        self.resizeDocks([self.docks["training"], self.docks["neighbours"]], [360, 340], Qt.Orientation.Horizontal)
-        self.resizeDocks([bottom[0]], [250], Qt.Orientation.Vertical)
-        collapse = self.panels.get("collapse_panel")
-        if collapse is not None and hasattr(collapse, "collapse_detected"):
-            collapse.collapse_detected.connect(self._on_collapse_detected)
+        self._sized_docks = False
+        collapse_panel = self.panels.get("collapse_panel")
+        if collapse_panel is not None and hasattr(collapse_panel, "collapse_detected"):
+            collapse_panel.collapse_detected.connect(self._on_collapse_detected)
 
         self._build_menus()
         self._build_status_bar()
@@ -169,9 +169,23 @@ class MainWindow(QMainWindow):
             dock.setWidget(host)
         else:
             dock.setWidget(widget)
-        self.addDockWidget(area, dock)
+        if area is not None:
+            self.addDockWidget(area, dock)
         self.docks[name] = dock
         return dock
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._sized_docks and self.settings.value("window/state") is None:
+            self._sized_docks = True  # first start: sizes that suit the content (later: the saved layout)
+            QTimer.singleShot(0, self._default_dock_sizes)
+
+    def _default_dock_sizes(self) -> None:
+        d = self.docks
+        self.resizeDocks([d["training"], d["neighbours"]], [370, 360], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["training"], d["runs"]], [int(self.height() * 0.68), int(self.height() * 0.24)],
+                         Qt.Orientation.Vertical)
+        self.resizeDocks([d["loss_plot"]], [int(self.height() * 0.3)], Qt.Orientation.Vertical)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()

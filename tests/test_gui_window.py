@@ -226,9 +226,15 @@ def test_open_cli_run_shows_curves_and_map(qtbot, window, cli_run):
     qtbot.waitUntil(lambda: w.map_panel.primary.point_count == 597, timeout=TIMEOUT)
     slider = w.map_panel.slider
     assert slider.objectName() == "timelapse_slider" and slider.maximum() == 2
-    slider.setValue(0)  # scrub back to the first snapshot
-    qtbot.waitUntil(lambda: w.map_panel.primary._frame == 0, timeout=TIMEOUT)
-    assert "step 0" in w.map_panel.primary.title.text()
+    view = w.map_panel.primary
+    view.animate = True
+    newest = view.cloud.positions.copy()
+    slider.setValue(0)  # scrub back to the first snapshot: an animated transition
+    qtbot.waitUntil(lambda: view._frame == 0, timeout=TIMEOUT)
+    assert "step 0" in view.title.text()
+    qtbot.waitUntil(lambda: view._anim_t >= 1.0, timeout=TIMEOUT)
+    np.testing.assert_allclose(view.cloud.positions, run.coords[(0, w.session.projection)])
+    assert not np.allclose(view.cloud.positions, newest)
 
 
 def test_following_a_run_picks_up_appended_lines(qtbot, window, cli_run, tmp_path):

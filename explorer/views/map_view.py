@@ -11,6 +11,8 @@ ScatterPlotItems drawn on top.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -60,6 +62,7 @@ class PointCloudItem(pg.GraphicsObject):
     def __init__(self, radius: float = 2.5):
         super().__init__()
         self._xy = np.zeros((0, 2), dtype=np.float32)
+        self._x = self._y = np.zeros(0, dtype=np.float32)
         self._argb = np.zeros(0, dtype=np.uint32)
         self._bounds = QRectF()
         self.set_radius(radius)
@@ -75,15 +78,21 @@ class PointCloudItem(pg.GraphicsObject):
         """Positions (n, 2) in data coordinates and colours (n,) uint32 ARGB (opaque)."""
         xy = np.ascontiguousarray(xy, dtype=np.float32)
         self._xy = xy
+        # one contiguous array per axis: reductions along a (n, 2) array's rows are 10x slower
+        self._x, self._y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
         self._argb = np.ascontiguousarray(colours, dtype=np.uint32)
-        finite = xy[np.isfinite(xy).all(1)] if len(xy) else xy
-        if len(finite):
-            lo, hi = finite.min(0), finite.max(0)
-            span = np.maximum(hi - lo, 1e-6)
-            lo, hi = lo - 0.02 * span, hi + 0.02 * span
-            bounds = QRectF(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
-        else:
-            bounds = QRectF()
+        bounds = QRectF()
+        if len(xy):
+            lo = np.array([self._x.min(), self._y.min()])
+            hi = np.array([self._x.max(), self._y.max()])
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+                with np.errstate(invalid="ignore"):
+                    lo = np.array([np.nanmin(np.where(np.isfinite(v), v, np.nan)) for v in (self._x, self._y)])
+                    hi = np.array([np.nanmax(np.where(np.isfinite(v), v, np.nan)) for v in (self._x, self._y)])
+            if np.isfinite(lo).all() and np.isfinite(hi).all():
+                span = np.maximum(hi - lo, 1e-6)
+                lo, hi = lo - 0.02 * span, hi + 0.02 * span
+                bounds = QRectF(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
         if bounds != self._bounds:
             self.prepareGeometryChange()
             self._bounds = bounds
@@ -100,7 +109,7 @@ class PointCloudItem(pg.GraphicsObject):
     def dataBounds(self, ax: int, frac: float = 1.0, orthoRange=None):
         if not len(self._xy):
             return None, None
-        v = self._xy[:, ax]
+        v = self._x if ax == 0 else self._y
         v = v[np.isfinite(v)]
         return (float(v.min()), float(v.max())) if len(v) else (None, None)
 
@@ -116,20 +125,31 @@ class PointCloudItem(pg.GraphicsObject):
         if w <= 0 or h <= 0:
             return
         t = painter.transform()  # item coordinates -> device pixels
-        x, y = self._xy[:, 0], self._xy[:, 1]
-        px = t.m11() * x + t.m21() * y + t.m31()
-        py = t.m12() * x + t.m22() * y + t.m32()
+        m11, m12, m21, m22, m31, m32 = t.m11(), t.m12(), t.m21(), t.m22(), t.m31(), t.m32()
+        x, y = self._x, self._y
+        if m21 == 0 and m12 == 0:  # no rotation (always, in a ViewBox): half the arithmetic
+            px = x * np.float32(m11) + np.float32(m31)
+            py = y * np.float32(m22) + np.float32(m32)
+        else:
+            px = m11 * x + m21 * y + m31
+            py = m12 * x + m22 * y + m32
+        # A dot reaches ``pad`` pixels from its centre: keep the centres within ``pad`` of the view
+        # and stamp into a buffer with a margin of 2 * pad, so every write lands inside the buffer.
         pad = self._pad
-        ok = (px > -pad) & (px < w + pad) & (py > -pad) & (py < h + pad)
-        ix = px[ok].astype(np.int64) + pad
-        iy = py[ok].astype(np.int64) + pad
-        colours = self._argb[ok]
-        stride = w + 2 * pad
-        buf = np.zeros((h + 2 * pad) * stride, dtype=np.uint32)
+        margin = 2 * pad
+        with np.errstate(invalid="ignore"):
+            ok = (px >= -pad) & (px < w + pad) & (py >= -pad) & (py < h + pad)
+        colours = self._argb
+        if not ok.all():  # zoomed in: only the points in view
+            px, py, colours = px[ok], py[ok], colours[ok]
+        ix = np.floor(px).astype(np.int64) + margin
+        iy = np.floor(py).astype(np.int64) + margin
+        stride = w + 2 * margin
+        buf = np.zeros((h + 2 * margin) * stride, dtype=np.uint32)
         flat = iy * stride + ix
         for dy, dx in zip(self._dy, self._dx):
             buf[flat + (dy * stride + dx)] = colours
-        image_data = np.ascontiguousarray(buf.reshape(h + 2 * pad, stride)[pad:pad + h, pad:pad + w])
+        image_data = np.ascontiguousarray(buf.reshape(h + 2 * margin, stride)[margin:margin + h, margin:margin + w])
         image = QImage(image_data.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
         painter.save()
         painter.resetTransform()
@@ -258,10 +278,13 @@ class MapView(QWidget):
         self.plot.addItem(self.trails, ignoreBounds=True)
         self.selection_marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen("#ff9f1c", width=1.5), brush=None)
         self.neighbour_marks = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#222222", width=1.5), brush=None)
-        self.point_mark = pg.ScatterPlotItem(size=20, pen=pg.mkPen("#e01e5a", width=3), brush=None)
+        # the clicked point: a dark ring inside a white one, visible on every colouring and theme
+        self.point_mark = pg.ScatterPlotItem(size=22, pen=pg.mkPen("#111111", width=3.5), brush=None)
+        self.point_halo = pg.ScatterPlotItem(size=22, pen=pg.mkPen("#ffffff", width=1.2), brush=None)
         self.centroid_marks = pg.ScatterPlotItem(size=14, symbol="x", pen=pg.mkPen("#000000", width=1),
                                                  brush=pg.mkBrush("#ffffff"))
-        for item in (self.selection_marks, self.neighbour_marks, self.point_mark, self.centroid_marks):
+        for item in (self.selection_marks, self.neighbour_marks, self.point_mark, self.point_halo,
+                     self.centroid_marks):
             self.plot.addItem(item, ignoreBounds=True)
         self.centroid_labels: list[pg.TextItem] = []
         self.legend = pg.LegendItem(offset=(-8, 8), labelTextSize="8pt")
@@ -429,7 +452,7 @@ class MapView(QWidget):
         self._colours, self._indices, self._labels = colours, indices, labels
         if animate and len(self._start) == len(self._target) and not np.array_equal(self._start, self._target):
             self._anim_t = 0.0
-            self._anim_clock = pg.ptime.time()
+            self._anim_clock = time.perf_counter()
             self._anim.start()
         else:
             self._anim.stop()
@@ -440,10 +463,10 @@ class MapView(QWidget):
         self._update_legend()
 
     def _on_anim_timeout(self) -> None:
-        t = min(1.0, (pg.ptime.time() - self._anim_clock) * 1000 / ANIMATION_MS)
+        t = min(1.0, (time.perf_counter() - self._anim_clock) * 1000 / ANIMATION_MS)
         self._anim_t = t
         e = t * t * (3 - 2 * t)  # smoothstep: starts and ends at rest
-        xy = self._start + (self._target - self._start) * e
+        xy = self._target if t >= 1.0 else self._start + (self._target - self._start) * e
         self.cloud.set_data(xy, self._colours)
         self._update_marks()
         self._update_centroids()
@@ -471,7 +494,9 @@ class MapView(QWidget):
             from engine.metrics.clusters import kmeans
 
             k = max(2, len(names) or 10)
-            clusters = np.asarray(kmeans(np.asarray(snap["embeddings"]), k, seed=0, n_init=1))
+            clusters = (np.asarray(snap["clusters"]) if "clusters" in snap
+                        else np.asarray(kmeans(np.asarray(snap["embeddings"]), k, seed=0, n_init=1)))
+            k = max(k, int(clusters.max(initial=0)) + 1)
             pal = class_palette(k)
             colours = pal[clusters % k]
             entries = [(f"cluster {i}", int(pal[i])) for i in range(k)]
@@ -482,7 +507,9 @@ class MapView(QWidget):
             entries = [(f"kNN right ({correct[labels >= 0].mean():.0%})", argb("#2ca02c")),
                        ("kNN wrong", argb("#d62728"))]
         elif mode == "overlap":
-            overlap = neighbour_overlap(np.asarray(snap["embeddings"]), coords)
+            engine_map = "coords" in snap and self.session.projection == run.config.get("projection", "umap")
+            overlap = (np.asarray(snap["neighbour_overlap"]) if engine_map and "neighbour_overlap" in snap
+                       else neighbour_overlap(np.asarray(snap["embeddings"]), coords))
             colours = ramp(overlap)
             entries = [(f"10-NN kept in 2D: 100% (mean {overlap.mean():.0%})", int(ramp(np.array([1.0]))[0])),
                        ("50%", int(ramp(np.array([0.5]))[0])), ("0%", int(ramp(np.array([0.0]))[0]))]
@@ -543,7 +570,8 @@ class MapView(QWidget):
 
     def _update_marks(self) -> None:
         s = self.session
-        for item, rows in ((self.point_mark, np.array([s.selected_row]) if s.selected_row >= 0 else np.zeros(0)),
+        point = np.array([s.selected_row]) if s.selected_row >= 0 else np.zeros(0)
+        for item, rows in ((self.point_mark, point), (self.point_halo, point),
                            (self.neighbour_marks, s.neighbour_rows), (self.selection_marks, s.selected_rows)):
             xy = self._positions_of(np.asarray(rows, dtype=np.int64))
             item.setData(pos=xy) if len(xy) else item.clear()
@@ -672,27 +700,22 @@ class MapView(QWidget):
 
 
 def neighbour_overlap(embeddings: np.ndarray, coords: np.ndarray, k: int = 10) -> np.ndarray:
-    """Per point, the fraction of its k nearest neighbours in embedding space (cosine) that are also
-    among its k nearest on the map: 1 where the map keeps the neighbourhood, 0 where it invents one."""
-    from engine.neighbours import knn
+    """Per point, the share of its k nearest neighbours in embedding space (cosine) that are also
+    among its k nearest on the map (``engine.metrics.honesty``): 1 where the map keeps the
+    neighbourhood, near 0 where it invents one."""
+    from engine.metrics.honesty import neighbour_overlap as overlap
 
-    k = min(k, len(embeddings) - 1)
-    if k < 1:
-        return np.ones(len(embeddings))
-    _, high = knn(embeddings, embeddings, k, exclude_self=True)
-    _, low = knn(coords, coords, k, metric="euclidean", exclude_self=True)
-    high.sort(1)
-    low.sort(1)
-    # members of low found in high, row by row (both sorted)
-    hits = np.zeros(len(high))
-    for j in range(k):
-        col = low[:, j:j + 1]
-        hits += (high == col).any(1)
-    return hits / k
+    return np.asarray(overlap(np.asarray(embeddings), np.asarray(coords), k=min(k, len(embeddings) - 1),
+                              metric="cosine"))
 
 
 class MapPanel(QWidget):
     """The central area: a toolbar, one map (two side by side when comparing) and the time-lapse."""
+
+    def sizeHint(self):  # the map is the point of the window: ask for most of it
+        from PySide6.QtCore import QSize
+
+        return QSize(900, 720)
 
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
@@ -766,6 +789,7 @@ class MapPanel(QWidget):
         layout.addWidget(self.splitter, 1)
         layout.addLayout(time_row)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumHeight(380)
 
         self.projection_combo.currentIndexChanged.connect(
             lambda: session.set_projection(self.projection_combo.currentData()))

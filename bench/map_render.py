@@ -1,0 +1,183 @@
+"""Map refresh + render time for 70k points: our image-stamped PointCloudItem against pyqtgraph's
+ScatterPlotItem (the naive way) in the same run; pan/zoom frame rate at 100k points; and the time
+from a click to the neighbours grid shown, for 70k points of 128 dimensions.
+
+    QT_QPA_PLATFORM=offscreen python bench/map_render.py [--points 70000] [--frames 10]
+
+A frame = new positions and colours for every point (a snapshot arriving, or a step of the
+animated transition) + a full repaint of the plot into a pixmap (``grab``), at 1200 x 800 pixels.
+Targets (issue 4): <= 50 ms per frame at 70k; pan/zoom >= 30 fps at 100k; click -> grid <= 50 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+import explorer.jobs  # noqa: E402,F401  (the PySide6 reference-count guard)
+
+SIZE = (1200, 800)
+
+
+def blobs(n: int, classes: int = 10, dim: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    centres = rng.normal(0, 6, (classes, dim))
+    return (centres[labels] + rng.normal(0, 1, (n, dim))).astype(np.float32), labels
+
+
+def time_frames(plot, update, frames: int) -> list[float]:
+    from PySide6.QtWidgets import QApplication
+
+    times = []
+    for f in range(frames + 1):
+        t = time.perf_counter()
+        update(f)
+        plot.grab()  # one full paint of the plot, as a screen refresh does
+        if f:  # the first frame builds caches on both sides
+            times.append((time.perf_counter() - t) * 1000)
+        QApplication.processEvents()  # outside the timing: the offscreen backing store's own repaint
+    return times
+
+
+def bench_render(n: int, frames: int) -> dict[str, float]:
+    import pyqtgraph as pg
+
+    from explorer.views.map_view import PointCloudItem, class_palette
+
+    xy, labels = blobs(n)
+    rng = np.random.default_rng(1)
+    steps = [xy + rng.normal(0, 0.3, xy.shape).astype(np.float32) for _ in range(frames + 1)]
+    palette = class_palette(10)
+
+    def make_plot():
+        plot = pg.PlotWidget()
+        plot.resize(*SIZE)
+        plot.show()
+        plot.getPlotItem().vb.setRange(xRange=(-25, 25), yRange=(-20, 20), padding=0)
+        plot.getPlotItem().vb.disableAutoRange()
+        return plot
+
+    out = {}
+    plot = make_plot()
+    cloud = PointCloudItem()
+    plot.addItem(cloud)
+    out["ours"] = statistics.median(time_frames(plot, lambda f: cloud.set_data(steps[f], palette[(labels + f) % 10]),
+                                                frames))
+    plot.close()
+
+    plot = make_plot()
+    scatter = pg.ScatterPlotItem(size=5, pen=None)
+    plot.addItem(scatter)
+    brushes = [pg.mkBrush(pg.mkColor(int(c) & 0xFFFFFF | 0xFF000000)) for c in palette]
+    out["scatter_brush_per_point"] = statistics.median(time_frames(
+        plot, lambda f: scatter.setData(pos=steps[f], brush=[brushes[c] for c in (labels + f) % 10]), frames))
+    out["scatter_one_brush"] = statistics.median(time_frames(
+        plot, lambda f: scatter.setData(pos=steps[f], brush=brushes[f % 10]), frames))
+    plot.close()
+    return out
+
+
+def bench_pan_zoom(n: int, frames: int) -> float:
+    import pyqtgraph as pg
+
+    from explorer.views.map_view import PointCloudItem, class_palette
+
+    xy, labels = blobs(n, seed=2)
+    plot = pg.PlotWidget()
+    plot.resize(*SIZE)
+    plot.show()
+    cloud = PointCloudItem()
+    plot.addItem(cloud)
+    cloud.set_data(xy, class_palette(10)[labels])
+    vb = plot.getPlotItem().vb
+
+    def move(f):
+        s = 20 * (0.6 + 0.4 * np.cos(f / 5))
+        vb.setRange(xRange=(-s + f * 0.3, s + f * 0.3), yRange=(-s * 0.7, s * 0.7), padding=0)
+
+    ms = statistics.median(time_frames(plot, move, frames))
+    plot.close()
+    return ms
+
+
+class _FakeDataset:
+    """Thumbnails for the neighbours grid (28x28 like Fashion-MNIST)."""
+
+    def __init__(self, n: int):
+        self.images = np.random.default_rng(3).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+
+    def thumbnail(self, split: str, i: int) -> np.ndarray:
+        return self.images[int(i)]
+
+
+def bench_click(n: int, dim: int = 128, clicks: int = 10) -> tuple[float, float]:
+    from PySide6.QtWidgets import QApplication
+
+    from explorer.session import RunState, Session
+    from explorer.views.neighbours import NeighboursPanel
+
+    emb, labels = blobs(n, dim=dim, seed=4)
+    session = Session()
+    run = RunState("bench", "bench", config={"class_names": [str(i) for i in range(10)]})
+    run.snapshots.append({"step": 0, "epoch": 0.0, "embeddings": emb, "indices": np.arange(n), "labels": labels})
+    run.dataset = _FakeDataset(n)
+    session.runs[run.id] = run
+    session.current_id = run.id
+    panel = NeighboursPanel(session)
+    panel.resize(360, 700)
+    panel.show()
+    QApplication.processEvents()
+    times = []
+    rows = np.random.default_rng(5).integers(0, n, clicks + 1)
+    for r in rows:
+        t = time.perf_counter()
+        session.select_point(int(r))  # what a click on the map does
+        panel.repaint()  # the grid drawn on screen
+        times.append((time.perf_counter() - t) * 1000)
+    session.shutdown()
+    return times[0], statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=70_000)
+    parser.add_argument("--pan-points", type=int, default=100_000)
+    parser.add_argument("--frames", type=int, default=10)
+    args = parser.parse_args()
+    from PySide6.QtWidgets import QApplication
+
+    import torch
+
+    from engine.device import configure_threads
+
+    app = QApplication.instance() or QApplication([])  # noqa: F841
+    configure_threads(leave_one_core=True)
+    print(f"{args.points} points, {SIZE[0]}x{SIZE[1]} px, median of {args.frames} frames, "
+          f"torch threads {torch.get_num_threads()}, platform {os.environ['QT_QPA_PLATFORM']}")
+    r = bench_render(args.points, args.frames)
+    print(f"refresh + render, ours (PointCloudItem, image stamping): {r['ours']:8.1f} ms/frame")
+    print(f"refresh + render, ScatterPlotItem, one brush:             {r['scatter_one_brush']:8.1f} ms/frame"
+          f"   ratio {r['scatter_one_brush'] / r['ours']:.1f}x")
+    print(f"refresh + render, ScatterPlotItem, a brush per point:     {r['scatter_brush_per_point']:8.1f} ms/frame"
+          f"   ratio {r['scatter_brush_per_point'] / r['ours']:.1f}x")
+    print(f"target <= 50 ms/frame: {'met' if r['ours'] <= 50 else 'NOT met'}")
+    pz = bench_pan_zoom(args.pan_points, args.frames * 2)
+    print(f"pan/zoom, {args.pan_points} points: {pz:.1f} ms/frame = {1000 / pz:.0f} fps "
+          f"(target >= 30 fps: {'met' if 1000 / pz >= 30 else 'NOT met'})")
+    first, later = bench_click(args.points)
+    print(f"click -> neighbours grid shown, {args.points} points x 128 dims, k = 12: first click {first:.1f} ms "
+          f"(builds the index), then {later:.1f} ms (target <= 50 ms: {'met' if later <= 50 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

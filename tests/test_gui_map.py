@@ -1,0 +1,209 @@
+"""The map's pieces without training: the image-stamped point cloud, lasso/rectangle selection,
+the colourings against their peers, linked side-by-side maps. Real data: the digits test split, with
+its raw pixels as the "embeddings" (a representation like any other)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPointF  # noqa: E402
+from PySide6.QtGui import QColor, QPolygonF  # noqa: E402
+
+from explorer import jobs  # noqa: E402
+from explorer.session import RunState, Session  # noqa: E402
+from explorer.views.map_view import MapPanel, MapView, PointCloudItem, argb, points_in_polygon  # noqa: E402
+from explorer.views.neighbours import SelectionGrid  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from engine.data import load_dataset
+
+    return load_dataset("digits", test_size=300, seed=0)
+
+
+def fake_run(digits, name: str, noise: float = 0.0) -> RunState:
+    """A run with two snapshots of the digits' pixels (the second slightly perturbed) and PCA maps."""
+    test = digits.test
+    x = test.images.reshape(len(test), -1).astype(np.float32) / 16
+    rng = np.random.default_rng(0)
+    run = RunState(name, name, config={"dataset": "digits", "class_names": digits.class_names,
+                                       "projection": "pca", "test_size": 300})
+    run.dataset = digits
+    for step, eps in ((0, 0.0), (10, 0.05 + noise)):
+        emb = x + eps * rng.normal(size=x.shape).astype(np.float32)
+        run.snapshots.append({"step": step, "epoch": step / 10, "embeddings": emb,
+                              "indices": np.arange(len(test)), "labels": test.labels})
+        run.coords[(len(run.snapshots) - 1, "pca")] = jobs.project("pca", emb)
+    return run
+
+
+@pytest.fixture
+def session(qtbot):
+    s = Session()
+    s.projection = "pca"
+    yield s
+    s.shutdown()
+    assert not jobs.live_jobs()
+
+
+def add(session: Session, run: RunState) -> None:
+    session.runs[run.id] = run
+    session.run_added.emit(run.id)
+    if not session.current_id:
+        session.select_run(run.id)
+
+
+def test_point_cloud_draws_each_point_at_its_pixel_in_its_colour(qtbot):
+    import pyqtgraph as pg
+
+    plot = pg.PlotWidget()
+    qtbot.addWidget(plot)
+    plot.resize(400, 300)
+    plot.hideAxis("left")
+    plot.hideAxis("bottom")
+    plot.setBackground("#ffffff")
+    cloud = PointCloudItem(radius=2.5)
+    plot.addItem(cloud)
+    xy = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [5, 5], [-50, 5], [np.nan, 1]], dtype=np.float32)
+    colours = np.array([argb(c) for c in ("#ff0000", "#00ff00", "#0000ff", "#ff00ff", "#00ffff", "#000000",
+                                          "#000000")], dtype=np.uint32)
+    cloud.set_data(xy, colours)
+    vb = plot.getPlotItem().vb
+    vb.setRange(xRange=(-1, 11), yRange=(-1, 11), padding=0)  # (-50, 5) is out of view, NaN is skipped
+    image = plot.grab().toImage()
+    for (x, y), c in zip(xy[:5], colours[:5]):
+        p = plot.mapFromScene(vb.mapViewToScene(QPointF(float(x), float(y))))
+        px = [QColor(image.pixel(p.x() + dx, p.y() + dy)).rgb() & 0xFFFFFF for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+        assert int(c) & 0xFFFFFF in px, (x, y)
+    # zoomed in so that dots sit on the edges of the view: drawn clipped, no write outside the buffer
+    for r in ((-0.01, 0.01), (9.99, 10.01), (4.9, 5.0)):
+        vb.setRange(xRange=r, yRange=r, padding=0)
+        assert not plot.grab().toImage().isNull()
+    assert cloud.dataBounds(0) == (-50.0, 10.0)
+
+
+def test_points_in_polygon_matches_qt(qtbot):
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(-1, 1, (3000, 2))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 12))
+    radii = rng.uniform(0.3, 1.0, 12)
+    polygon = np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])  # a star-shaped lasso
+    qpoly = QPolygonF([QPointF(*p) for p in polygon])
+    expected = np.array([qpoly.containsPoint(QPointF(*p), pg_odd_even()) for p in xy])
+    np.testing.assert_array_equal(points_in_polygon(xy, polygon), expected)
+    assert 0 < expected.sum() < len(xy)
+
+
+def pg_odd_even():
+    from PySide6.QtCore import Qt
+
+    return Qt.FillRule.OddEvenFill
+
+
+def test_region_selection_fills_the_grid(qtbot, session, digits):
+    run = fake_run(digits, "a")
+    view = MapView(session)
+    view.animate = False
+    grid = SelectionGrid(session)
+    qtbot.addWidget(view)
+    qtbot.addWidget(grid)
+    add(session, run)
+    view.refresh()
+    xy = view.cloud.positions
+    x0, x1 = np.quantile(xy[:, 0], [0.2, 0.5])
+    y0, y1 = np.quantile(xy[:, 1], [0.2, 0.6])
+    view.vb.select_mode = "rect"
+    view._on_vb_region_selected(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]))
+    inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+    np.testing.assert_array_equal(session.selected_rows, np.sort(view.shown_rows()[inside]))
+    assert sum(b.isVisibleTo(grid) for b in grid.grid.buttons) == inside.sum()
+    assert f"{inside.sum()} points selected" in grid.summary.text()
+    assert len(view.selection_marks.data) == inside.sum()
+
+
+def test_colourings_agree_with_their_peers(qtbot, session, digits):
+    from sklearn.neighbors import NearestNeighbors
+
+    from engine.metrics.triplets import CATEGORY_NAMES, anchor_categories
+
+    run = fake_run(digits, "a")
+    view = MapView(session)
+    view.animate = False
+    qtbot.addWidget(view)
+    add(session, run)
+    snap = run.snapshots[-1]
+    emb, labels = snap["embeddings"], snap["labels"]
+
+    session.set_colour_by("class")
+    assert [name for name, _ in view._legend_entries] == digits.class_names
+    assert len(np.unique(view.cloud._argb)) == 10
+
+    # kNN correct / wrong: the leave-one-out vote of the 10 nearest (cosine), as scikit-learn finds them
+    session.set_colour_by("correct")
+    nn = NearestNeighbors(n_neighbors=11, metric="cosine", algorithm="brute").fit(emb.astype(np.float64))
+    idx = nn.kneighbors(return_distance=False)[:, :10]
+    votes = np.array([np.bincount(labels[i], minlength=10).argmax() for i in idx])
+    expected = np.where(votes == labels, argb("#2ca02c"), argb("#d62728"))
+    assert (view.cloud._argb == expected).mean() > 0.98  # ties in distance may order differently
+
+    session.set_colour_by("overlap")
+    assert len(view._legend_entries) == 3
+
+    session.set_colour_by("cluster")
+    assert len(np.unique(view.cloud._argb)) == 10
+
+    session.set_colour_by("triplet")
+    anchor = 17
+    session.select_point(int(snap["indices"][anchor]))
+    cats = anchor_categories(emb, labels, anchor)
+    counts = np.bincount(cats.codes, minlength=len(CATEGORY_NAMES))
+    legend = dict(view._legend_entries)
+    for i, n in enumerate(CATEGORY_NAMES):
+        if counts[i]:
+            assert f"{n} ({counts[i]})" in legend
+
+
+def test_side_by_side_maps_share_the_selection(qtbot, session, digits):
+    panel = MapPanel(session)
+    for v in panel.views:
+        v.animate = False
+    qtbot.addWidget(panel)
+    a, b = fake_run(digits, "a"), fake_run(digits, "b", noise=0.2)
+    add(session, a)
+    add(session, b)
+    session.set_compare("b")
+    assert panel.secondary.isVisibleTo(panel) and panel.secondary.run() is b
+    assert panel.primary.point_count == panel.secondary.point_count == 300
+    row = int(a.snapshots[-1]["indices"][42])
+    session.select_point(row)
+    for view, run in ((panel.primary, a), (panel.secondary, b)):
+        np.testing.assert_allclose(view.point_mark.data["x"], [run.coords[(1, "pca")][42, 0]], rtol=1e-6)
+    other = RunState("c", "c", config={"dataset": "shapes"})
+    session.runs["c"] = other
+    with pytest.raises(ValueError, match="same dataset"):
+        session.set_compare("c")
+    # the time-lapse scrubs both maps
+    panel.slider.setValue(0)
+    assert panel.primary._frame == 0 and panel.secondary._frame == 0
+    np.testing.assert_allclose(panel.secondary.cloud.positions, b.coords[(0, "pca")])
+
+
+def test_projection_is_computed_in_the_background_and_stale_results_are_not_drawn(qtbot, session, digits):
+    run = fake_run(digits, "a")
+    run.coords.clear()  # nothing cached: the map must ask for it
+    view = MapView(session)
+    view.animate = False
+    qtbot.addWidget(view)
+    add(session, run)
+    assert view.point_count == 0 and "computing" in view.note.text()
+    first = view._request[0]
+    session.set_frame(0)  # a newer request overtakes the first
+    assert view._request[0] != first
+    qtbot.waitUntil(lambda: view.point_count == 300 and view._frame == 0, timeout=60_000)
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=60_000)
+    assert view._frame == 0  # the older request's result (frame 1) was cached, not drawn
+    assert (1, "pca") in run.coords
+    np.testing.assert_allclose(view.cloud.positions, run.coords[(0, "pca")])
