@@ -47,34 +47,36 @@ def _to_ranking(q: torch.Tensor, metric: str, centre: torch.Tensor) -> torch.Ten
 
 
 def _extra(k: int) -> int:
-    """Spare candidates kept from the float32 ranking before the float64 re-measure."""
-    return max(8, k // 2)
+    """Spare candidates kept from the float32 ranking before the float64 re-measure: on centred
+    vectors float32 misorders only distances within ~1e-7 of each other, a handful at most."""
+    return max(4, k // 4)
 
 
-def _refine(q: torch.Tensor, b: torch.Tensor, cand: torch.Tensor, k: int, metric: str,
-            self_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Re-measure candidates ``cand`` (m, c) of queries ``q`` (m, d) in float64; keep the k nearest.
+def _space64(x: torch.Tensor, metric: str, centre: torch.Tensor | None) -> torch.Tensor:
+    """Rows in float64 for the exact re-measure: unit rows for cosine (a zero row stays zero, whose
+    cosine similarity scikit-learn takes as 0), rows minus ``centre`` for euclidean."""
+    x = x.double()
+    if metric == "cosine":
+        return torch.nn.functional.normalize(x, dim=-1)
+    return x if centre is None else x - centre
 
-    Ties are broken by the lower base index (a stable sort of candidates sorted by index).
+
+def _refine(q64: torch.Tensor, bc64: torch.Tensor, bsq: torch.Tensor | None, cand: torch.Tensor, k: int,
+            metric: str, self_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest of candidates ``cand`` (m, c), re-measured in float64.
+
+    ``q64`` (m, d) and ``bc64`` (m, c, d) are queries and candidate rows from ``_space64``; ``bsq``
+    (m, c) the candidates' squared norms (euclidean). Ties go to the lower base index.
     """
-    block = max(1, (1 << 22) // (cand.shape[1] * b.shape[1]))  # gathered rows stay ~32 MB in float64
-    if len(q) > block:
-        parts = [_refine(q[s:s + block], b, cand[s:s + block], k, metric,
-                         None if self_index is None else self_index[s:s + block])
-                 for s in range(0, len(q), block)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    cand, _ = cand.sort(dim=1)
-    q64 = q.double()
-    bc = b[cand].double()  # (m, c, d)
+    dot = torch.bmm(bc64, q64[:, :, None])[:, :, 0]
     if metric == "euclidean":
-        d = ((bc - q64[:, None, :]) ** 2).sum(-1).sqrt()
+        d = (bsq + (q64 * q64).sum(1, keepdim=True) - 2 * dot).clamp_min_(0).sqrt_()
     else:
-        dot = (bc * q64[:, None, :]).sum(-1)
-        norms = bc.norm(dim=-1) * q64.norm(dim=-1, keepdim=True)
-        # A zero vector has no direction: scikit-learn treats its cosine similarity as 0.
-        d = 1 - torch.where(norms > 0, dot / norms.clamp_min(1e-300), torch.zeros_like(dot))
+        d = 1 - dot
     if self_index is not None:
         d = d.masked_fill(cand == self_index[:, None], float("inf"))
+    cand, by_index = cand.sort(dim=1)
+    d = d.gather(1, by_index)
     order = torch.sort(d, dim=1, stable=True).indices[:, :k]
     return d.gather(1, order), cand.gather(1, order)
 
@@ -103,19 +105,29 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
         raise ValueError(f"exclude_self needs queries to be base; got {len(q)} queries, {len(b)} base rows")
     n_cand = min(k + _extra(k) + (1 if exclude_self else 0), len(b))
     ranked, ranked_sq, centre = _ranking_space(b, metric)
+    # float64 copy of the base for the re-measure, centred (euclidean) so |q|² + |b|² - 2 q·b keeps
+    # its digits; rows are gathered from it per candidate.
+    centre64 = b.mean(0, dtype=torch.float64) if metric == "euclidean" else None
+    b64 = _space64(b, metric, centre64)
+    bsq64 = (b64 * b64).sum(1)
+    block = max(1, (1 << 22) // (n_cand * b.shape[1]))  # gathered float64 rows stay near 32 MB
     dists, idx = [], []
     for start in range(0, len(q), chunk_size):
         qc = q[start:start + chunk_size]
         # |q|² is constant per row: it does not change the order.
-        d = ranked_sq - 2 * (_to_ranking(qc, metric, centre) @ ranked.T)
+        d = torch.addmm(ranked_sq[None], _to_ranking(qc, metric, centre), ranked.T, alpha=-2)
         self_index = None
         if exclude_self:
             self_index = torch.arange(start, start + len(qc), device=q.device)
             d[torch.arange(len(qc), device=q.device), self_index] = float("inf")
         cand = torch.topk(d, n_cand, dim=1, largest=False).indices
-        dc, ic = _refine(qc, b, cand, k, metric, self_index)
-        dists.append(dc)
-        idx.append(ic)
+        q64 = _space64(qc, metric, centre64)
+        for s in range(0, len(qc), block):
+            cb = cand[s:s + block]
+            dc, ic = _refine(q64[s:s + block], b64[cb], bsq64[cb], cb, k, metric,
+                             None if self_index is None else self_index[s:s + block])
+            dists.append(dc)
+            idx.append(ic)
     return torch.cat(dists).float().cpu().numpy(), torch.cat(idx).cpu().numpy()
 
 
@@ -126,7 +138,12 @@ class NeighbourIndex:
     distance pass over the base, a top-k and a float64 re-measure of a few rows.
     """
 
-    def __init__(self, base, metric: str = "cosine", device: str | torch.device | None = None):
+    def __init__(self, base, metric: str = "cosine", device: str | torch.device | None = None,
+                 unit_rows: bool = True):
+        """``unit_rows`` (cosine): keep a unit-length copy of the base and rank by the direct
+        ‖u - v‖, which keeps its digits even for nearly parallel vectors; ``False`` ranks by
+        q·b / |b| instead (no copy: cheaper to build, for a single query; float32 then resolves
+        cosine distances only down to ~1e-7 before the float64 re-measure)."""
         _check_metric(metric)
         self.metric = metric
         self.base = _as_tensor(base, device)
@@ -134,7 +151,13 @@ class NeighbourIndex:
             raise ValueError(f"base has shape {tuple(self.base.shape)}: need a 2-D array of at least 2 rows")
         # One query needs no matrix-product trick: the direct ‖u - v‖ (unit rows for cosine) is
         # one fused pass over the base and loses no digits to a shared offset.
-        self._ranked = torch.nn.functional.normalize(self.base, dim=1) if metric == "cosine" else self.base
+        self._unit_rows = unit_rows or metric != "cosine"
+        if metric == "cosine" and unit_rows:
+            self._ranked = torch.nn.functional.normalize(self.base, dim=1)
+        elif metric == "cosine":
+            self._inv_norms = 1.0 / self.base.norm(dim=1).clamp_min(1e-30)
+        else:
+            self._ranked = self.base
 
     def __len__(self) -> int:
         return len(self.base)
@@ -163,13 +186,20 @@ class NeighbourIndex:
             raise ValueError(f"k = {k} neighbours asked but only {available} other points exist; "
                              f"allowed: 1 to {available}")
         target = torch.nn.functional.normalize(vector, dim=0) if self.metric == "cosine" else vector
-        d = torch.cdist(self._ranked, target[None], compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+        if self._unit_rows:
+            d = torch.cdist(self._ranked, target[None], compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+        else:
+            d = -(self.base @ target) * self._inv_norms
         if self_index is not None:
             d[self_index] = float("inf")
         n_cand = min(k + _extra(k) + (self_index is not None), len(self.base))
         cand = torch.topk(d, n_cand, largest=False).indices[None]
         si = None if self_index is None else torch.tensor([self_index], device=d.device)
-        dc, ic = _refine(vector[None], self.base, cand, k, self.metric, si)
+        # A few rows: centre on the query itself, so the float64 re-measure is a direct ‖b - q‖.
+        centre = vector.double() if self.metric == "euclidean" else None
+        bc64 = _space64(self.base[cand], self.metric, centre)
+        q64 = _space64(vector[None], self.metric, centre)
+        dc, ic = _refine(q64, bc64, (bc64 * bc64).sum(-1), cand, k, self.metric, si)
         return dc[0].float().cpu().numpy(), ic[0].cpu().numpy()
 
 
@@ -180,4 +210,4 @@ def nearest(query, base, k: int, metric: str = "cosine",
 
     For many queries against the same base, build a ``NeighbourIndex`` once and call ``.query``.
     """
-    return NeighbourIndex(base, metric, device).query(query, k)
+    return NeighbourIndex(base, metric, device, unit_rows=False).query(query, k)
