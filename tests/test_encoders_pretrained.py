@@ -94,8 +94,8 @@ def test_resnet18_learns_digits():
     head = nn.Linear(32, 10)
     optimiser = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
     losses = []
-    for step in range(15):
-        batch = torch.arange(step * 64, step * 64 + 64) % len(images)
+    for step in range(10):
+        batch = torch.arange(step * 32, step * 32 + 32) % len(images)
         loss = F.cross_entropy(head(encoder(images[batch])), labels[batch])
         optimiser.zero_grad()
         loss.backward()
