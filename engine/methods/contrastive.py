@@ -18,12 +18,12 @@ from engine.methods import METHODS, DataInfo, Method, StepOutput
 from engine.params import Param
 
 
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True) -> nn.Sequential:
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True, bias: bool = True) -> nn.Sequential:
     """Linear - (BatchNorm) - ReLU - Linear: SimCLR's projection head, BYOL's projector/predictor."""
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim, bias=not batch_norm)]
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim, bias=bias and not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm1d(hidden_dim))
-    layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)]
+    layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim, bias=bias)]
     return nn.Sequential(*layers)
 
 

@@ -160,30 +160,61 @@ class SwAVMethod(TwoViewMethod):
 class InvarianceOnly(TwoViewMethod):
     family = "collapse control"
     summary = "two views pulled together and nothing else: the control that collapses"
-    help = ("The invariance term alone: the cosine distance between the projections of two views of each "
-            "image, with no negatives (SimCLR), no asymmetry (BYOL), no variance or covariance term "
-            "(VICReg), no balanced assignment (SwAV), and no batch norm in its projector. Mapping every "
-            "image to the same point minimises it, and training finds that: watch the effective rank and "
-            "the spread fall to zero and the map shrink to a dot (complete collapse).")
+    help = ("The invariance term alone: the distance between the l2-normalised projections of two views of "
+            "each image, with no negatives (SimCLR), no asymmetry (BYOL), no variance or covariance term "
+            "(VICReg), no balanced assignment (SwAV), no batch norm in its projector, and the encoder's "
+            "batch norm frozen (batch statistics alone hold off complete collapse). Mapping every image to "
+            "the same point minimises it, and training heads there: watch the effective rank fall and the "
+            "map shrink.")
     params = (
-        Param("projection_dim", 128, "Output size of the projector (Linear-ReLU-Linear, no batch norm).",
+        Param("projection_dim", 128, "Output size of the projector (Linear-ReLU-Linear, no batch norm, no bias).",
               type=int, low=1, high=4096),
         Param("hidden_dim", 512, "Hidden width of the projector.", type=int, low=1, high=8192),
     ) + AUGMENT_PARAMS
-    defaults = {"batch_size": 64, "lr": 1e-3, "epochs": 10}
+    defaults = {"batch_size": 32, "lr": 1e-2, "epochs": 5}
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__(encoder, info, **params)
+        # no bias either: a bias would let the projector output a constant by itself, so the
+        # encoder would never be pushed to collapse (seen on digits: loss 0, encoder healthy)
         self.projector = mlp(encoder.embedding_dim, params["hidden_dim"], params["projection_dim"],
-                             batch_norm=False)
+                             batch_norm=False, bias=False)
         self.loss = Invariance()
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
+
+    def _batch_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        return [m for m in self.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @torch.no_grad()
+    def _calibrate(self, views: torch.Tensor) -> None:
+        """Measure the encoder's batch-norm statistics once, on the first batch, then freeze them.
+
+        Batch norm in training mode rescales every batch to unit variance per feature, so the encoder
+        cannot shrink its output to a point whatever the loss wants (a projector with batch norm
+        reached only dimensional collapse). Frozen, each batch-norm layer is a fixed affine map, the
+        same in training and evaluation, and nothing but the invariance loss shapes the output."""
+        norms = self._batch_norms()
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: this one batch
+            m.train()
+        self.encoder(views)
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        self.calibrated.fill_(True)
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         check_batch(images, "invariance-only")
-        h1, h2 = self.encode_views(images)
-        z1, z2 = _split(self.projector(torch.cat([h1, h2])))
+        v1, v2 = self.views(images)
+        both = torch.cat([v1, v2])
+        if not bool(self.calibrated):
+            self._calibrate(both)
+        for m in self._batch_norms():  # frozen each step: an evaluation puts the encoder back in train mode
+            m.eval()
+        h = self.encoder(both)
+        z1, z2 = _split(self.projector(h))
         loss = self.loss(z1, z2)
         with torch.no_grad():
-            h = torch.cat([h1, h2])
-            spread = ((h - h.mean(0)).pow(2).sum(1).mean() / h.pow(2).sum(1).mean().clamp_min(1e-12)).sqrt()
+            spread = ((h - h.mean(0)).pow(2).sum(1).mean() / h.pow(2).sum(1).mean().clamp_min(1e-30)).sqrt()
         return StepOutput(loss, {"invariance": loss.detach()}, {"train_spread": float(spread)})
