@@ -274,10 +274,9 @@ def fuzzy_simplicial_set(knn_idx: torch.Tensor, knn_dists: torch.Tensor
 
 def _kmeans(x: torch.Tensor, centroids: torch.Tensor, n_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's iterations from ``centroids``; returns (centroids, assignment). Empty cells keep theirs."""
-    x_sq = (x * x).sum(1, keepdim=True)
     for _ in range(n_iter + 1):
-        d = x_sq - 2 * x @ centroids.T + (centroids * centroids).sum(1)
-        assign = d.argmin(1)
+        # |x|² is the same for every centroid of a row: it does not change the argmin
+        assign = torch.addmm((centroids * centroids).sum(1)[None], x, centroids.T, alpha=-2).argmin(1)
         if _ == n_iter:
             break
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)
@@ -286,15 +285,46 @@ def _kmeans(x: torch.Tensor, centroids: torch.Tensor, n_iter: int) -> tuple[torc
     return centroids, assign
 
 
+def _merge_previous(x: torch.Tensor, dists: torch.Tensor, idx: torch.Tensor, previous: torch.Tensor,
+                    chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best k of (found neighbours ∪ previous neighbours), columns 1: of each (n, k), self in column 0."""
+    out_d, out_i = dists.clone(), idx.clone()
+    sq = (x * x).sum(1)
+    for s in range(0, len(x), chunk):
+        rows = slice(s, s + chunk)
+        prev = previous[rows, 1:]
+        xr = x[rows]
+        cols = x.index_select(0, prev.reshape(-1)).view(len(prev), prev.shape[1], -1)
+        # ‖a - b‖² = |a|² + |b|² - 2 a·b on centred vectors (the caller centres them)
+        dot = torch.bmm(cols, xr[:, :, None])[:, :, 0]
+        prev_d = (sq[prev] + sq[rows, None] - 2 * dot).clamp_min_(0).sqrt_()
+        cand_i = torch.cat([idx[rows, 1:], prev], 1)
+        cand_d = torch.cat([dists[rows, 1:], prev_d], 1)
+        cand_i, order = cand_i.sort(1)
+        cand_d = cand_d.gather(1, order)
+        cand_d[:, 1:][cand_i[:, 1:] == cand_i[:, :-1]] = float("inf")  # each neighbour once
+        best_d, best = torch.topk(cand_d, idx.shape[1] - 1, dim=1, largest=False)
+        out_d[rows, 1:], out_i[rows, 1:] = best_d, cand_i.gather(1, best)
+    return out_d, out_i
+
+
 def approximate_knn(x: torch.Tensor, k: int, centroids: torch.Tensor | None = None,
-                    n_probe: int = 8, n_iter: int = 2, generator: torch.Generator | None = None
+                    n_probe: int | None = None, n_iter: int = 2, generator: torch.Generator | None = None,
+                    previous: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Euclidean kNN (self included, first) by k-means cells: √n cells; the points of each cell are
     compared exactly with every point of the ``n_probe`` cells whose centroids are nearest its own.
 
-    ``centroids`` from the previous refresh warm-start k-means (the embeddings moved a little).
+    ``centroids`` from the previous refresh warm-start k-means (the embeddings moved a little);
+    ``previous`` (n, k) neighbour indices of the previous refresh are candidates too, so the graph
+    of unchanged embeddings does not flicker and its recall only grows from refresh to refresh.
+    ``n_probe`` None: 8 cells, 4 when ``previous`` neighbours come along (they carry the recall).
     Returns (distances (n, k), indices (n, k), centroids).
     """
+    if n_probe is None:
+        n_probe = 8 if previous is None else 4
+    if previous is not None:
+        n_iter = min(n_iter, 1)  # the cells only follow the embeddings' small moves
     n = len(x)
     n_cells = max(1, int(round(math.sqrt(n))))
     if centroids is None or len(centroids) != n_cells or centroids.shape[1] != x.shape[1]:
@@ -317,7 +347,9 @@ def approximate_knn(x: torch.Tensor, k: int, centroids: torch.Tensor | None = No
             continue
         members = order[starts_l[c]:starts_l[c] + counts_l[c]]
         cand = torch.cat([order[starts_l[p]:starts_l[p] + counts_l[p]] for p in probes_l[c]])
-        d = (x_sq[cand][None] - 2 * x[members] @ x[cand].T + x_sq[members][:, None]).clamp_min_(0)
+        xm = x.index_select(0, members)
+        d = torch.addmm(x_sq[cand][None], xm, x.index_select(0, cand).T, alpha=-2)
+        d = d.add_(x_sq[members][:, None]).clamp_min_(0)
         d[cand[None] == members[:, None]] = float("inf")
         kk = min(others, len(cand) - 1)
         dc, ic = torch.topk(d, kk, dim=1, largest=False)
@@ -325,6 +357,8 @@ def approximate_knn(x: torch.Tensor, k: int, centroids: torch.Tensor | None = No
             dc = torch.cat([dc, dc[:, -1:].expand(-1, others - kk)], 1)
             ic = torch.cat([ic, ic[:, -1:].expand(-1, others - kk)], 1)
         out_d[members, 1:], out_i[members, 1:] = dc.sqrt(), cand[ic]
+    if previous is not None and previous.shape == out_i.shape:
+        out_d, out_i = _merge_previous(x, out_d, out_i, previous.to(x.device))
     return out_d, out_i, centroids
 
 
@@ -435,7 +469,7 @@ class UMAPProjector(Projector):
     def __init__(self, n_neighbors: int = 15, seed: int = 0, device: DeviceLike = None,
                  metric: str = "euclidean", min_dist: float = 0.1, n_epochs: int | None = None,
                  learning_rate: float = 1.0, refresh_epochs: int = 15, refresh_learning_rate: float = 0.1,
-                 negative_sample_rate: int = 5, exact_knn_max: int = 20000):
+                 negative_sample_rate: int = 5, exact_knn_max: int = 8192):
         super().__init__(n_neighbors, seed, device, metric)
         for name, value, low in (("n_epochs", n_epochs, 1), ("refresh_epochs", refresh_epochs, 0),
                                  ("negative_sample_rate", negative_sample_rate, 0),
@@ -454,6 +488,7 @@ class UMAPProjector(Projector):
     def reset(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._centroids: torch.Tensor | None = None  # k-means cells of the last approximate kNN
+        self._knn: torch.Tensor | None = None  # its neighbour indices (candidates for the next one)
         self._graph: tuple | None = None  # (head, tail, weight) of the last layout
         self.relocated = 0  # points the last refresh placed among their new neighbours first
 
@@ -475,7 +510,10 @@ class UMAPProjector(Projector):
         else:
             # Cosine through unit vectors: ‖u - v‖² = 2 - 2 cos, so cosine distance = ‖u - v‖² / 2.
             u = torch.nn.functional.normalize(t, dim=1) if self.metric == "cosine" else t - t.mean(0)
-            dists, idx, self._centroids = approximate_knn(u, k, self._centroids, generator=self.generator)
+            previous = self._knn if self._knn is not None and len(self._knn) == len(u) else None
+            dists, idx, self._centroids = approximate_knn(u, k, self._centroids, generator=self.generator,
+                                                          previous=previous)
+            self._knn = idx
             if self.metric == "cosine":
                 dists = dists * dists / 2
         head, tail, w = fuzzy_simplicial_set(idx, dists)
@@ -492,7 +530,7 @@ class UMAPProjector(Projector):
         return (10.0 * (pca - pca.min(0).values) / span).float().to(self.device)
 
     def fit(self, x: np.ndarray) -> np.ndarray:
-        self._centroids = None
+        self._centroids = self._knn = None
         n_epochs = self._epochs(len(x))
         y0 = self._initial(x)
         self._graph = self.graph(x, n_epochs)
@@ -505,16 +543,17 @@ class UMAPProjector(Projector):
         # refresh optimises the same objective, only for fewer epochs.
         y0 = torch.as_tensor(previous, dtype=torch.float32, device=self.device)
         graph = self.graph(x, self._epochs(len(x)))
+        generator = self.generator
         self.relocated = 0
         if self._graph is not None and len(self._graph[0]) and int(self._graph[0].max()) < len(y0):
             extent = float((y0.max(0).values - y0.min(0).values).max())
-            y0, self.relocated = relocate(y0, self._graph, graph, 0.05 * extent, generator=self.generator)
+            y0, self.relocated = relocate(y0, self._graph, graph, 0.05 * extent, generator=generator)
             if self.relocated:
                 self.notes.append(f"{self.relocated} points changed neighbourhood so much that they were "
                                   "placed among their new neighbours before the refresh")
         self._graph = graph
         y = optimize_layout(y0, *graph, self.refresh_epochs, self.refresh_learning_rate,
-                            *find_ab_params(1.0, self.min_dist), self.negative_sample_rate, self.generator)
+                            *find_ab_params(1.0, self.min_dist), self.negative_sample_rate, generator)
         return y.cpu().numpy().astype(np.float32)
 
 
