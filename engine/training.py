@@ -462,12 +462,13 @@ class _Job:
             test_imgs = self.test_images[self.eval_rows]
             train_y, test_y = data.train.labels[self.probe_rows], data.test.labels[self.eval_rows]
         out = {}
+        params = dict(self.encoder_params)
+        if "random_init" in params:  # a pretrained backbone: its baseline is the same net, untrained
+            params["random_init"] = True
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             random_encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
-                                           **self.encoder_params).to(dev)
-        if type(random_encoder).pretrained:
-            out["baseline_note"] = "baseline = the same architecture with the pretrained weights, untrained here"
+                                           **params).to(dev)
         tr, te = embed(random_encoder, train_imgs, device=dev), embed(random_encoder, test_imgs, device=dev)
         out["baseline_linear_probe_acc"] = linear_probe(tr, train_y, te, test_y, device=dev)
         out["baseline_knn_acc"] = knn_accuracy(tr, train_y, te, test_y, k=cfg.knn_k, device=dev)
