@@ -1,0 +1,314 @@
+"""Inspectors (explorer/views/inspectors.py) and engine/restore.py, on tiny real runs written by the
+training job: each widget is driven through its API (set_run, show_point, its own controls) and what
+it shows is checked against a direct computation on the same run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.runs import RunDir, load_snapshot
+from explorer.views.inspectors import (INSPECTORS, AngleView, AugmentationPreview, ContrastiveInspector,
+                                       PairHistogram, PretextDebugger, TripletInspector)
+
+# the offscreen platform says it cannot propagate size hints whenever a window is shown: not ours
+pytestmark = [pytest.mark.timeout(240), pytest.mark.qt_log_level_fail("WARNING"),
+              pytest.mark.qt_log_ignore("does not support propagateSizeHints")]
+
+RUNS = {  # name: (method, dataset, extra TrainConfig settings)
+    "triplet": ("triplet", "digits", {"eval_size": 300}),
+    "pair": ("pair", "digits", {}),
+    "arc": ("arc", "digits", {"method_params": {"subcenters": 2}}),
+    "center": ("center", "digits", {}),
+    "simclr": ("simclr", "digits", {"batch_size": 64}),
+    "rotation": ("rotation", "digits", {"batch_size": 64}),
+    "inpainting": ("inpainting", "digits", {"batch_size": 64}),
+    "colorization": ("colorization", "shapes", {"batch_size": 64, "test_size": 100, "train_size": 128}),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, str]:
+    """One short run per method (a few steps on 256 training images, 128 for colour), as run directories."""
+    from engine.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs")
+    torch.set_num_threads(1)
+    paths = {}
+    for name, (method, dataset, extra) in RUNS.items():
+        settings = {"train_size": 256} | extra  # evaluations at the start and the end only
+        config = TrainConfig(method=method, dataset=dataset, epochs=1, out=str(out), run_name=name, diagnostics=False,
+                             eval_every=0, final_eval=False, device="cpu", seed=0, **settings)
+        events = list(train(config))
+        assert events[-1].kind == "finished", events[-1]
+        paths[name] = str(out / name)
+    return paths
+
+
+def shown(qtbot, cls, run_dir=None, row=-1, **kw):
+    widget = cls(**kw)
+    qtbot.addWidget(widget)
+    widget.resize(700, 500)
+    widget.show()
+    if run_dir is not None:
+        widget.set_run(run_dir)
+    if row >= 0:
+        widget.show_point(row)
+    return widget
+
+
+def last_snapshot(run_dir) -> dict:
+    return load_snapshot(RunDir(run_dir).snapshot_paths()[-1])
+
+
+# --- engine/restore.py ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["triplet", "simclr", "colorization"])
+def test_load_trained_method_gives_back_the_runs_embeddings(runs, name):
+    """The rebuilt encoder embeds the map's points as the run did at its last evaluation."""
+    from engine.encoders import embed
+    from engine.restore import load_trained_method
+
+    method, data = load_trained_method(runs[name])
+    assert type(method).__name__.lower() == name and not method.training
+    snap = last_snapshot(runs[name])
+    again = embed(method.encoder, torch.from_numpy(data.test.images[snap["indices"]]), device="cpu")
+    np.testing.assert_allclose(again.float().numpy(), snap["embeddings"], rtol=1e-4, atol=1e-4)
+
+
+def test_load_trained_method_without_checkpoint_says_so(runs, tmp_path):
+    import shutil
+
+    from engine.restore import load_trained_method
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["triplet"], copy)
+    (copy / "checkpoint.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="no checkpoint.pt yet"):
+        load_trained_method(copy)
+
+
+# --- triplet inspector --------------------------------------------------------------------------------
+
+def brute_force_triplet(snap: dict, row: int) -> tuple[int, int, float, float]:
+    z = snap["embeddings"] / np.linalg.norm(snap["embeddings"], axis=1, keepdims=True)
+    a = int(np.flatnonzero(snap["indices"] == row)[0])
+    d = np.sqrt(((z - z[a]) ** 2).sum(1))
+    same = snap["labels"] == snap["labels"][a]
+    same[a] = False
+    other = snap["labels"] != snap["labels"][a]
+    p = np.flatnonzero(same)[np.argmax(d[same])]
+    n = np.flatnonzero(other)[np.argmin(d[other])]
+    return int(snap["indices"][p]), int(snap["indices"][n]), float(d[p]), float(d[n])
+
+
+@pytest.mark.parametrize("name", ["triplet", "simclr"])
+def test_triplet_inspector_hardest_positive_and_negative_equal_brute_force(qtbot, runs, name):
+    snap = last_snapshot(runs[name])
+    w = shown(qtbot, TripletInspector, runs[name])
+    data = w._get_dataset()
+    for row in snap["indices"][[0, 17, 101]]:
+        w.show_point(int(row))
+        p, n, d_ap, d_an = brute_force_triplet(snap, int(row))
+        r = w.result
+        assert (r["anchor"], r["positive"], r["negative"]) == (row, p, n)
+        assert r["d_ap"] == pytest.approx(d_ap, abs=1e-4) and r["d_an"] == pytest.approx(d_an, abs=1e-4)
+        m = w.margin_spin.value()
+        expected = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + m else "easy"
+        assert r["category"] == expected and expected in w.verdict.text()
+        # the tiles show the dataset's own images of those rows
+        np.testing.assert_array_equal(w.tiles["positive"].image, data.thumbnail("test", p))
+        np.testing.assert_array_equal(w.tiles["negative"].image, data.thumbnail("test", n))
+        assert sum(r["counts"].values()) == int((snap["labels"] != snap["labels"][snap["indices"] == row][0]).sum())
+
+
+def test_triplet_inspector_margin_moves_the_category(qtbot, runs):
+    snap = last_snapshot(runs["triplet"])
+    w = shown(qtbot, TripletInspector, runs["triplet"], int(snap["indices"][3]))
+    assert w.margin_spin.value() == pytest.approx(0.2)  # the run's margin
+    gap = w.result["d_an"] - w.result["d_ap"]
+    w.margin_spin.setValue(0.0)
+    assert w.result["category"] == ("hard" if gap < 0 else "easy")
+    w.margin_spin.setValue(4.0)
+    assert w.result["category"] == ("hard" if gap < 0 else "semi-hard")
+
+
+def test_triplet_inspector_point_off_the_map(qtbot, runs):
+    snap = last_snapshot(runs["triplet"])
+    off = int(np.setdiff1d(np.arange(597), snap["indices"])[0])
+    w = shown(qtbot, TripletInspector, runs["triplet"], off)
+    assert w.result == {} and "not among the map's points" in w.status.text()
+
+
+# --- angle view and pair histogram --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["arc", "center"])
+def test_angle_view_equals_the_methods_own_centre_angles(qtbot, runs, name):
+    """The matrix and the per-class mean angles match the method's evaluation_stats (the engine's
+    computation, with the dominant sub-centre for arc with 2 sub-centres)."""
+    from engine.restore import load_trained_method
+
+    snap = last_snapshot(runs[name])
+    w = shown(qtbot, AngleView, runs[name], int(snap["indices"][0]))
+    method, _ = load_trained_method(runs[name])
+    stats = method.evaluation_stats(torch.from_numpy(snap["embeddings"]), torch.from_numpy(snap["labels"]))
+    np.testing.assert_allclose(w.centre_angles, np.array(stats["center_angles"]), atol=0.05)
+    means = [np.nanmean(w.point_angles[snap["labels"] == c]) for c in range(10)]
+    np.testing.assert_allclose(means, stats["point_center_angle"], atol=0.05)
+    assert len(w.curves) == 10 and w.point_line.isVisible()
+    assert "weight matrix" in w.source.text() if name == "arc" else "learned class centres" in w.source.text()
+
+
+def test_angle_view_falls_back_to_class_means(qtbot, runs):
+    w = shown(qtbot, AngleView, runs["simclr"])
+    assert "class means" in w.source.text()
+    assert w.centre_angles.shape == (10, 10) and np.allclose(np.diag(w.centre_angles), 0, atol=0.1)
+
+
+def test_pair_histogram_equals_numpy_histograms(qtbot, runs):
+    snap = last_snapshot(runs["pair"])
+    w = shown(qtbot, PairHistogram, runs["pair"])
+    z = torch.nn.functional.normalize(torch.from_numpy(snap["embeddings"]), dim=1).double().numpy()
+    d = np.sqrt(np.maximum(((z[:, None] - z[None]) ** 2).sum(-1), 0))
+    same = snap["labels"][:, None] == snap["labels"][None]
+    off = ~np.eye(len(z), dtype=bool)
+    edges = np.asarray(w.stats["dist_bins"])
+    for key, mask in (("pos_dist_hist", same & off), ("neg_dist_hist", ~same)):
+        counts, _ = np.histogram(d[mask], edges)
+        # bins agree except for distances within float32 rounding of an edge
+        assert np.abs(counts / mask.sum() - np.asarray(w.stats[key])).sum() < 2e-3
+    assert w.margin_line.value() == pytest.approx(1.0)  # the pair method's default margin
+    assert w.stats["neg_active"] == pytest.approx((d[~same] < 1.0).mean(), abs=1e-3)
+
+
+# --- contrastive inspector ----------------------------------------------------------------------------
+
+def test_contrastive_inspector_row_equals_the_methods_logits(qtbot, runs):
+    """The strip is row 0 of SimCLR's own (2N, 2N) logits on the same views, softmaxed at tau."""
+    from engine.restore import load_trained_method
+
+    w = shown(qtbot, ContrastiveInspector, runs["simclr"], 42)
+    n = ContrastiveInspector.batch_size
+    assert w.positive == n and len(w.similarities) == 2 * n
+    assert w.temperature_spin.value() == pytest.approx(0.5)
+    method, data = load_trained_method(runs["simclr"])
+    rows = w.batch_rows(len(data.test))
+    assert rows[0] == 42 and len(set(rows.tolist())) == n
+    x = torch.from_numpy(data.test.images[rows]).float() / 255
+    logits = method.logits(x, torch.Generator().manual_seed(w.seed))[0].numpy()
+    np.testing.assert_allclose(w.similarities / 0.5, logits, atol=1e-4)
+    for tau in (0.1, 1.0):
+        w.temperature_spin.setValue(tau)
+        scaled = logits * 0.5 / tau
+        scaled[0] = -np.inf
+        expected = np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
+        p = w.probabilities()
+        np.testing.assert_allclose(p[1:], expected[1:], rtol=1e-4, atol=1e-7)
+        assert np.isnan(p[0]) and f"{p[n]:.3f}" in w.strip_label.text()
+        np.testing.assert_allclose(w.strip.values[1:], p[1:])
+    # the views are the image's augmentations, not the image itself
+    assert not np.array_equal(w.tiles["view1"].image, w.tiles["view2"].image)
+    with qtbot.waitSignal(w.views_embedded) as blocker:
+        qtbot.mouseClick(w.resample_button, pytest.importorskip("PySide6.QtCore").Qt.MouseButton.LeftButton)
+    assert blocker.args[0].shape == (2, 128) and w.seed == 1
+
+
+# --- pretext debugger ---------------------------------------------------------------------------------
+
+def test_pretext_debugger_rotation_shows_the_four_turns(qtbot, runs):
+    w = shown(qtbot, PretextDebugger, runs["rotation"], 9)
+    images = w.shown_images()
+    assert len(images) == 4
+    thumb = w._get_dataset().thumbnail("test", 9)
+    for k, image in enumerate(images):
+        np.testing.assert_array_equal(image, np.rot90(thumb, k))
+    assert list(w.output["target"]) == [0, 90, 180, 270]
+    for k, tile in enumerate(w.tiles):
+        assert f"predicted {w.output['prediction'][k]}°" in tile.note.text()
+
+
+def test_pretext_debugger_colorization_shows_three_images(qtbot, runs):
+    w = shown(qtbot, PretextDebugger, runs["colorization"], 4)
+    grey, predicted, true = w.shown_images()
+    assert grey.shape == predicted.shape == true.shape == (32, 32, 3)
+    np.testing.assert_array_equal(true, w._get_dataset().thumbnail("test", 4))
+    assert np.abs(grey.astype(int) - grey[..., :1]).max() <= 2  # lightness only: R = G = B
+    assert "true colours" in w.tiles[2].caption.text()
+
+
+def test_pretext_debugger_inpainting_shows_three_images(qtbot, runs):
+    w = shown(qtbot, PretextDebugger, runs["inpainting"], 4)
+    masked, inpainted, original = w.shown_images()
+    mask = w.output["mask"][0]
+    assert 0 < mask.sum() < mask.size
+    np.testing.assert_array_equal(original, w._get_dataset().thumbnail("test", 4))
+    np.testing.assert_array_equal(inpainted[~mask], original[~mask])  # only the patch is painted
+    assert len(np.unique(masked[mask])) == 1  # the patch is one flat fill
+    before = mask.copy()
+    w.resample_button.click()
+    assert not np.array_equal(w.output["mask"][0], before) or w.seed == 1
+
+
+def test_inspectors_say_when_a_run_is_not_theirs(qtbot, runs):
+    assert "rotation, colorization, inpainting runs" in shown(qtbot, PretextDebugger, runs["triplet"], 3).status.text()
+    assert "simclr runs" in shown(qtbot, ContrastiveInspector, runs["rotation"], 3).status.text()
+
+
+# --- augmentation preview -----------------------------------------------------------------------------
+
+def test_augmentation_preview_shows_distinct_views_and_follows_sliders(qtbot, runs):
+    w = shown(qtbot, AugmentationPreview, runs["colorization"], 4, images=3, views=5)
+    assert w.views.shape == (3, 5, 3, 32, 32)
+    assert w.settings()["jitter"] == pytest.approx(0.4) and w.flip_box.isChecked()  # the run's settings
+    flat = w.views.reshape(15, -1)
+    assert len(np.unique(flat.round(4), axis=0)) == 15  # every view differs from the others
+    assert w.rows()[0] == 4  # the clicked image first
+    for r in range(3):
+        for c in range(6):
+            assert not w.cells[r][c].pixmap().isNull()
+    before = w.views.copy()
+    w.sliders["gray_p"].setValue(w.STEPS)  # every view grey
+    assert w.settings()["gray_p"] == pytest.approx(1.0)
+    after = w.views
+    assert np.allclose(after[:, :, 0], after[:, :, 1], atol=1e-6) and not np.allclose(before, after)
+    w.redraw_button.click()
+    assert not np.allclose(after, w.views)
+
+
+def test_augmentation_preview_matches_simclr_augment_for_same_seed(qtbot, runs):
+    from engine.augment import augment_from_params
+
+    w = shown(qtbot, AugmentationPreview, runs["simclr"], images=2, views=3)
+    assert not w.flip_box.isChecked()  # 'auto' on digits: no flips
+    data = w._get_dataset()
+    aug = augment_from_params(1, (8, 8), w.settings(), "digits")
+    x = torch.from_numpy(data.test.images[w.rows()]).float() / 255
+    g = torch.Generator().manual_seed(0)
+    expected = torch.stack([aug(x, g) for _ in range(3)], 1).numpy()
+    np.testing.assert_allclose(w.views, expected)
+
+
+# --- session wiring -----------------------------------------------------------------------------------
+
+def test_attach_follows_the_sessions_run_and_point(qtbot, runs):
+    from explorer import jobs
+    from explorer.session import Session
+
+    session = Session()
+    widgets = [shown(qtbot, cls) for cls in INSPECTORS]
+    for w in widgets:
+        w.attach(session)
+        assert "No run selected" in w.status.text()
+    try:
+        session.open_run(runs["triplet"])
+        row = int(last_snapshot(runs["triplet"])["indices"][5])
+        session.select_point(row)
+        triplet = widgets[0]
+        qtbot.waitUntil(lambda: triplet.result.get("anchor") == row, timeout=10_000)
+        assert all(w.row == row for w in widgets)
+        session.open_run(runs["rotation"])
+        qtbot.waitUntil(lambda: len(widgets[4].shown_images()) == 4, timeout=10_000)
+        assert triplet.config["method"] == "rotation" and triplet.result["anchor"] == row
+    finally:
+        session.shutdown()
+        qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=10_000)
