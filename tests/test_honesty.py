@@ -30,6 +30,17 @@ def test_trustworthiness_equals_sklearn(digits_pca, metric):
         assert ours == pytest.approx(theirs, abs=1e-12), (name, k)
 
 
+def test_trustworthiness_resolves_near_ties_like_float64():
+    # Integer pixels plus a 1e-6 jitter: many distances differ only beyond float32's digits, which
+    # the float32 pass must hand to the float64 re-measure to rank as scikit-learn does.
+    pixels = load_dataset("digits").train.images.reshape(1200, -1)[:600].astype(np.float64)
+    high = pixels + np.random.default_rng(3).normal(0, 1e-6, pixels.shape)
+    low = PCA(2, random_state=0).fit_transform(pixels)
+    for metric in ("euclidean", "cosine"):
+        assert trustworthiness(high, low, k=10, metric=metric) == pytest.approx(
+            sklearn_trustworthiness(high, low, n_neighbors=10, metric=metric), abs=1e-12)
+
+
 def test_trustworthiness_of_the_space_itself_is_one(digits_pca):
     assert trustworthiness(digits_pca, digits_pca, k=10) == pytest.approx(1.0)
 

@@ -39,10 +39,11 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 10, metric: str 
                     chunk_size: int | None = None, device: str | torch.device | None = None) -> float:
     """scikit-learn's ``sklearn.manifold.trustworthiness(high, low, n_neighbors=k, metric=metric)``.
 
-    The ranks r(i, j) come from float64 distances in embedding space (as scikit-learn computes them):
-    for each map neighbour j of i, r(i, j) = 1 + #{l ≠ i : d(i, l) < d(i, j)}, counted chunk by chunk
-    with a binary search against the k map-neighbour distances instead of sorting every row. Like scikit-learn, k must be below n / 2. Exact ties in embedding
-    space (equal points) may be ranked differently from scikit-learn's sort; for float32 input
+    The ranks r(i, j) compare distances in embedding space as float64 does (scikit-learn computes
+    them in float64): for each map neighbour j of i, r(i, j) = 1 + #{l ≠ i : d(i, l) < d(i, j)},
+    counted chunk by chunk with a binary search against the k map-neighbour distances instead of
+    sorting every row. Like scikit-learn, k must be below n / 2. Exact ties in embedding space
+    (equal points) may be ranked differently from scikit-learn's sort; for float32 input
     scikit-learn rounds its distances to float32 first, so it can differ from this by ~1e-8.
     """
     a, b = _check_pair(high, low, k)
@@ -53,32 +54,58 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 10, metric: str 
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"metric {metric!r}: allowed: euclidean, cosine")
     _, low_nn = knn(b, b, k, metric="euclidean", exclude_self=True, device=device)
-    x = torch.as_tensor(a, dtype=torch.float64, device=device)
+    x64 = torch.as_tensor(a, dtype=torch.float64, device=device)
     if metric == "cosine":
-        norms = x.norm(dim=1, keepdim=True)
-        x = torch.where(norms > 0, x / norms.clamp_min(1e-300), torch.zeros_like(x))
+        x64 = torch.nn.functional.normalize(x64, dim=1)  # a zero row stays zero (similarity 0)
     else:
-        x = x - x.mean(0)  # translation changes nothing but keeps |x|² - 2x·y + |y|² precise
-    sq = (x * x).sum(1)
-    low_nn_t = torch.as_tensor(low_nn, device=x.device)
+        x64 = x64 - x64.mean(0)  # translation changes nothing but keeps |x|² - 2x·y + |y|² precise
+    sq64 = (x64 * x64).sum(1)
+    x32, sq32 = x64.float(), sq64.float()
+    low_nn_t = torch.as_tensor(low_nn, device=x64.device)
+
+    def exact(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """float64 distance (squared for euclidean: same order) of the pairs (r, c)."""
+        dot = (x64[r] * x64[c]).sum(-1)
+        return 1 - dot if metric == "cosine" else sq64[r] + sq64[c] - 2 * dot
+
     # r(i, j) - 1 = #{l : d(i, l) < d(i, j)} for the k map neighbours j of each row at once: sort the
     # row's k target distances s₀ ≤ … ≤ s_{k-1}; every l falls into the bucket p = #{s ≤ d(i, l)}
     # (a binary search), and d(i, l) < s_j exactly when p ≤ j, so the counts are a cumulative
-    # histogram of the buckets. No n x n sort.
+    # histogram of the buckets. No n x n sort. The n x n distances are float32 (4x cheaper); the
+    # targets are float64, and any distance within float32's error of a target is re-measured in
+    # float64, so every comparison is the one float64 makes.
     chunk_size = chunk_size or max(1, min(1024, (1 << 22) // n))
     penalty = 0.0
     for start in range(0, n, chunk_size):
-        rows = torch.arange(start, min(start + chunk_size, n), device=x.device)
+        rows = torch.arange(start, min(start + chunk_size, n), device=x64.device)
+        m = len(rows)
         if metric == "cosine":
-            d = 1 - x[rows] @ x.T
+            d = 1 - x32[rows] @ x32.T
+            tol = torch.full((m, 1), 1e-6, device=x64.device)
         else:
-            d = (sq[rows, None] - 2 * x[rows] @ x.T + sq[None]).clamp_min_(0)
-        d[torch.arange(len(rows)), rows] = float("inf")
-        targets = d.gather(1, low_nn_t[rows]).sort(1).values  # (m, k)
+            d = torch.addmm(sq32[None], x32[rows], x32.T, alpha=-2).add_(sq32[rows, None])
+            tol = 1e-6 * (sq32[rows, None] + sq32.max())
+        d[torch.arange(m), rows] = float("inf")
+        nn_rows = low_nn_t[rows]
+        t_exact = exact(rows[:, None].expand(-1, k), nn_rows)  # (m, k), map-neighbour order
+        targets = t_exact.sort(1).values
+        t32 = targets.float()
         # Only the points nearer than the farthest target land in a bucket below k: search those.
-        r, c = torch.nonzero(d < targets[:, -1:], as_tuple=True)
-        bucket = torch.searchsorted(targets[r], d[r, c, None], right=True)[:, 0]
-        hist = torch.bincount(r * (k + 1) + bucket, minlength=len(rows) * (k + 1)).reshape(len(rows), k + 1)
+        r, c = torch.nonzero(d < t32[:, -1:] + tol, as_tuple=True)
+        values = d[r, c]
+        bucket = torch.searchsorted(t32[r], values[:, None], right=True)[:, 0]
+        below = t32[r, (bucket - 1).clamp_min(0)]
+        above = t32[r, bucket.clamp_max(k - 1)]
+        close = ((bucket > 0) & (values - below <= tol[r, 0])) | ((bucket < k) & (above - values <= tol[r, 0]))
+        if bool(close.any()):
+            rc, cc = r[close], c[close]
+            v = exact(rows[rc], cc)
+            # a map neighbour's own distance is its target, bit for bit
+            same = nn_rows[rc] == cc[:, None]
+            is_target = same.any(1)
+            v[is_target] = t_exact[rc[is_target], same[is_target].to(torch.int8).argmax(1)]
+            bucket[close] = torch.searchsorted(targets[rc], v[:, None], right=True)[:, 0]
+        hist = torch.bincount(r * (k + 1) + bucket, minlength=m * (k + 1)).reshape(m, k + 1)
         ranks = 1 + hist[:, :k].cumsum(1)
         penalty += float((ranks - k).clamp_min(0).sum())
     return 1.0 - penalty * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
