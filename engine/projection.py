@@ -543,17 +543,17 @@ class UMAPProjector(Projector):
         # refresh optimises the same objective, only for fewer epochs.
         y0 = torch.as_tensor(previous, dtype=torch.float32, device=self.device)
         graph = self.graph(x, self._epochs(len(x)))
-        generator = self.generator
         self.relocated = 0
         if self._graph is not None and len(self._graph[0]) and int(self._graph[0].max()) < len(y0):
+            # A refresh moves a point about one unit at most; 5 % of the extent is beyond that.
             extent = float((y0.max(0).values - y0.min(0).values).max())
-            y0, self.relocated = relocate(y0, self._graph, graph, 0.05 * extent, generator=generator)
+            y0, self.relocated = relocate(y0, self._graph, graph, 0.05 * extent, generator=self.generator)
             if self.relocated:
                 self.notes.append(f"{self.relocated} points changed neighbourhood so much that they were "
                                   "placed among their new neighbours before the refresh")
         self._graph = graph
         y = optimize_layout(y0, *graph, self.refresh_epochs, self.refresh_learning_rate,
-                            *find_ab_params(1.0, self.min_dist), self.negative_sample_rate, generator)
+                            *find_ab_params(1.0, self.min_dist), self.negative_sample_rate, self.generator)
         return y.cpu().numpy().astype(np.float32)
 
 
@@ -585,7 +585,8 @@ class LiveProjection:
     ``update(embeddings)`` returns the (N, 2) float32 layout for this snapshot: the first call draws
     a fresh map, later calls refresh it (warm start for UMAP/t-SNE, Procrustes for PCA), so a point
     moves only as much as its embedding changed. ``reset()`` forgets the layout (next update starts
-    fresh); so does an update with a different number of points (with a note). ``notes`` says what the last update adjusted (reduced neighbours, a collapsed set …).
+    fresh); so does an update with a different number of points (with a note). ``notes`` says what
+    the last update adjusted (reduced neighbours, a collapsed set, relocated points …).
     """
 
     def __init__(self, method: str = "umap", n_neighbors: int = 15, seed: int = 0,
