@@ -9,7 +9,7 @@ import torch
 
 from engine.runs import RunDir, load_snapshot
 from explorer.views.inspectors import (INSPECTORS, AngleView, AugmentationPreview, ContrastiveInspector,
-                                       PairHistogram, PretextDebugger, TripletInspector)
+                                       PairHistogram, PretextDebugger, TripletInspector, place_on_map)
 
 # the offscreen platform says it cannot propagate size hints whenever a window is shown: not ours
 pytestmark = [pytest.mark.timeout(240), pytest.mark.qt_log_level_fail("WARNING"),
@@ -156,6 +156,11 @@ def test_angle_view_equals_the_methods_own_centre_angles(qtbot, runs, name):
     means = [np.nanmean(w.point_angles[snap["labels"] == c]) for c in range(10)]
     np.testing.assert_allclose(means, stats["point_center_angle"], atol=0.05)
     assert len(w.curves) == 10 and w.point_line.isVisible()
+    # a click moves the point's line only; its angle is to its own class's centre
+    key, curves = w._drawn_key, list(w.curves)
+    w.show_point(int(snap["indices"][1]))
+    assert w._drawn_key == key and w.curves == curves
+    assert w.point_line.value() == pytest.approx(w.point_angles[1], abs=1e-4)
     assert "weight matrix" in w.source.text() if name == "arc" else "learned class centres" in w.source.text()
 
 
@@ -211,6 +216,17 @@ def test_contrastive_inspector_row_equals_the_methods_logits(qtbot, runs):
     with qtbot.waitSignal(w.views_embedded) as blocker:
         qtbot.mouseClick(w.resample_button, pytest.importorskip("PySide6.QtCore").Qt.MouseButton.LeftButton)
     assert blocker.args[0].shape == (2, 128) and w.seed == 1
+
+
+def test_place_on_map_puts_a_map_point_among_its_neighbours():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(200, 16)).astype(np.float32)
+    coords = rng.normal(size=(200, 2))
+    placed = place_on_map(emb[[3, 50]], emb, coords, k=1)  # k = 1: a map point lands on itself
+    np.testing.assert_allclose(placed, coords[[3, 50]])
+    cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (emb[7] / np.linalg.norm(emb[7]))
+    nearest = np.argsort(-cos)[:5]
+    np.testing.assert_allclose(place_on_map(emb[7:8], emb, coords, k=5)[0], coords[nearest].mean(0))
 
 
 # --- pretext debugger ---------------------------------------------------------------------------------

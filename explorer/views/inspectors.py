@@ -114,7 +114,7 @@ class MatrixView(QWidget):
         self.labels: list[str] = []
         self.range = (0.0, 1.0)
         self.fmt = "{:.0f}"
-        self.setMinimumSize(220, 220)
+        self.setMinimumSize(160, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_matrix(self, values: np.ndarray, labels: list[str], value_range: tuple[float, float],
@@ -195,6 +195,18 @@ class HeatStrip(QWidget):
             p.drawRect(QRectF(x, 1, max(w, 2), h))
             p.drawText(QRectF(x - 30, h + 1, w + 60, 13), Qt.AlignmentFlag.AlignHCenter, "positive")
         p.end()
+
+
+def place_on_map(points: np.ndarray, embeddings: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
+    """2D positions (n, 2) for new embeddings ``points`` (n, D) on a map of ``embeddings`` (N, D) laid
+    out at ``coords`` (N, 2): the mean position of each point's ``k`` nearest map points (cosine), the
+    way a new point would fall among its neighbours without re-running the projection. For the line
+    between a clicked image's two SimCLR views (``ContrastiveInspector.views_embedded``)."""
+    from engine.neighbours import knn
+
+    _, idx = knn(np.asarray(points, np.float32), np.asarray(embeddings, np.float32), min(k, len(embeddings)),
+                 metric="cosine")
+    return np.asarray(coords, float)[idx].mean(1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,22 +535,26 @@ class AngleView(Inspector):
         head.addWidget(QLabel("angles between class centres (degrees)"))
         head.addStretch(1)
         head.addWidget(_help_button(self))
+        # the matrix keeps the whole height on the left; plot and sentences share the right
         layout = QGridLayout(self)
         layout.addLayout(head, 0, 0, 1, 2)
-        layout.addWidget(self.matrix, 1, 0)
+        layout.addWidget(self.matrix, 1, 0, 4, 1)
         layout.addWidget(self.plot, 1, 1)
-        layout.addWidget(self.point_label, 2, 0, 1, 2)
-        layout.addWidget(self.source, 3, 0, 1, 2)
-        layout.addWidget(self.status, 4, 0, 1, 2)
+        layout.addWidget(self.point_label, 2, 1)
+        layout.addWidget(self.source, 3, 1)
+        layout.addWidget(self.status, 4, 1)
         layout.setColumnStretch(0, 2)
         layout.setColumnStretch(1, 3)
+        layout.setRowStretch(1, 1)
         self.centre_angles = np.zeros((0, 0))
         self.point_angles = np.zeros(0)
+        self._drawn_key: tuple | None = None  # what the matrix and histograms show
 
     def applies(self) -> bool:
         return bool(self.config)  # any labelled run: class means stand in for a head's centres
 
     def _clear(self, message: str) -> None:
+        self._drawn_key = None
         self.matrix.set_matrix(np.zeros((0, 0)), [], (0, 1))
         for c in self.curves:
             self.plot.removeItem(c)
@@ -575,11 +591,20 @@ class AngleView(Inspector):
         why = ("no checkpoint yet" if method in self.methods else f"{method} has no class centres")
         return means, f"directions of the class means of the embeddings ({why})"
 
+    def _draw_key(self, snap: dict) -> tuple:
+        ckpt = self.run_dir / "checkpoint.pt"
+        return (str(self.run_dir), id(snap), int(snap.get("step", 0)),
+                ckpt.stat().st_mtime_ns if ckpt.exists() else None)
+
     def _draw(self) -> None:
         import pyqtgraph as pg
 
         snap = self._get_snapshot()
         labels = np.asarray(snap["labels"]).astype(np.int64)
+        if self._drawn_key == self._draw_key(snap):  # a click: only the point changes
+            self._draw_point(snap, labels, self._unit, self._centres)
+            return
+        self._drawn_key = None
         keep = labels >= 0
         if keep.sum() == 0:
             self._clear("The run's points are unlabelled: no classes, no class centres.")
@@ -616,6 +641,8 @@ class AngleView(Inspector):
         self.source.setText(f"Centres: {source}. Smallest angle between two centres: {mean_gap:.1f}°; "
                             f"median angle of a point to its centre: {np.nanmedian(self.point_angles):.1f}°.")
         self.status.setText(f"{int(keep.sum())} points of the map, step {int(snap.get('step', 0))}")
+        self._unit, self._centres = z, centres
+        self._drawn_key = self._draw_key(snap)
         self._draw_point(snap, labels, z, centres)
 
     def _draw_point(self, snap, labels, z, centres) -> None:
@@ -685,6 +712,9 @@ class PairHistogram(Inspector):
 
     def applies(self) -> bool:
         return bool(self.config)  # any labelled run: the run's pair settings, else the pair defaults
+
+    def show_point(self, test_row: int) -> None:
+        self.row = int(test_row)  # the histograms are over all pairs: nothing to redraw
 
     def _clear(self, message: str) -> None:
         self.stats = {}
