@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPointF  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QPolygonF  # noqa: E402
 
 from explorer import jobs  # noqa: E402
@@ -115,13 +115,42 @@ def test_region_selection_fills_the_grid(qtbot, session, digits):
     xy = view.cloud.positions
     x0, x1 = np.quantile(xy[:, 0], [0.2, 0.5])
     y0, y1 = np.quantile(xy[:, 1], [0.2, 0.6])
+    view.resize(600, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.vb.autoRange()
     view.vb.select_mode = "rect"
-    view._on_vb_region_selected(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]))
+    to_pixel = lambda x, y: view.plot.mapFromScene(view.vb.mapViewToScene(QPointF(x, y)))  # noqa: E731
+    drag(view.plot.viewport(), to_pixel(x0, y0), to_pixel(x1, y1))
+    # the rectangle drawn by the mouse, in data coordinates (pixel-rounded corners)
+    a, b = (view.vb.mapSceneToView(view.plot.mapToScene(to_pixel(*p))) for p in ((x0, y0), (x1, y1)))
+    x0, x1 = sorted((a.x(), b.x()))
+    y0, y1 = sorted((a.y(), b.y()))
     inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
     np.testing.assert_array_equal(session.selected_rows, np.sort(view.shown_rows()[inside]))
     assert sum(b.isVisibleTo(grid) for b in grid.grid.buttons) == inside.sum()
     assert f"{inside.sum()} points selected" in grid.summary.text()
     assert len(view.selection_marks.data) == inside.sum()
+
+
+def drag(widget, start, end, steps: int = 8) -> None:
+    """A left-button drag from ``start`` to ``end`` (widget pixels), as real mouse events."""
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    def send(kind, pos, buttons):
+        button = Qt.MouseButton.LeftButton if kind != QMouseEvent.Type.MouseMove else Qt.MouseButton.NoButton
+        QApplication.sendEvent(widget, QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button,
+                                                   buttons, Qt.KeyboardModifier.NoModifier))
+
+    left = Qt.MouseButton.LeftButton
+    send(QMouseEvent.Type.MouseButtonPress, start, left)
+    for t in np.linspace(0, 1, steps):
+        QTest.qWait(25)  # pyqtgraph drops mouse moves closer together than its rate limit (~16 ms)
+        p = start + (end - start) * float(t)
+        send(QMouseEvent.Type.MouseMove, p, left)
+    send(QMouseEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
 
 
 def test_colourings_agree_with_their_peers(qtbot, session, digits):
@@ -207,3 +236,22 @@ def test_projection_is_computed_in_the_background_and_stale_results_are_not_draw
     assert view._frame == 0  # the older request's result (frame 1) was cached, not drawn
     assert (1, "pca") in run.coords
     np.testing.assert_allclose(view.cloud.positions, run.coords[(0, "pca")])
+
+
+def test_trails_and_centroids(qtbot, session, digits):
+    run = fake_run(digits, "a")
+    view = MapView(session)
+    view.animate = False
+    qtbot.addWidget(view)
+    add(session, run)
+    session.set_trails(True)
+    x, y = view.trails.getData()
+    assert len(x) == 300 * 3  # per point: its position at each of the 2 snapshots, then a gap
+    np.testing.assert_allclose(np.column_stack([x, y])[1::3], run.coords[(1, "pca")])
+    assert np.isnan(x[2::3]).all()
+    session.set_centroids(True)
+    labels = run.snapshots[-1]["labels"]
+    means = np.array([run.coords[(1, "pca")][labels == c].mean(0) for c in range(10)])
+    np.testing.assert_allclose(np.column_stack([view.centroid_marks.data["x"], view.centroid_marks.data["y"]]),
+                               means, rtol=1e-5)
+    assert [t.textItem.toPlainText() for t in view.centroid_labels[:10]] == digits.class_names

@@ -112,6 +112,16 @@ def test_start_pause_resume_stop(qtbot, window):
     assert w.training_panel.start_button.isEnabled()
 
 
+def hover_over(widget, pos) -> None:
+    """A mouse move without buttons (QTest.mouseMove moves the cursor only, offscreen it sends nothing)."""
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    event = QMouseEvent(QMouseEvent.Type.MouseMove, QPointF(pos), QPointF(widget.mapToGlobal(pos)),
+                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
 def test_click_point_shows_its_embedding_neighbours(qtbot, window):
     from engine.neighbours import knn
 
@@ -124,6 +134,11 @@ def test_click_point_shows_its_embedding_neighbours(qtbot, window):
     x, y = view.cloud.positions[i]
     scene = view.vb.mapViewToScene(QPointF(float(x), float(y)))
     pos = view.plot.mapFromScene(scene)
+    hover_over(view.plot.viewport(), pos)  # hover: the thumbnail and the label
+    qtbot.waitUntil(lambda: view.hover.isVisible(), timeout=5000)
+    assert view.hover.image.pixmap() is not None and not view.hover.image.pixmap().isNull()
+    hovered = run.snapshot_row(snap, int(view.hover.text.text().split("test image ")[1]))
+    assert run.class_names[snap["labels"][hovered]] in view.hover.text.text()
     qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert s.selected_row >= 0
     clicked = run.snapshot_row(snap, s.selected_row)
@@ -310,12 +325,40 @@ def test_closing_during_training_keeps_a_complete_run(qtbot, window):
     assert last["kind"] == "finished" and last["stopped"] is True
 
 
+def _drop(widget, path: Path) -> None:
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+
+
+def test_dropping_folders_opens_runs_and_picks_image_folders(qtbot, window, cli_run, tmp_path):
+    from PIL import Image
+
+    w = window
+    folder = tmp_path / "my images"
+    for cls in ("cats", "dogs"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / cls / f"{i}.png")
+    _drop(w, folder)
+    assert w.training_panel.dataset_combo.currentData() == f"folder:{folder.resolve()}"
+    _drop(w, cli_run)  # a run directory opens the run
+    assert w.session.current is not None and w.session.current.path == cli_run.resolve()
+
+
 def test_settings_are_remembered(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, runs_root=tmp_path)
     qtbot.addWidget(w)
     assert w.training_panel.preset_combo.currentData() == "digits"  # first start: the digits preset
     assert w.findChild(type(w.training_panel.method_combo), "method_combo").currentText().strip() == "supervised"
+    shortcuts = {a.text(): a.shortcut().toString() for a in (w.open_action, w.start_action, w.pause_action,
+                                                             w.export_action)}
+    assert list(shortcuts.values()) == ["Ctrl+O", "Ctrl+R", "Space", "Ctrl+E"]
     w.training_panel.select_method("simclr")
     w.training_panel.general["epochs"].set_text("3")
     w.apply_theme(True)
@@ -327,6 +370,34 @@ def test_settings_are_remembered(qtbot, tmp_path):
     assert w2.dark
     w2.apply_theme(False)
     w2.close()
+
+
+def test_open_subcommand_opens_the_run(qtbot, cli_run, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from explorer import app
+    from explorer.main_window import MainWindow as Window
+
+    monkeypatch.setattr(Window, "__init__", _with_test_settings(Window.__init__, tmp_path))
+    seen = {}
+
+    def fake_exec(self=None):  # instead of the event loop: look at the window the command built
+        window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, Window) and w.isVisible())
+        seen["run"] = window.session.current.path
+        seen["preset"] = window.training_panel.preset_combo.currentData()
+        window.close()
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", fake_exec)
+    assert app.main(["open", str(cli_run)]) == 0
+    assert seen == {"run": cli_run.resolve(), "preset": "digits"}
+
+
+def _with_test_settings(init, tmp_path):
+    def patched(self, settings=None, runs_root=None, confirm_close=None):
+        init(self, QSettings(str(tmp_path / "app.ini"), QSettings.Format.IniFormat), tmp_path / "runs",
+             confirm_close)
+    return patched
 
 
 def test_train_subcommand_never_imports_qt(tmp_path):

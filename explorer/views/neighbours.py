@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QScr
 from explorer.session import Session
 from explorer.views.map_view import thumbnail_pixmap
 
-THUMB = 64
+THUMB = 56
 COLUMNS = 4
 
 
@@ -78,7 +78,7 @@ class NeighboursPanel(QWidget):
         self._index_cache: tuple | None = None
 
         self.image = QLabel(objectName="neighbours_image")
-        self.image.setFixedSize(144, 144)
+        self.image.setFixedSize(128, 128)
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.info = QLabel("Click a point on the map.", objectName="neighbours_info")
         self.info.setWordWrap(True)
@@ -174,7 +174,7 @@ class NeighboursPanel(QWidget):
         self.info.setText(f"<b>{_label_name(names, label)}</b> · test image {row}<br>step {snap['step']}"
                           + (f"<br>{same} of {k} neighbours share its class" if label >= 0 else ""))
         if ds is not None:
-            self.image.setPixmap(thumbnail_pixmap(ds.thumbnail("test", row), 140))
+            self.image.setPixmap(thumbnail_pixmap(ds.thumbnail("test", row), 124))
         else:
             self.image.setText("(loading images…)")
         items = []

@@ -226,7 +226,7 @@ class TrainingPanel(QWidget):
         self.error_label.setProperty("error", True)
         self.error_label.hide()
 
-        self.setMinimumWidth(330)
+        self.setMinimumWidth(300)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(scroll, 1)
