@@ -682,6 +682,7 @@ class PairHistogram(Inspector):
         import pyqtgraph as pg
 
         self.setObjectName("pair_histogram")
+        self.max_points = 1000
         self.plot = pg.PlotWidget(objectName="pair_distance_plot")
         self.plot.setBackground(None)
         self.plot.setLabel("bottom", "distance d between the two embeddings of a pair")
@@ -745,8 +746,11 @@ class PairHistogram(Inspector):
             self._clear("Pairs need labelled points of two classes at least.")
             return
         loss = self.loss()
+        rows = np.flatnonzero(keep)
+        if len(rows) > self.max_points:  # a fixed subset: 1000 points are half a million pairs, 0.1 s
+            rows = np.sort(np.random.default_rng(0).choice(rows, self.max_points, replace=False))
         with torch.no_grad():
-            loss(torch.from_numpy(np.asarray(snap["embeddings"], np.float32)[keep]), torch.from_numpy(labels[keep]))
+            loss(torch.from_numpy(np.asarray(snap["embeddings"], np.float32)[rows]), torch.from_numpy(labels[rows]))
         self.stats = dict(loss.stats)
         edges = np.asarray(self.stats["dist_bins"])
         self.positive_curve.setData(edges, np.asarray(self.stats["pos_dist_hist"]))
@@ -760,7 +764,8 @@ class PairHistogram(Inspector):
         self.summary.setText(
             f"Mean distance: positives {self.stats['pos_dist']:.3f}, negatives {self.stats['neg_dist']:.3f}. "
             f"Negative pairs inside the margin (still pushed): {100 * self.stats['neg_active']:.1f}%. {settings}.")
-        self.status.setText(f"all pairs of the {int(keep.sum())} points of the map, step {int(snap.get('step', 0))}")
+        subset = f"a fixed random {len(rows)} of the {int(keep.sum())}" if len(rows) < keep.sum() else f"the {len(rows)}"
+        self.status.setText(f"all pairs of {subset} labelled points of the map, step {int(snap.get('step', 0))}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1027,7 +1032,6 @@ class AugmentationPreview(Inspector):
         "image); too strong, and the two views no longer show the same thing. Chen et al. 2020 found crop "
         "plus colour distortion the pair that matters most. Colour settings do nothing on grey images.")
 
-    SLIDERS = ("crop_min", "jitter", "jitter_p", "gray_p", "blur_p", "blur_sigma")
     STEPS = 1000
 
     def __init__(self, parent: QWidget | None = None, images: int = 4, views: int = 6):
@@ -1040,10 +1044,13 @@ class AugmentationPreview(Inspector):
         self.dataset_rows: np.ndarray | None = None
         self.views = np.zeros(0)
         self.params = {p.name: p for p in AUGMENT_PARAMS}
+        # a slider for every numeric setting the engine declares (a new one appears by itself)
+        self.slider_names = [p.name for p in AUGMENT_PARAMS
+                             if p.type is not bool and p.low is not None and p.high is not None]
         self.sliders: dict[str, QSlider] = {}
         self.value_labels: dict[str, QLabel] = {}
         form = QGridLayout()
-        for i, name in enumerate(self.SLIDERS):
+        for i, name in enumerate(self.slider_names):
             p = self.params[name]
             slider = QSlider(Qt.Orientation.Horizontal, objectName=f"{name}_slider")
             slider.setRange(0, self.STEPS)
@@ -1102,11 +1109,12 @@ class AugmentationPreview(Inspector):
         v = p.low + (p.high - p.low) * self.sliders[name].value() / self.STEPS
         if p.low_exclusive and v <= p.low:
             v = p.low + (p.high - p.low) / self.STEPS / 2  # the slider's left end: the smallest allowed
-        return v
+        return int(round(v)) if p.type is int else v
 
     def settings(self) -> dict[str, Any]:
         """The current values as AUGMENT_PARAMS keys."""
-        return {name: self.value(name) for name in self.SLIDERS} | {"flip": self.flip_box.isChecked()}
+        defaults = {name: p.default for name, p in self.params.items()}
+        return defaults | {name: self.value(name) for name in self.slider_names} | {"flip": self.flip_box.isChecked()}
 
     def set_settings(self, values: dict[str, Any]) -> None:
         """Move the sliders to ``values`` (AUGMENT_PARAMS keys; others ignored), redraw once."""
@@ -1114,7 +1122,7 @@ class AugmentationPreview(Inspector):
 
         for w in list(self.sliders.values()) + [self.flip_box]:
             w.blockSignals(True)
-        for name in self.SLIDERS:
+        for name in self.slider_names:
             if name in values:
                 self.sliders[name].setValue(self._to_slider(name, values[name]))
         flip = values.get("flip", "auto")
@@ -1126,7 +1134,7 @@ class AugmentationPreview(Inspector):
 
     def _update_value_labels(self) -> None:
         for name, label in self.value_labels.items():
-            label.setText(f"{self.value(name):.2f}")
+            label.setText(f"{self.value(name):.0f}" if self.params[name].high > 20 else f"{self.value(name):.2f}")
 
     def _on_slider_value_changed(self, _value: int) -> None:
         self._update_value_labels()
