@@ -93,6 +93,7 @@ def test_triplet_categories_match_brute_force():
     hist, _ = np.histogram(np.clip(diffs, -4, 4), bins=np.array(s["dan_dap_bins"]))
     assert s["dan_dap_hist"] == pytest.approx(hist / hist.sum(), abs=1e-6)
     assert s["margin"] == 0.5 and len(s["dan_dap_bins"]) == 11
+    assert s["hinge_all"] == pytest.approx(np.maximum(0, 0.5 - diffs).mean(), rel=1e-5)
     # batch-hard mines one triplet per anchor; its hardest negatives are never easier than average
     assert s["mined_count"] == len(labels)
     assert s["mined_easy"] <= s["triplet_easy"]

@@ -181,6 +181,8 @@ def test_training_job_logs_triplet_categories_and_retrieval(tmp_path):
     assert len(steps) == 2 * (400 // 32)
     easy = [s.stats["triplet_easy"] for s in steps]
     assert np.mean(easy[-3:]) > np.mean(easy[:3]) + 0.1  # the share of easy triplets rises as it learns
+    hinge = [s.stats["hinge_all"] for s in steps]
+    assert np.mean(hinge[-3:]) < 0.5 * np.mean(hinge[:3])  # and the batch-all hinge falls
     assert {"triplet_semi_hard", "triplet_hard", "mined_hard", "dan_dap_hist", "dan_dap_bins", "margin"} <= set(
         steps[-1].stats)
     final = [e for e in events if e.kind == "evaluation"][-1].metrics

@@ -87,7 +87,8 @@ def triplet_categories(dist: torch.Tensor, labels: torch.Tensor, margin: float, 
                        max_hist_samples: int = 1 << 20, generator: torch.Generator | None = None
                        ) -> dict[str, float | list[float]]:
     """Shares of easy / semi-hard / hard among all valid triplets (a, p, n) of a set, and the
-    histogram of D_an − D_ap (course definitions, with D the distance the loss compares):
+    histogram of D_an − D_ap (course definitions, with D the distance the loss compares), and
+    ``hinge_all``, the mean of max{0, D_ap − D_an + m} over all of them:
     easy D_an ≥ D_ap + m (zero loss), semi-hard D_ap ≤ D_an < D_ap + m, hard D_an < D_ap.
 
     ``dist`` (N, N); counting is exact without forming the N³ triplets (each anchor's negative
@@ -108,7 +109,7 @@ def triplet_categories(dist: torch.Tensor, labels: torch.Tensor, margin: float, 
     out: dict[str, float | list[float]] = {"triplet_count": float(total)}
     if total == 0:
         out.update(triplet_easy=0.0, triplet_semi_hard=0.0, triplet_hard=0.0,
-                   dan_dap_hist=[0.0] * (len(edges) - 1))
+                   dan_dap_hist=[0.0] * (len(edges) - 1), hinge_all=0.0)
         return out
     out.update(triplet_easy=float((total - hard - semi) / total), triplet_semi_hard=float(semi / total),
                triplet_hard=float(hard / total))
@@ -127,6 +128,9 @@ def triplet_categories(dist: torch.Tensor, labels: torch.Tensor, margin: float, 
         rank = (u * n_neg[a_rep]).long().clamp_max(n_neg[a_rep] - 1)
     diffs = neg_sorted[a_rep, rank] - dist[a_rep, p_rep]
     out["dan_dap_hist"] = histogram(diffs.cpu(), edges.cpu())
+    # the batch-all hinge averaged over every valid triplet (not only the non-zero ones): it falls
+    # as triplets become easy, whichever mining trains the network
+    out["hinge_all"] = float(F.relu(margin - diffs).mean())
     return out
 
 
@@ -167,7 +171,8 @@ class TripletLoss(nn.Module):
     After each call ``self.stats`` holds (floats and lists, see ``triplet_categories``):
     triplet_easy / triplet_semi_hard / triplet_hard (all valid triplets of the batch),
     mined_easy / mined_semi_hard / mined_hard (the triplets the miner kept), triplet_count,
-    mined_count, dan_dap_hist (fractions per bin of D_an − D_ap over all valid triplets),
+    mined_count, hinge_all (the hinge averaged over all valid triplets: falls as they become easy),
+    dan_dap_hist (fractions per bin of D_an − D_ap over all valid triplets),
     dan_dap_bins (the fixed bin edges), margin, d_ap / d_an (means over the mined), skipped
     (1.0 when the batch had no valid triplet: fewer than two classes, or one sample per class).
     """
