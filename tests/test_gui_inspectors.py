@@ -108,8 +108,10 @@ def test_triplet_inspector_hardest_positive_and_negative_equal_brute_force(qtbot
     w = shown(qtbot, TripletInspector, runs[name])
     data = w._get_dataset()
     for row in snap["indices"][[0, 17, 101]]:
-        w.show_point(int(row))
         p, n, d_ap, d_an = brute_force_triplet(snap, int(row))
+        with qtbot.waitSignal(w.triplet_shown, timeout=1000) as blocker:
+            w.show_point(int(row))
+        assert blocker.args == [row, p, n]
         r = w.result
         assert (r["anchor"], r["positive"], r["negative"]) == (row, p, n)
         assert r["d_ap"] == pytest.approx(d_ap, abs=1e-4) and r["d_an"] == pytest.approx(d_an, abs=1e-4)
@@ -149,7 +151,11 @@ def test_angle_view_equals_the_methods_own_centre_angles(qtbot, runs, name):
     from engine.restore import load_trained_method
 
     snap = last_snapshot(runs[name])
-    w = shown(qtbot, AngleView, runs[name], int(snap["indices"][0]))
+    w = shown(qtbot, AngleView)
+    with qtbot.waitSignal(w.centres_changed, timeout=5000) as blocker:
+        w.set_run(runs[name])
+    w.show_point(int(snap["indices"][0]))
+    assert blocker.args[0].shape == (10, 128)
     method, _ = load_trained_method(runs[name])
     stats = method.evaluation_stats(torch.from_numpy(snap["embeddings"]), torch.from_numpy(snap["labels"]))
     np.testing.assert_allclose(w.centre_angles, np.array(stats["center_angles"]), atol=0.05)

@@ -393,6 +393,8 @@ class TripletInspector(Inspector):
         "l2-normalised embeddings (in [0, 2]), as on the map's triplet colouring; a triplet run uses its "
         "own distance and margin.")
 
+    triplet_shown = Signal(int, int, int)  # test rows of anchor, hardest positive, hardest negative
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("triplet_inspector")
@@ -493,6 +495,7 @@ class TripletInspector(Inspector):
             f"semi-hard, {c['hard']} hard")
         self.status.setText(f"{metric} distance{' between l2-normalised embeddings' if normalize else ''}, "
                             f"over the {len(labels)} points of the map (step {int(snap.get('step', 0))})")
+        self.triplet_shown.emit(self.row, int(rows[p]), int(rows[n]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -511,6 +514,8 @@ class AngleView(Inspector):
         "margin loss squeezes each class into a narrow cone, so the histograms move to the left and "
         "narrow as training goes. With sub-centres, each class uses the sub-centre nearest most of its "
         "points. The clicked point's angle is the dashed line.")
+
+    centres_changed = Signal(object)  # (C, D) unit class centres in embedding space, for the map
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -643,6 +648,7 @@ class AngleView(Inspector):
         self.status.setText(f"{int(keep.sum())} points of the map, step {int(snap.get('step', 0))}")
         self._unit, self._centres = z, centres
         self._drawn_key = self._draw_key(snap)
+        self.centres_changed.emit(centres)
         self._draw_point(snap, labels, z, centres)
 
     def _draw_point(self, snap, labels, z, centres) -> None:
