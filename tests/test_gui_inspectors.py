@@ -310,6 +310,25 @@ def test_augmentation_preview_matches_simclr_augment_for_same_seed(qtbot, runs):
     np.testing.assert_allclose(w.views, expected)
 
 
+def test_augmentation_preview_follows_the_training_panels_form(qtbot, runs):
+    from explorer.views.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.select_method("simclr")
+    w = shown(qtbot, AugmentationPreview, runs["colorization"])
+    w.follow_form(panel.method_fields)
+    before = w.views.copy()
+    panel.method_fields["gray_p"].set_text("1")
+    assert w.settings()["gray_p"] == pytest.approx(1.0)
+    assert np.allclose(w.views[:, :, 0], w.views[:, :, 2], atol=1e-6) and not np.allclose(before, w.views)
+    panel.method_fields["gray_p"].set_text("")  # empty: the default again
+    assert w.settings()["gray_p"] == pytest.approx(0.2)
+    w.resize(360, 500)  # a narrow dock: smaller cells, same images
+    qtbot.waitUntil(lambda: w.cell_px < 64, timeout=2000)
+    assert w.cells[0][3].pixmap().width() == w.cell_px
+
+
 # --- session wiring -----------------------------------------------------------------------------------
 
 def test_attach_follows_the_sessions_run_and_point(qtbot, runs):

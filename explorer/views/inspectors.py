@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton,
-                               QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QMessageBox,
+                               QPushButton, QScrollArea, QSizePolicy, QSlider, QToolButton, QVBoxLayout, QWidget)
 
 # viridis, a few stops: perceptually even, readable in grey
 _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137],
@@ -75,6 +75,9 @@ class ImageTile(QWidget):
         self.note = QLabel(objectName=f"{name}_note", alignment=Qt.AlignmentFlag.AlignCenter)
         self.note.setWordWrap(True)
         self.note.setTextFormat(Qt.TextFormat.RichText)
+        self.caption.setWordWrap(True)
+        # a tile is as wide as its image and a little more: long captions wrap instead of widening the dock
+        self.setMaximumWidth(size + 40)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.setSpacing(2)
@@ -369,10 +372,13 @@ class Inspector(QWidget):
             self.set_snapshot(snap)
 
 
-def _help_button(widget: Inspector) -> QPushButton:
-    button = QPushButton("?", objectName=f"{widget.objectName()}_help")
-    button.setFixedWidth(24)
+def _help_button(widget: Inspector) -> QToolButton:
+    """The window's "?" button: the help paragraph as a tooltip and, on click, in a message box."""
+    button = QToolButton(text="?", objectName=f"{widget.objectName()}_help")
+    button.setAutoRaise(True)
     button.setToolTip(f"<p>{widget.help_text}</p>")
+    button.clicked.connect(lambda: QMessageBox.information(widget, widget.objectName().replace("_", " "),
+                                                           widget.help_text))
     return button
 
 
@@ -802,7 +808,7 @@ class ContrastiveInspector(Inspector):
         self.similarities = np.zeros(0)
         self.positive = -1
         self.view_embeddings: np.ndarray | None = None
-        self.tiles = {k: ImageTile(f"contrastive_{k}", 88) for k in ("image", "view1", "view2")}
+        self.tiles = {k: ImageTile(f"contrastive_{k}", 80) for k in ("image", "view1", "view2")}
         self.temperature_spin = QDoubleSpinBox(objectName="temperature_spin", decimals=3, minimum=0.01,
                                                maximum=5.0, singleStep=0.05, value=0.5)
         self.temperature_spin.setToolTip("Temperature tau of the softmax (the run's own at first).")
@@ -826,8 +832,10 @@ class ContrastiveInspector(Inspector):
         layout = QVBoxLayout(self)
         layout.addLayout(head)
         layout.addLayout(tiles)
-        layout.addWidget(QLabel("softmax over the 2N−1 other views of the batch (first view's row of NT-Xent); "
-                                "colour: p relative to the largest p of the row"))
+        strip_title = QLabel("softmax over the 2N−1 other views of the batch (first view's row of NT-Xent); "
+                             "colour: p relative to the largest p of the row")
+        strip_title.setWordWrap(True)
+        layout.addWidget(strip_title)
         layout.addWidget(self.strip)
         layout.addWidget(self.strip_label)
         layout.addWidget(self.status)
@@ -963,7 +971,7 @@ class PretextDebugger(Inspector):
             self.tile_row.removeWidget(tile)
             tile.deleteLater()
         while len(self.tiles) < count:
-            tile = ImageTile(f"pretext_tile_{len(self.tiles)}", 96)
+            tile = ImageTile(f"pretext_tile_{len(self.tiles)}", 80)
             self.tile_row.addWidget(tile, 0, Qt.AlignmentFlag.AlignTop)
             self.tiles.append(tile)
         return self.tiles
@@ -1083,18 +1091,21 @@ class AugmentationPreview(Inspector):
         self.grid = QGridLayout(self.grid_host)
         self.grid.setSpacing(3)
         self.cells: list[list[QLabel]] = []
+        self.cell_px = 64  # follows the width: the grid fits a narrow dock without a horizontal scroll
+        self._cell_images: dict[tuple[int, int], np.ndarray] = {}
+        self._form: dict[str, Any] = {}
         for r in range(images):
             row = []
             for c in range(views + 1):
                 cell = QLabel(objectName=f"augment_cell_{r}_{c}")
-                cell.setFixedSize(68, 68)
+                cell.setFixedSize(self.cell_px + 4, self.cell_px + 4)
                 cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
                 if c == 0:
                     cell.setStyleSheet("border: 2px solid palette(highlight);")
                 self.grid.addWidget(cell, r, c)
                 row.append(cell)
             self.cells.append(row)
-        scroll = QScrollArea()
+        scroll = self.scroll = QScrollArea()
         scroll.setWidget(self.grid_host)
         scroll.setWidgetResizable(True)
         layout = QVBoxLayout(self)
@@ -1180,7 +1191,39 @@ class AugmentationPreview(Inspector):
             base = [self.row] + [r for r in base if r != self.row]
         return np.asarray(base[: self.n_images])
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        size = int(np.clip((self.scroll.viewport().width() - 12) / (self.n_views + 1) - 7, 28, 72))
+        if size != self.cell_px:
+            self.cell_px = size
+            for (r, c), image in self._cell_images.items():
+                self.cells[r][c].setPixmap(to_pixmap(image, size))
+            for row in self.cells:
+                for cell in row:
+                    cell.setFixedSize(size + 4, size + 4)
+
+    def follow_form(self, fields: dict[str, Any]) -> None:
+        """Mirror a parameter form: ``fields`` maps names to editors with ``value()`` (None: the default)
+        and a ``changed`` signal, e.g. ``TrainingPanel.method_fields`` of a two-view method. Call it
+        again whenever the form is rebuilt; names that are not augmentation settings are ignored."""
+        self._form = {k: f for k, f in fields.items() if k in self.params}
+        for f in self._form.values():
+            f.changed.connect(self._on_form_changed)
+        self._on_form_changed()
+
+    def _on_form_changed(self) -> None:
+        values = {}
+        for name, f in self._form.items():
+            try:
+                v = f.value()
+            except (ValueError, RuntimeError):  # a half-typed value, or a field already deleted
+                continue
+            values[name] = self.params[name].default if v is None else v
+        if values:
+            self.set_settings(values)
+
     def _clear(self, message: str) -> None:
+        self._cell_images = {}
         self.views = np.zeros(0)
         for row in self.cells:
             for cell in row:
@@ -1205,11 +1248,12 @@ class AugmentationPreview(Inspector):
             for c in range(self.n_views + 1):
                 cell = self.cells[r][c]
                 if r >= len(rows):
+                    self._cell_images.pop((r, c), None)
                     cell.clear()
-                elif c == 0:
-                    cell.setPixmap(to_pixmap(data.thumbnail("test", int(rows[r])), 64))
-                else:
-                    cell.setPixmap(to_pixmap(to_uint8(views[r, c - 1:c])[0], 64))
+                    continue
+                image = data.thumbnail("test", int(rows[r])) if c == 0 else to_uint8(views[r, c - 1:c])[0]
+                self._cell_images[(r, c)] = image
+                cell.setPixmap(to_pixmap(image, self.cell_px))
         grey = "" if data.channels == 3 else " Grey images: the colour settings (jitter, grey) do nothing here."
         self.status.setText(f"{len(rows)} test images of {data.name} × {self.n_views} views, seed {self.seed}.{grey}")
 
