@@ -426,7 +426,8 @@ def optimize_layout(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, wei
 
 def _neighbour_mean(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Per point, the weighted mean position of its graph neighbours (itself where it has none)."""
-    num = torch.zeros_like(y).index_add_(0, head, w[:, None] * y[tail])
+    yc = torch.view_as_complex(y.contiguous())  # one 8-byte element per point: faster gathers
+    num = torch.view_as_real(torch.zeros_like(yc).index_add_(0, head, w * yc.index_select(0, tail)))
     den = torch.zeros(len(y), device=y.device).index_add_(0, head, w)
     return torch.where(den[:, None] > 0, num / den.clamp_min(1e-30)[:, None], y)
 

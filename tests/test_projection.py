@@ -28,7 +28,7 @@ def umap_learn(digits):
     """umap-learn's default UMAP of the digits embeddings, run once (numba compiles here)."""
     umap = pytest.importorskip("umap")
     x, _ = digits
-    return umap.UMAP(random_state=0).fit(x)
+    return umap.UMAP(random_state=0, n_jobs=1).fit(x)  # n_jobs=1: what random_state implies anyway
 
 
 def _median_displacement(a: np.ndarray, b: np.ndarray) -> float:
