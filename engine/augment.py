@@ -57,6 +57,7 @@ class AugmentParams:
 
     crop: torch.Tensor  # (B, 4): centre x, centre y in [0, 1], width and height as fractions of the image
     flip: torch.Tensor  # (B,) bool
+    angle: torch.Tensor  # (B,) rotation in radians (0 = none)
     brightness: torch.Tensor  # (B,) multiplicative factor (1 = unchanged)
     contrast: torch.Tensor  # (B,) factor (1 = unchanged)
     saturation: torch.Tensor  # (B,) factor (1 = unchanged)
@@ -101,12 +102,14 @@ class SimCLRAugment(nn.Module):
         blur_p: probability that a sample is blurred.
         blur_sigma: range of the blur's sigma in pixels; the kernel has radius ceil(2 sigma_high),
             at most half the image.
+        rotate: largest random rotation in degrees, drawn uniformly from [-rotate, rotate] and
+            composed into the crop's affine matrix (not part of SimCLR's set; 0 turns it off).
     """
 
     def __init__(self, channels: int, image_size: tuple[int, int] | int,
                  crop_scale: tuple[float, float] = (0.2, 1.0), crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
                  flip: bool = True, jitter: float = 0.4, jitter_p: float = 0.8, gray_p: float = 0.2,
-                 blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0)):
+                 blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0), rotate: float = 0.0):
         super().__init__()
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
@@ -130,6 +133,7 @@ class SimCLRAugment(nn.Module):
         self.blur_sigma = (slo, shi)
         radius = math.ceil(2 * shi)
         self.blur_radius = max(0, min(radius, (min(self.image_size) - 1) // 2))
+        self.rotate = _check_range("rotate", rotate, 0.0, 180.0)
 
     @property
     def colour(self) -> bool:
@@ -161,6 +165,7 @@ class SimCLRAugment(nn.Module):
         cx = w / 2 + (1 - w) * u(batch)
         cy = h / 2 + (1 - h) * u(batch)
         flip = (u(batch) < 0.5) if self.flip else torch.zeros(batch, dtype=torch.bool, device=gdev)
+        angle = math.radians(self.rotate) * (2 * u(batch) - 1)
 
         ones, zeros = torch.ones(batch, device=gdev), torch.zeros(batch, device=gdev)
         if self.colour:
@@ -178,14 +183,14 @@ class SimCLRAugment(nn.Module):
         sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * u(batch)
         sigma = torch.where(blurred, sigma, zeros)
         to = {"device": device}
-        return AugmentParams(torch.stack([cx, cy, w, h], 1).to(**to), flip.to(**to), bright.to(**to),
+        return AugmentParams(torch.stack([cx, cy, w, h], 1).to(**to), flip.to(**to), angle.to(**to), bright.to(**to),
                              contrast.to(**to), sat.to(**to), hue.to(**to), gray.to(**to), sigma.to(**to))
 
     # -- the transformations -------------------------------------------------------------------------
 
     def apply(self, images: torch.Tensor, p: AugmentParams) -> torch.Tensor:
         """Apply given per-sample draws to float images in [0, 1] (B, C, H, W)."""
-        x = self._crop_flip(images, p.crop, p.flip)
+        x = self._crop_flip(images, p.crop, p.flip, p.angle)
         if self.colour:
             x = self._jitter(x, p)
             g = grayscale(x).expand_as(x)
@@ -201,14 +206,20 @@ class SimCLRAugment(nn.Module):
         return self.apply(images, self.sample(images.shape[0], images.device, generator))
 
     @staticmethod
-    def _crop_flip(x: torch.Tensor, crop: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-        # output coordinate u in [-1, 1] reads input at centre + half-size * u (mirrored when flipped)
+    def _crop_flip(x: torch.Tensor, crop: torch.Tensor, flip: torch.Tensor,
+                   angle: torch.Tensor | None = None) -> torch.Tensor:
+        # output coordinate u in [-1, 1] reads the input at centre + diag(w, h) R(angle) F u, with F
+        # the mirror when flipped: one affine matrix per sample
         cx, cy, w, h = crop.to(x.dtype).unbind(1)
         sign = torch.where(flip, -1.0, 1.0).to(x.dtype)
+        a = torch.zeros_like(w) if angle is None else angle.to(x.dtype)
+        cos, sin = a.cos(), a.sin()
         theta = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
-        theta[:, 0, 0] = w * sign
+        theta[:, 0, 0] = w * cos * sign
+        theta[:, 0, 1] = -w * sin
         theta[:, 0, 2] = 2 * cx - 1
-        theta[:, 1, 1] = h
+        theta[:, 1, 0] = h * sin * sign
+        theta[:, 1, 1] = h * cos
         theta[:, 1, 2] = 2 * cy - 1
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -250,6 +261,8 @@ class SimCLRAugment(nn.Module):
                                                  antialias=False)]
         if self.flip:
             steps.append(v2.RandomHorizontalFlip())
+        if self.rotate > 0:
+            steps.append(v2.RandomRotation(self.rotate))
         if self.colour:
             s = self.jitter
             steps.append(v2.RandomApply([v2.ColorJitter(s, s, s, s / 4)], p=self.jitter_p))
@@ -270,8 +283,11 @@ AUGMENT_PARAMS: tuple[Param, ...] = (
           "in [-s/4, s/4] (colour data only).", low=0.0, high=1.0),
     Param("jitter_p", 0.8, "Probability that a view is colour-jittered (colour data only).", low=0.0, high=1.0),
     Param("gray_p", 0.2, "Probability that a view is turned grey (colour data only).", low=0.0, high=1.0),
-    Param("blur_p", 0.5, "Probability that a view is blurred with a Gaussian.", low=0.0, high=1.0),
+    Param("blur_p", 0.0, "Probability that a view is blurred with a Gaussian (SimCLR: 0.5 on ImageNet, none "
+          "on CIFAR's small images).", low=0.0, high=1.0),
     Param("blur_sigma", 1.0, "Largest blur sigma in pixels (drawn from [0.1, this]).", low=0.1, high=10.0),
+    Param("rotate", 0.0, "Largest random rotation in degrees (drawn from [-this, this]; not in SimCLR's set).",
+          low=0.0, high=180.0),
 )
 
 
@@ -289,4 +305,4 @@ def augment_from_params(channels: int, image_size: tuple[int, int], values: dict
     flip = flips_make_sense(dataset) if values["flip"] == "auto" else bool(values["flip"])
     return SimCLRAugment(channels, image_size, crop_scale=(values["crop_min"], 1.0), flip=flip,
                          jitter=values["jitter"], jitter_p=values["jitter_p"], gray_p=values["gray_p"],
-                         blur_p=values["blur_p"], blur_sigma=(0.1, values["blur_sigma"]))
+                         blur_p=values["blur_p"], blur_sigma=(0.1, values["blur_sigma"]), rotate=values["rotate"])

@@ -143,3 +143,18 @@ def test_params_reject_out_of_range_strengths():
 def test_wrong_channel_count_is_refused(digits_batch):
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         SimCLRAugment(3, 8)(digits_batch)
+
+
+def test_rotation_is_composed_into_the_affine_matrix(digits_batch):
+    """A quarter turn through the per-sample affine grid equals torch.rot90, pixel for pixel."""
+    import math
+
+    n = len(digits_batch)
+    full = torch.tensor([[0.5, 0.5, 1.0, 1.0]]).expand(n, 4)
+    turned = SimCLRAugment._crop_flip(digits_batch, full, torch.zeros(n, dtype=torch.bool),
+                                      torch.full((n,), math.pi / 2))
+    assert torch.allclose(turned, torch.rot90(digits_batch, 1, (2, 3)), atol=1e-5)
+    p = SimCLRAugment(1, 8, rotate=20).sample(500, generator=torch.Generator().manual_seed(0))
+    assert p.angle.abs().max() <= math.radians(20) and p.angle.std() > math.radians(5)
+    with pytest.raises(ValueError, match=r"rotate: 200 is out of range"):
+        SimCLRAugment(1, 8, rotate=200)

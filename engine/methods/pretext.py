@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from engine.augment import AUGMENT_PARAMS, augment_from_params
 from engine.color import lab_to_rgb, rgb_to_lab
 from engine.encoders import Encoder
 from engine.methods import METHODS, DataInfo, Method, StepOutput
@@ -73,7 +74,7 @@ class Rotation(Method):
             "(cross-entropy). To tell which way is up the encoder has to recognise the object and its "
             "orientation, so its features become useful for classes it never saw labelled. The head is "
             "dropped after training.")
-    params = ()
+    params = AUGMENT_PARAMS
     needs_labels = False
     defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 30}
 
@@ -84,6 +85,9 @@ class Rotation(Method):
             raise ValueError(f"rotation: images of {h}x{w} are not square; allowed: square images (height "
                              "== width), so that a quarter turn keeps the shape")
         self.head = nn.Linear(encoder.embedding_dim, 4)
+        # Gidaris et al. train on augmented images (random crops, flips): without them the task is
+        # solved within a few epochs on digits and the features narrow to orientation cues
+        self.augment = augment_from_params(info.channels, info.image_size, params, info.dataset)
 
     @staticmethod
     def rotate_all(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +98,8 @@ class Rotation(Method):
         return x, y
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        with torch.no_grad():
+            images = self.augment(images)
         x, y = self.rotate_all(images)
         logits = self.head(self.encoder(x))
         loss = F.cross_entropy(logits, y)
