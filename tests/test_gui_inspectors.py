@@ -9,7 +9,8 @@ import torch
 
 from engine.runs import RunDir, load_snapshot
 from explorer.views.inspectors import (INSPECTORS, AngleView, AugmentationPreview, ContrastiveInspector,
-                                       PairHistogram, PretextDebugger, TripletInspector, place_on_map)
+                                       PairHistogram, PretextDebugger, TripletInspector, in_scroll_area,
+                                       place_on_map)
 
 # the offscreen platform says it cannot propagate size hints whenever a window is shown: not ours
 pytestmark = [pytest.mark.timeout(240), pytest.mark.qt_log_level_fail("WARNING"),
@@ -327,6 +328,23 @@ def test_augmentation_preview_follows_the_training_panels_form(qtbot, runs):
     w.resize(360, 500)  # a narrow dock: smaller cells, same images
     qtbot.waitUntil(lambda: w.cell_px < 64, timeout=2000)
     assert w.cells[0][3].pixmap().width() == w.cell_px
+
+
+def test_in_scroll_area_scrolls_below_the_minimum_and_fills_above(qtbot, runs):
+    w = ContrastiveInspector()
+    area = in_scroll_area(w)
+    qtbot.addWidget(area)
+    area.resize(340, 160)
+    area.show()
+    w.set_run(runs["simclr"])
+    w.show_point(3)
+    # squeezed: the inspector keeps its least height at this width (tiles whole) and the area scrolls
+    qtbot.waitUntil(lambda: w.height() >= w.layout().totalMinimumHeightForWidth(w.width()) > area.viewport().height())
+    assert area.verticalScrollBar().isVisible()
+    tile = w.tiles["image"]
+    assert tile.picture.geometry().bottom() <= tile.note.geometry().top()
+    area.resize(700, 900)  # roomy: the inspector fills the dock
+    qtbot.waitUntil(lambda: w.height() == area.viewport().height())
 
 
 # --- session wiring -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QMessageBox,
                                QPushButton, QScrollArea, QSizePolicy, QSlider, QToolButton, QVBoxLayout, QWidget)
@@ -1257,5 +1257,46 @@ class AugmentationPreview(Inspector):
         grey = "" if data.channels == 3 else " Grey images: the colour settings (jitter, grey) do nothing here."
         self.status.setText(f"{len(rows)} test images of {data.name} × {self.n_views} views, seed {self.seed}.{grey}")
 
+
+class _FitScrollArea(QScrollArea):
+    """Gives its widget the viewport's size, never less than the widget's minimum: scroll bars appear
+    only below the minimum. (``widgetResizable`` would size a widget holding word-wrapped labels by
+    its preferred height, taller than the dock, and scroll a plot that should shrink.)"""
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def eventFilter(self, watched, event) -> bool:
+        # new content (a longer text, another tile) changes the least height: fit again
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._fit()
+        return super().eventFilter(watched, event)
+
+    def _fit(self) -> None:
+        widget, view = self.widget(), self.viewport().size()
+        if widget is not None:
+            width = max(view.width(), widget.minimumSizeHint().width())
+            layout = widget.layout()
+            # the least height at this width: wrapped labels need more lines when narrow
+            least = (layout.totalMinimumHeightForWidth(width) if layout is not None and layout.hasHeightForWidth()
+                     else widget.minimumSizeHint().height())
+            widget.resize(width, max(view.height(), least))
+
+
+def in_scroll_area(widget: QWidget) -> QScrollArea:
+    """The widget in a frameless scroll area, for a dock: a dock squeezed below the inspector's
+    minimum size then scrolls instead of drawing its rows over each other."""
+    area = _FitScrollArea(objectName=f"{widget.objectName()}_scroll")
+    area.setWidget(widget)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
+
+
+# which inspector shows the clicked point for a run of each method (the window raises its dock)
+POINT_INSPECTOR = {"triplet": "triplet_inspector", "pair": "triplet_inspector", "center": "triplet_inspector",
+                   "cosine": "triplet_inspector", "arc": "triplet_inspector", "simclr": "contrastive_inspector",
+                   "rotation": "pretext_debugger", "colorization": "pretext_debugger",
+                   "inpainting": "pretext_debugger"}
 
 INSPECTORS = (TripletInspector, AngleView, PairHistogram, ContrastiveInspector, PretextDebugger, AugmentationPreview)
