@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from engine.params import Param, resolve
 from engine.registry import Registry
 
 DeviceLike = str | torch.device | None
@@ -109,17 +110,20 @@ class Projector:
 
     summary = ""
     warm = False  # True when refresh starts from the previous layout (not only aligns to it)
+    params: list[Param] = [
+        Param("n_neighbors", 15, "Neighbours that define each point's neighbourhood (UMAP's k; t-SNE's "
+              "perplexity is twice it).", int, low=2),
+        Param("metric", "euclidean", "Distance between embeddings the map preserves.", str,
+              choices=("euclidean", "cosine")),
+    ]
 
-    def __init__(self, n_neighbors: int = 15, seed: int = 0, device: DeviceLike = None,
-                 metric: str = "euclidean"):
-        if not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
-            raise ValueError(f"n_neighbors = {n_neighbors!r}: allowed: an integer of at least 2")
-        if metric not in ("euclidean", "cosine"):
-            raise ValueError(f"metric {metric!r}: allowed: euclidean, cosine")
-        self.n_neighbors = int(n_neighbors)
+    def __init__(self, seed: int = 0, device: DeviceLike = None, **params):
+        """``params``: any of this projector's ``params`` (by name); checked, defaults filled in."""
+        values = resolve(type(self).params, params)
+        for name, value in values.items():
+            setattr(self, name, value)
         self.seed = int(seed)
         self.device = _device(device)
-        self.metric = metric
         self.notes: list[str] = []
 
     def reset(self) -> None:
@@ -460,30 +464,30 @@ def relocate(y: torch.Tensor, old_graph: tuple, new_graph: tuple, threshold: flo
 
 @PROJECTIONS.register("umap")
 class UMAPProjector(Projector):
-    """UMAP in torch (see the module docstring). ``n_epochs`` None: 500 up to 10k points, else 200,
-    as umap-learn; ``refresh_epochs`` at ``refresh_learning_rate`` for a warm refresh; exact kNN up to
-    ``exact_knn_max`` points, k-means-cell kNN above."""
+    """UMAP in torch (see the module docstring and ``params``)."""
 
     summary = "UMAP (own torch version): local neighbourhoods kept, fast warm refreshes for live maps."
     warm = True
 
-    def __init__(self, n_neighbors: int = 15, seed: int = 0, device: DeviceLike = None,
-                 metric: str = "euclidean", min_dist: float = 0.1, n_epochs: int | None = None,
-                 learning_rate: float = 1.0, refresh_epochs: int = 15, refresh_learning_rate: float = 0.1,
-                 negative_sample_rate: int = 5, exact_knn_max: int = 8192):
-        super().__init__(n_neighbors, seed, device, metric)
-        for name, value, low in (("n_epochs", n_epochs, 1), ("refresh_epochs", refresh_epochs, 0),
-                                 ("negative_sample_rate", negative_sample_rate, 0),
-                                 ("exact_knn_max", exact_knn_max, 0)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < low):
-                raise ValueError(f"{name} = {value!r}: allowed: an integer of at least {low}")
-        for name, value in (("min_dist", min_dist), ("learning_rate", learning_rate),
-                            ("refresh_learning_rate", refresh_learning_rate)):
-            if not value > 0:
-                raise ValueError(f"{name} = {value!r}: allowed: a number above 0")
-        self.min_dist, self.n_epochs, self.learning_rate = min_dist, n_epochs, learning_rate
-        self.refresh_epochs, self.refresh_learning_rate = refresh_epochs, refresh_learning_rate
-        self.negative_sample_rate, self.exact_knn_max = negative_sample_rate, exact_knn_max
+    params = Projector.params + [
+        Param("min_dist", 0.1, "How tightly points may pack in the map (umap-learn's min_dist).", float,
+              low=0.0, low_exclusive=True),
+        Param("n_epochs", "auto", "Epochs of the first map; auto: 500 up to 10k points, else 200 "
+              "(umap-learn's rule).", int, low=1, special=("auto",)),
+        Param("learning_rate", 1.0, "Starting learning rate of the first map.", float, low=0.0,
+              low_exclusive=True),
+        Param("refresh_epochs", 15, "Epochs of each warm refresh of a live map.", int, low=0),
+        Param("refresh_learning_rate", 0.1, "Starting learning rate of a warm refresh (low: points stay "
+              "put unless their neighbourhood changed).", float, low=0.0, low_exclusive=True),
+        Param("negative_sample_rate", 5, "Random points each point is pushed away from per edge.", int, low=0),
+        Param("exact_knn_max", 8192, "Largest set searched exactly for its kNN graph; above, k-means "
+              "cells (approximate).", int, low=0),
+    ]
+
+    def __init__(self, seed: int = 0, device: DeviceLike = None, **params):
+        if params.get("n_epochs", "auto") is None:
+            params["n_epochs"] = "auto"
+        super().__init__(seed, device, **params)
         self.reset()
 
     def reset(self) -> None:
@@ -494,7 +498,7 @@ class UMAPProjector(Projector):
         self.relocated = 0  # points the last refresh placed among their new neighbours first
 
     def _epochs(self, n: int) -> int:
-        return self.n_epochs if self.n_epochs is not None else (500 if n <= 10000 else 200)
+        return self.n_epochs if self.n_epochs != "auto" else (500 if n <= 10000 else 200)
 
     def _k(self, n: int) -> int:
         if self.n_neighbors > n:

@@ -47,6 +47,8 @@ def test_every_projection_draws_a_finite_map(digits, method):
 
 def test_registry_lists_the_three_projections():
     assert set(PROJECTIONS.names()) >= {"pca", "umap", "tsne"}
+    for _, cls in PROJECTIONS.items():  # the window builds its forms from these
+        assert cls.summary and {"n_neighbors", "metric"} <= {p.name for p in cls.params}
     with pytest.raises(ValueError, match="unknown projection 'mds'"):
         project("mds", np.random.default_rng(0).normal(size=(10, 3)))
 
@@ -174,8 +176,12 @@ def test_bad_inputs_give_clear_messages(digits):
     bad[9, 0] = np.inf
     with pytest.raises(ValueError, match="1 NaN and 1 infinite values in 2 of 50 points \\(first at row 7\\)"):
         LiveProjection("umap").update(bad)
-    with pytest.raises(ValueError, match="n_neighbors = 1"):
+    with pytest.raises(ValueError, match="--n-neighbors: 1 is out of range"):
         LiveProjection("umap", n_neighbors=1)
+    with pytest.raises(ValueError, match="--min-dist: 0.0 is out of range"):
+        project("umap", x, min_dist=0.0)
+    with pytest.raises(ValueError, match="unknown parameter\\(s\\) n_epochs"):
+        LiveProjection("pca", n_epochs=10)
 
 
 @pytest.mark.parametrize("method", PROJECTIONS.names())

@@ -85,7 +85,7 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 10, metric: str 
         else:
             d = torch.addmm(sq32[None], x32[rows], x32.T, alpha=-2).add_(sq32[rows, None])
             tol = 1e-6 * (sq32[rows, None] + sq32.max())
-        d[torch.arange(m), rows] = float("inf")
+        d[torch.arange(m, device=d.device), rows] = float("inf")
         nn_rows = low_nn_t[rows]
         t_exact = exact(rows[:, None].expand(-1, k), nn_rows)  # (m, k), map-neighbour order
         targets = t_exact.sort(1).values
