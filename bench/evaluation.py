@@ -59,7 +59,8 @@ def main() -> None:
         print(f"{call:18s}: {total:.2f} s = {total / BUDGET_S:.2f} x the {BUDGET_S:.0f} s budget "
               f"(CPU {cpu:.2f} s)\n    [wall/CPU s: {parts}]")
     keys = ("collapse", "effective_rank", "l2_std", "triplet_hard", "silhouette", "nmi", "smoothness",
-            "invariance", "sparsity", "trustworthiness")
+            "invariance", "sparsity", "trustworthiness", "neighbour_drift")
+    keys += tuple(k for k in ("disentanglement", "mig", "invariance_x", "invariance_hue") if k in metrics)
     print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("; ".join(f"{k} {metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
                     for k in keys))
