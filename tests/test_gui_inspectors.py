@@ -365,6 +365,11 @@ def test_attach_follows_the_sessions_run_and_point(qtbot, runs):
         triplet = widgets[0]
         qtbot.waitUntil(lambda: triplet.result.get("anchor") == row, timeout=10_000)
         assert all(w.row == row for w in widgets)
+        last_step = int(session.current.snapshots[-1]["step"])
+        assert f"(step {last_step})" in triplet.status.text() and last_step > 0
+        session.set_frame(0)  # the time-lapse back to the first evaluation
+        assert "(step 0)" in triplet.status.text()
+        session.set_frame(-1)
         session.open_run(runs["rotation"])
         qtbot.waitUntil(lambda: len(widgets[4].shown_images()) == 4, timeout=10_000)
         assert triplet.config["method"] == "rotation" and triplet.result["anchor"] == row
