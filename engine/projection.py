@@ -23,8 +23,12 @@ linearly to 0; a, b fitted so that 1/(1 + a x^{2b}) ≈ the min_dist curve. What
 edges are applied at once (gather, gradient, clip, ``index_add_``) instead of one by one (that is what
 makes it fast in torch), edges fire on a schedule with a random phase, negatives come from a
 pre-drawn random pool, and the first layout starts from PCA (umap-learn's default is spectral).
-Large sets use an approximate kNN: k-means cells (√n of them, warm-started from the previous
-refresh's centroids) each searched exactly against its nearest cells.
+Sets above 2048 points use an approximate kNN: k-means cells (√n of them, warm-started from the
+previous refresh's centroids) each searched exactly against its nearest cells, merged with the
+previous refresh's neighbours (recall ≈ 0.92 cold on 70k Fashion-MNIST, rising with each refresh;
+same trustworthiness as exact at 5k, at half the cost). A refresh also places points whose
+neighbourhood jumped far (another cluster) among their new neighbours before the SGD, which alone
+moves a point about one unit.
 """
 from __future__ import annotations
 
@@ -480,7 +484,7 @@ class UMAPProjector(Projector):
         Param("refresh_learning_rate", 0.1, "Starting learning rate of a warm refresh (low: points stay "
               "put unless their neighbourhood changed).", float, low=0.0, low_exclusive=True),
         Param("negative_sample_rate", 5, "Random points each point is pushed away from per edge.", int, low=0),
-        Param("exact_knn_max", 8192, "Largest set searched exactly for its kNN graph; above, k-means "
+        Param("exact_knn_max", 2048, "Largest set searched exactly for its kNN graph; above, k-means "
               "cells (approximate).", int, low=0),
     ]
 

@@ -104,14 +104,17 @@ def test_umap_with_approximate_knn_draws_a_good_map(digits):
     assert trustworthiness(x, projector.fit(x), k=10) > 0.97
 
 
-@pytest.mark.parametrize("method", ["umap", "pca"])
-def test_live_map_keeps_still_points_still(digits, method):
+@pytest.mark.parametrize("method, params", [("umap", {}), ("umap", {"exact_knn_max": 0}), ("pca", {})],
+                         ids=["umap", "umap-approximate-knn", "pca"])
+def test_live_map_keeps_still_points_still(digits, method, params):
     x, _ = digits
-    live = LiveProjection(method, seed=0)
+    live = LiveProjection(method, seed=0, **params)
     first = live.update(x)
     again = live.update(x)
     assert _median_displacement(first, again) < 0.01
     assert trustworthiness(x, again, k=10) > trustworthiness(x, first, k=10) - 0.005
+    third = live.update(x)  # refreshes settle rather than wander off
+    assert _median_displacement(first, third) < 0.015
 
 
 def test_live_tsne_keeps_still_points_still(digits):
