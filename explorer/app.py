@@ -42,12 +42,14 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     app.setApplicationName("Embedding Explorer")
     app.setOrganizationName("EmbeddingExplorer")
     pg.setConfigOptions(antialias=True)
+    splash = _splash("Embedding Explorer — loading the engine (torch)…")
     from engine.device import configure_threads
 
     configure_threads(leave_one_core=True)  # the GUI thread keeps a core while torch trains
     from explorer.main_window import MainWindow
 
     window = MainWindow(runs_root=runs_root)
+    splash.finish(window)
     if theme:
         window.apply_theme(theme == "dark")
     if open_dir:
@@ -58,6 +60,24 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     app.processEvents()
     del window
     return code
+
+
+def _splash(text: str):
+    """A small window shown at once: importing torch takes seconds before the main window exists."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPainter, QPixmap
+    from PySide6.QtWidgets import QApplication, QSplashScreen
+
+    pixmap = QPixmap(460, 120)
+    pixmap.fill(QColor("#1f77b4"))
+    painter = QPainter(pixmap)
+    painter.setPen(QColor("white"))
+    painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter, text)
+    painter.end()
+    splash = QSplashScreen(pixmap)
+    splash.show()
+    QApplication.processEvents()
+    return splash
 
 
 if __name__ == "__main__":

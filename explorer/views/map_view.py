@@ -330,7 +330,6 @@ class MapView(QWidget):
         session.point_selected.connect(self._on_session_point_selected)
         session.rows_selected.connect(lambda _: self._update_marks())
         session.neighbours_changed.connect(lambda _: self._update_marks())
-        session.dataset_ready.connect(lambda _: None)
 
     # which run, which snapshot -------------------------------------------------------------------
     def run(self) -> RunState | None:

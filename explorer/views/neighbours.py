@@ -182,7 +182,8 @@ class NeighboursPanel(QWidget):
             name = _label_name(names, int(labels[i]))
             image = ds.thumbnail("test", int(r)) if ds is not None else None
             mark = "" if labels[i] == label else " ✗"
-            items.append((int(r), image, f"{name}{mark}\n{d:.3f}", f"test image {r}: {name}, {metric} distance {d:.4f}"))
+            shown = f"{d:.3f}" if d >= 0.01 or d == 0 else f"{d:.1e}"  # collapsed embeddings: tiny distances
+            items.append((int(r), image, f"{name}{mark}\n{shown}", f"test image {r}: {name}, {metric} distance {d:.6g}"))
         self.grid.show_items(items)
         s.set_neighbour_rows(self.neighbour_rows)
 

@@ -226,7 +226,11 @@ class TrainingPanel(QWidget):
         self.error_label.setProperty("error", True)
         self.error_label.hide()
 
-        self.setMinimumWidth(300)
+        self.setMinimumWidth(320)
+        for combo in (self.preset_combo, self.method_combo, self.dataset_combo, self.encoder_combo,
+                      self.device_combo):  # long names (a folder path) must not widen the dock
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(scroll, 1)
@@ -434,6 +438,7 @@ class TrainingPanel(QWidget):
         eta_text = "—" if eta is None else (f"{int(eta // 60)}:{int(eta % 60):02d}")
         self.progress_bar.setFormat(f"epoch {p['epoch']:.1f}/{p.get('epochs', 0):g} · step {p['step']}/{total} · "
                                     f"{p.get('images_per_second', 0):,.0f} img/s · ETA {eta_text}")
+        self.progress_bar.setToolTip(self.progress_bar.format())
 
     def show_finished(self, status: str) -> None:
         if status == "finished":
