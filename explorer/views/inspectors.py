@@ -824,7 +824,7 @@ class ContrastiveInspector(Inspector):
         tiles = QHBoxLayout()
         for tile in self.tiles.values():
             tiles.addWidget(tile, 0, Qt.AlignmentFlag.AlignTop)
-        tiles.addStretch(1)
+        tiles.addWidget(self._temperature_plot(), 1)
         self.strip = HeatStrip("logit_strip")
         self.strip_label = QLabel(objectName="contrastive_summary")
         self.strip_label.setWordWrap(True)
@@ -848,11 +848,34 @@ class ContrastiveInspector(Inspector):
             self._tau_run = self.run_dir
             self.temperature_spin.setValue(float((self.config.get("method_params") or {}).get("temperature", 0.5)))
 
+    TAUS = np.geomspace(0.01, 5.0, 80)
+
+    def _temperature_plot(self):
+        """p(positive) and the hardest negative's p against tau (log axis), the spin box's tau marked."""
+        import pyqtgraph as pg
+
+        plot = self.tau_plot = pg.PlotWidget(objectName="temperature_plot")
+        plot.setBackground(None)
+        plot.setLogMode(x=True, y=False)
+        plot.setYRange(0, 1, padding=0.02)
+        plot.setLabel("bottom", "τ")
+        plot.setLabel("left", "p")
+        plot.setMinimumSize(160, 120)
+        plot.setMaximumHeight(170)
+        plot.addLegend(offset=(5, 2), labelTextSize="7pt")
+        self.tau_positive = plot.plot(pen=pg.mkPen("#e41a1c", width=2), name="positive")
+        self.tau_negative = plot.plot(pen=pg.mkPen("#377eb8", width=1.5), name="hardest negative")
+        self.tau_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("k", style=Qt.PenStyle.DashLine))
+        plot.addItem(self.tau_line)
+        return plot
+
     def _on_resample_clicked(self) -> None:
         self.seed += 1
         self.refresh()
 
     def _clear(self, message: str) -> None:
+        self.tau_positive.setData([], [])
+        self.tau_negative.setData([], [])
         self.similarities = np.zeros(0)
         for tile in self.tiles.values():
             tile.set_image(None)
@@ -892,6 +915,11 @@ class ContrastiveInspector(Inspector):
         self.tiles["view1"].set_image(to_uint8(v1[:1])[0], "view 1 (anchor)")
         self.tiles["view2"].set_image(to_uint8(v2[:1])[0], "view 2 (positive)",
                                       f"cos = {self.similarities[n]:.3f}")
+        others = np.delete(np.arange(2 * n), [0, n])
+        hardest = others[np.argmax(self.similarities[others])]  # the same at every tau
+        curves = np.array([self.probabilities(t)[[n, hardest]] for t in self.TAUS])
+        self.tau_positive.setData(self.TAUS, curves[:, 0])
+        self.tau_negative.setData(self.TAUS, curves[:, 1])
         self._redraw_strip()
         self.status.setText(f"batch of N = {n} test images (the clicked one first), 2N = {2 * n} views; "
                             "model in eval mode")
@@ -916,6 +944,7 @@ class ContrastiveInspector(Inspector):
         rank = 1 + int((p[others] > p[self.positive]).sum())
         hardest = others[np.argmax(p[others])]
         self.strip.set_values(p, self.positive, blank=0)
+        self.tau_line.setValue(np.log10(tau))  # log-mode axes take positions in log10
         self.strip_label.setText(
             f"τ = {tau:g}: p(positive) = <b>{p[self.positive]:.3f}</b>, loss −log p = {-np.log(p[self.positive]):.3f}, "
             f"positive ranked {rank} of {len(p) - 1}; hardest negative (column {hardest}) p = {p[hardest]:.3f}, "
