@@ -2,7 +2,8 @@
 
 Features: the real Fashion-MNIST train/test images through a fixed random ReLU layer to 512
 dimensions (a representation that is neither trivial nor perfect). Both fit multinomial logistic
-regression with C = 1 on standardised features, 100 L-BFGS iterations. Prints both accuracies,
+regression with C = 1 on standardised features with L-BFGS: scikit-learn its default 100
+iterations, ours its default 50 (in the preconditioned basis). Prints both accuracies,
 both times and the speed ratio (target: within 1 point, >= 5x faster on the CPU).
 """
 import os
@@ -33,7 +34,7 @@ def main() -> None:
     print(f"features: train {xtr.shape}, test {xte.shape}, torch threads {torch.get_num_threads()}")
 
     start = time.perf_counter()
-    ours = linear_probe(xtr, ytr, xte, yte, C=1.0, max_iter=100)
+    ours = linear_probe(xtr, ytr, xte, yte, C=1.0)  # its default: 50 preconditioned L-BFGS iterations
     t_ours = time.perf_counter() - start
 
     start = time.perf_counter()

