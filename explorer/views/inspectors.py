@@ -279,8 +279,10 @@ class Inspector(QWidget):
             return
         try:
             self._draw()
-        except (FileNotFoundError, ValueError) as error:
+        except (FileNotFoundError, ValueError) as error:  # no checkpoint or snapshot yet, a bad file
             self._clear(str(error))
+        except (KeyError, RuntimeError) as error:  # a run directory from another version of the program
+            self._clear(f"This run cannot be inspected: {type(error).__name__}: {error}")
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
