@@ -10,7 +10,7 @@ Entry points:
 
 All give the same neighbours as scikit-learn's brute-force ``NearestNeighbors`` on float64 input,
 ties broken by the lower index. How the search stays exact and fast: candidates are ranked in
-float32 — for ``knn`` by one matrix product per chunk, ``|b|² - 2 q·b`` (the order of ``‖q - b‖²``), on
+float32 — for ``knn`` by one matrix product per chunk, ``|b|²/2 - q·b`` (the order of ``‖q - b‖²``), on
 vectors centred on the base's mean (for cosine on unit vectors, since ``‖u - v‖² = 2 - 2 cos`` ranks
 like the cosine distance); for one query by the direct ``‖q - b‖``. Centring matters: embeddings
 that share a large offset (a freshly initialised network's) make float32's dot-product trick lose
@@ -35,17 +35,21 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"metric {metric!r} is not valid; allowed: {', '.join(METRICS)}")
 
 
-def _ranking_space(b: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(base rows to rank with, their squared norms, the centre to subtract from queries)."""
+def _ranking_space(b: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base rows to rank with, the centre to subtract from queries).
+
+    A ranked row is [-(b - c), |b - c|² / 2], a query row [q - c, 1]: their dot product is
+    |b - c|² / 2 - (q - c)·(b - c), which orders like ‖q - b‖², in one matrix product per chunk.
+    """
     u = torch.nn.functional.normalize(b, dim=1) if metric == "cosine" else b
     centre = u.mean(0)  # any point near the data removes the shared offset: float32 is enough
-    ranked = u - centre
-    return ranked, (ranked * ranked).sum(1), centre
+    centred = u - centre
+    return torch.cat([-centred, (centred * centred).sum(1, keepdim=True) / 2], 1), centre
 
 
 def _to_ranking(q: torch.Tensor, metric: str, centre: torch.Tensor) -> torch.Tensor:
     u = torch.nn.functional.normalize(q, dim=-1) if metric == "cosine" else q
-    return u - centre
+    return torch.cat([u - centre, torch.ones_like(u[:, :1])], 1)
 
 
 def _extra(k: int) -> int:
@@ -106,7 +110,7 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
     if exclude_self and len(q) != len(b):
         raise ValueError(f"exclude_self needs queries to be base; got {len(q)} queries, {len(b)} base rows")
     n_cand = min(k + _extra(k) + (1 if exclude_self else 0), len(b))
-    ranked, ranked_sq, centre = _ranking_space(b, metric)
+    ranked, centre = _ranking_space(b, metric)
     # float64 copy of the base for the re-measure, centred (euclidean) so |q|² + |b|² - 2 q·b keeps
     # its digits; rows are gathered from it per candidate.
     centre64 = b.mean(0, dtype=torch.float64) if metric == "euclidean" else None
@@ -117,7 +121,7 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
     for start in range(0, len(q), chunk_size):
         qc = q[start:start + chunk_size]
         # |q|² is constant per row: it does not change the order.
-        d = torch.addmm(ranked_sq[None], _to_ranking(qc, metric, centre), ranked.T, alpha=-2)
+        d = _to_ranking(qc, metric, centre) @ ranked.T
         self_index = None
         if exclude_self:
             self_index = torch.arange(start, start + len(qc), device=q.device)
