@@ -67,7 +67,7 @@ def main() -> None:
 
     job, loop = [], []
     with tempfile.TemporaryDirectory() as out:
-        for _ in range(2):
+        for _ in range(3):
             job.append(engine_job(out))
             loop.append(minimal_loop())
     print(f"engine job    {max(job):8.1f} images/s  (runs: {', '.join(f'{v:.0f}' for v in job)})")
