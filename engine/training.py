@@ -201,7 +201,7 @@ class _Job:
         from engine.data import load_dataset
         from engine.device import device_name, resolve_device
         from engine.encoders import build_encoder
-        from engine.methods import METHODS, DataInfo
+        from engine.methods import METHODS, DataInfo, Method
         from engine.params import resolve
 
         resume_state = None
@@ -241,7 +241,8 @@ class _Job:
         if method_cls.needs_labels and not data.labelled:
             raise ValueError(f"method '{cfg.method}' needs class labels but {cfg.dataset} is unlabelled: "
                              "choose a self-supervised method, or sort the images into class sub-folders")
-        if cfg.batch_size > len(data.train):
+        has_own_sampler = method_cls.batches is not Method.batches  # K x M samplers draw with replacement
+        if cfg.batch_size > len(data.train) and not has_own_sampler:
             raise ValueError(f"--batch-size: {cfg.batch_size} is larger than the training set "
                              f"({len(data.train)} images); allowed: 1 to {len(data.train)}")
         info = DataInfo(data.num_classes, tuple(int(c) for c in data.class_counts()), data.channels,
@@ -255,8 +256,8 @@ class _Job:
         self.trainable = type(encoder).trainable
         self.method = method_cls(encoder, info, **resolve(method_cls.params, cfg.method_params))
         self.method.to(self.device)
-        for note in getattr(self.method, "notes", []):
-            notes.append(note)
+        self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)
+        notes += getattr(self.method, "notes", [])  # after steps_per_epoch, which may add one
         if not self.trainable:
             notes.append(f"{cfg.encoder} is a fixed, hand-made representation: nothing to train, "
                          "it is evaluated as it is")
@@ -272,7 +273,6 @@ class _Job:
         groups = self.method.parameter_groups(cfg.lr)
         self.optimizer = (torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
                           if any(g["params"] for g in groups) and self.trainable else None)
-        self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs if self.optimizer else 0
         self.amp = cfg.amp and self.device.type == "cuda"
         self.scheduler = _cosine_schedule(self.optimizer, self.total_steps) if self.optimizer else None
@@ -405,6 +405,7 @@ class _Job:
         beside the same figures for a random initialisation and for the raw pixels."""
         from engine.encoders import embed
         from engine.metrics.probe import knn_accuracy, linear_probe
+        from engine.metrics.retrieval import retrieval_metrics
 
         cfg, data, dev = self.config, self.data, self.device
         encoder = self.method.encoder
@@ -423,7 +424,13 @@ class _Job:
             _check_finite(train_x, self.step)
             metrics["linear_probe_acc"] = linear_probe(train_x, train_y, test_x, test_y, device=dev)
             metrics["knn_acc"] = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k, device=dev)
-            metrics.update(_retrieval(test_x, test_y))
+            metrics.update(retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y),
+                                             metric=getattr(self.method, "retrieval_metric", "euclidean")))
+            if hasattr(self.method, "evaluation_stats"):  # e.g. triplet shares, class-centre angles
+                import torch
+
+                metrics.update(self.method.evaluation_stats(
+                    eval_x, torch.as_tensor(data.test.labels[self.eval_rows], device=eval_x.device)))
             if self.step == 0 or final:
                 metrics.update(self._references(final))
         eval_np = eval_x.float().cpu().numpy()
@@ -512,14 +519,6 @@ def _check_finite(x, step: int) -> None:
     if not torch.isfinite(x).all():
         raise TrainingError(f"the embeddings contain NaN or infinite values at step {step}: the model "
                             "diverged; try a lower learning rate")
-
-
-def _retrieval(test_x, test_y) -> dict[str, float]:
-    try:
-        from engine.metrics.retrieval import retrieval_metrics
-    except ImportError:
-        return {}
-    return retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y))
 
 
 def _make_diagnostics(cfg: TrainConfig, info, device):
