@@ -275,7 +275,7 @@ class SimCLRAugment(nn.Module):
 # -- the same settings as typed parameters, shared by every method that trains on two views ----------
 
 AUGMENT_PARAMS: tuple[Param, ...] = (
-    Param("crop_min", 0.2, "Smallest crop, as a fraction of the image's area (random resized crop).",
+    Param("crop_min", 0.3, "Smallest crop, as a fraction of the image's area (random resized crop).",
           low=0.0, high=1.0, low_exclusive=True),
     Param("flip", "auto", "Flip views horizontally with probability 1/2 ('auto': yes, except on digits, "
           "whose mirror images are not digits).", type=bool, special=("auto",)),

@@ -137,7 +137,7 @@ def test_params_reject_out_of_range_strengths():
     with pytest.raises(ValueError, match="--crop-min"):
         resolve(AUGMENT_PARAMS, {"crop_min": 0})
     aug = augment_from_params(3, (32, 32), resolve(AUGMENT_PARAMS, {"jitter": 0.5}))
-    assert aug.jitter == 0.5 and np.isclose(aug.crop_scale[0], 0.2)
+    assert aug.jitter == 0.5 and np.isclose(aug.crop_scale[0], 0.3)
 
 
 def test_wrong_channel_count_is_refused(digits_batch):
