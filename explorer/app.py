@@ -55,6 +55,9 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     if open_dir:
         window.open_run(open_dir)
     window.show()
+    from explorer import jobs
+
+    jobs.run_in_background(jobs.warm_up_engine, on_done=lambda *_: None)
     code = app.exec()
     window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)
     app.processEvents()
