@@ -10,14 +10,44 @@
   snapshots of the embeddings (1: same neighbours; 0: all new).
 
 Computed with torch on the chosen device, chunked: a 5k-point map takes a fraction of a second where
-scikit-learn sorts the whole n x n distance matrix.
+scikit-learn sorts the whole n x n distance matrix. Recent kNN sets are cached by content, so the
+three measures of one evaluation (and the next evaluation's drift) share their searches.
 """
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from engine.neighbours import knn
+
+# The three measures of one evaluation ask for the same kNN sets several times (the map's kNN in
+# trustworthiness and overlap, the embeddings' kNN in overlap and in drift, then again as "old" in
+# the next evaluation's drift). A few recent results, keyed by the array's bytes, spare those
+# searches; hashing 5k x 128 floats costs milliseconds, a search hundreds.
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 8
+_CACHE_LOCK = threading.Lock()
+
+
+def _knn_indices(x: np.ndarray, k: int, metric: str, device) -> np.ndarray:
+    """All-points kNN indices (n, k) of ``x`` (self excluded), from the cache when x was seen."""
+    x = np.ascontiguousarray(x)
+    key = (hashlib.blake2b(x.view(np.uint8).reshape(-1), digest_size=16).hexdigest(), x.shape,
+           x.dtype.str, k, metric)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    _, idx = knn(x, x, k, metric=metric, exclude_self=True, device=device)  # callers only read it
+    with _CACHE_LOCK:
+        _CACHE[key] = idx
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return idx
 
 
 def _check_pair(high, low, k: int, names=("high", "low")) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +83,7 @@ def trustworthiness(high: np.ndarray, low: np.ndarray, k: int = 10, metric: str 
                          f"(scikit-learn's condition); allowed: 1 to {(n - 1) // 2}")
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"metric {metric!r}: allowed: euclidean, cosine")
-    _, low_nn = knn(b, b, k, metric="euclidean", exclude_self=True, device=device)
+    low_nn = _knn_indices(b, k, "euclidean", device)
     x64 = torch.as_tensor(a, dtype=torch.float64, device=device)
     if metric == "cosine":
         x64 = torch.nn.functional.normalize(x64, dim=1)  # a zero row stays zero (similarity 0)
@@ -123,9 +153,7 @@ def neighbour_overlap(high: np.ndarray, low: np.ndarray, k: int = 10, metric: st
     neighbourhood, near k/N where it does not. ``metric`` is the embedding space's; the map's is
     euclidean."""
     a, b = _check_pair(high, low, k)
-    _, hi = knn(a, a, k, metric=metric, exclude_self=True, device=device)
-    _, lo = knn(b, b, k, metric="euclidean", exclude_self=True, device=device)
-    return _overlap_counts(hi, lo) / k
+    return _overlap_counts(_knn_indices(a, k, metric, device), _knn_indices(b, k, "euclidean", device)) / k
 
 
 def neighbour_drift(old: np.ndarray, new: np.ndarray, k: int = 10, metric: str = "euclidean",
@@ -133,7 +161,5 @@ def neighbour_drift(old: np.ndarray, new: np.ndarray, k: int = 10, metric: str =
     """(N,) float: for each point, the Jaccard overlap |A ∩ B| / |A ∪ B| of its k nearest neighbours
     A in ``old`` and B in ``new`` (two snapshots of the same points). 1: same neighbours."""
     a, b = _check_pair(old, new, k, names=("old", "new"))
-    _, ia = knn(a, a, k, metric=metric, exclude_self=True, device=device)
-    _, ib = knn(b, b, k, metric=metric, exclude_self=True, device=device)
-    inter = _overlap_counts(ia, ib)
+    inter = _overlap_counts(_knn_indices(a, k, metric, device), _knn_indices(b, k, metric, device))
     return inter / (2 * k - inter)
