@@ -68,6 +68,15 @@ def test_neighbour_drift_is_jaccard(digits_pca):
     np.testing.assert_allclose(neighbour_drift(digits_pca, digits_pca * 3.0, k=6), 1.0)  # scale: same sets
 
 
+def test_cached_neighbours_follow_the_content(digits_pca):
+    # kNN sets are cached by content: an array changed in place must not get its old neighbours.
+    x = digits_pca.copy()
+    assert neighbour_drift(digits_pca, x, k=5).mean() == 1.0
+    x[:] = np.random.default_rng(4).permutation(x)
+    expected = [len(a & b) / len(a | b) for a, b in zip(_brute_sets(digits_pca, 5), _brute_sets(x, 5))]
+    np.testing.assert_allclose(neighbour_drift(digits_pca, x, k=5), expected)
+
+
 def test_bad_inputs_name_the_problem(digits_pca):
     low = digits_pca[:, :2]
     with pytest.raises(ValueError, match="k = 600 neighbours for 1200 points: trustworthiness needs k < n / 2"):
