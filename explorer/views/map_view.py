@@ -374,6 +374,10 @@ class MapView(QWidget):
             self._run_id = run.id if run else ""
             self.title.setText(f"{run.name}: waiting for the first snapshot" if run else "no run yet")
             self.title.adjustSize()
+            if self.slot == "primary":
+                self._set_note("Press Start (Ctrl+R) to train, or open a run directory (Ctrl+O):\n"
+                               "the map of the representation appears here at every evaluation."
+                               if run is None else "The map appears at the first evaluation…")
             self._update_badge(run)
             return
         frame = self.frame_index(run)
