@@ -383,19 +383,26 @@ def exact_knn_with_self(x: torch.Tensor, k: int, metric: str) -> tuple[torch.Ten
 
 def optimize_layout(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, weights: torch.Tensor,
                     n_epochs: int, learning_rate: float, a: float, b: float,
-                    negative_sample_rate: int, generator: torch.Generator) -> torch.Tensor:
+                    negative_sample_rate: int, generator: torch.Generator,
+                    complex_points: bool | None = None) -> torch.Tensor:
     """UMAP's SGD, one vectorised step per epoch (see the module docstring for the gradients).
 
     Edge e fires when w_e / max(w) of the epochs have passed since its last firing (umap-learn's
     epochs-per-sample schedule), starting at a random phase so that short refreshes sample edges
     fairly. Each firing moves both ends (attraction) and pushes the head away from
     ``negative_sample_rate`` random points. The learning rate decays linearly to 0.
+
+    ``complex_points`` (default: on the CPU) holds the layout as complex numbers x + iy: gathers and
+    ``index_add_`` then move one 8-byte element per point, several times faster on the CPU than
+    (n, 2) rows. Other devices use (n, 2) rows; both compute the same steps.
     """
     device = y.device
     y = y.clone()
     n, n_edges = len(y), len(head)
     if n_edges == 0 or n_epochs == 0:
         return y
+    if complex_points is None:
+        complex_points = device.type == "cpu"
     rate = negative_sample_rate
     period = (weights.max() / weights).to(device)  # epochs between firings
     next_fire = torch.rand(n_edges, generator=generator).to(device) * period
@@ -403,9 +410,17 @@ def optimize_layout(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, wei
     most = n_edges * max(rate, 1)
     pool = torch.randint(0, n, (most + (1 << 16),), generator=generator).to(device)
     offsets = torch.randint(0, 1 << 16, (n_epochs,), generator=generator).tolist()
-    # The layout as complex numbers x + iy: gathers and index_add_ move one 8-byte element per
-    # point (several times faster on the CPU than (n, 2) rows), and the clip is on each coordinate.
-    yc = torch.view_as_complex(y.contiguous())
+    points = torch.view_as_complex(y.contiguous()) if complex_points else y
+    row = points.shape[1:]  # () for complex points, (2,) for rows
+
+    def sq(diff: torch.Tensor) -> torch.Tensor:
+        return diff.real * diff.real + diff.imag * diff.imag if complex_points else (diff * diff).sum(-1)
+
+    def scaled_clipped(coeff: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
+        g = coeff * diff if complex_points else coeff[..., None] * diff
+        (torch.view_as_real(g) if complex_points else g).clamp_(-4.0, 4.0)  # each coordinate
+        return g
+
     for epoch in range(n_epochs):
         alpha = learning_rate * (1.0 - epoch / n_epochs)
         fire = torch.nonzero(next_fire <= epoch).squeeze(1)
@@ -413,29 +428,29 @@ def optimize_layout(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, wei
             continue
         next_fire[fire] += period[fire]
         h, t = head.index_select(0, fire), tail.index_select(0, fire)
-        yh = yc.index_select(0, h)
-        diff = yh - yc.index_select(0, t)
-        d2 = (diff.real * diff.real + diff.imag * diff.imag).clamp_min_(1e-30)  # 0 only if diff is 0
+        yh = points.index_select(0, h)
+        diff = yh - points.index_select(0, t)
+        d2 = sq(diff).clamp_min_(1e-30)  # 0 only if diff is 0, and then the step is 0 anyway
         d2b = d2.pow(b)
-        grad = ((-2.0 * a * b) * (d2b / d2) / (a * d2b + 1.0)) * diff
-        torch.view_as_real(grad).clamp_(-4.0, 4.0)
-        step = torch.zeros_like(yc).index_add_(0, t, grad, alpha=-alpha)
+        grad = scaled_clipped((-2.0 * a * b) * (d2b / d2) / (a * d2b + 1.0), diff)
+        step = torch.zeros_like(points).index_add_(0, t, grad, alpha=-alpha)
         if rate > 0:
             neg = pool[offsets[epoch]:offsets[epoch] + len(fire) * rate]
-            diff = yh[:, None] - yc.index_select(0, neg).view(len(fire), rate)
-            d2 = diff.real * diff.real + diff.imag * diff.imag
-            push = ((2.0 * b) / ((0.001 + d2) * (a * d2.pow(b) + 1.0))) * diff
-            torch.view_as_real(push).clamp_(-4.0, 4.0)
-            grad = grad + push.sum(1)
+            diff = yh[:, None] - points.index_select(0, neg).view(len(fire), rate, *row)
+            d2 = sq(diff)
+            grad = grad + scaled_clipped((2.0 * b) / ((0.001 + d2) * (a * d2.pow(b) + 1.0)), diff).sum(1)
         step.index_add_(0, h, grad, alpha=alpha)
-        yc += step
-    return torch.view_as_real(yc).clone()
+        points += step
+    return torch.view_as_real(points).clone() if complex_points else points
 
 
 def _neighbour_mean(y: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Per point, the weighted mean position of its graph neighbours (itself where it has none)."""
-    yc = torch.view_as_complex(y.contiguous())  # one 8-byte element per point: faster gathers
-    num = torch.view_as_real(torch.zeros_like(yc).index_add_(0, head, w * yc.index_select(0, tail)))
+    if y.device.type == "cpu":  # one 8-byte complex element per point: faster gathers (see above)
+        yc = torch.view_as_complex(y.contiguous())
+        num = torch.view_as_real(torch.zeros_like(yc).index_add_(0, head, w * yc.index_select(0, tail)))
+    else:
+        num = torch.zeros_like(y).index_add_(0, head, w[:, None] * y.index_select(0, tail))
     den = torch.zeros(len(y), device=y.device).index_add_(0, head, w)
     return torch.where(den[:, None] > 0, num / den.clamp_min(1e-30)[:, None], y)
 

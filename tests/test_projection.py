@@ -11,8 +11,8 @@ from sklearn.decomposition import PCA
 from engine.data import load_dataset
 from engine.metrics.honesty import trustworthiness
 from engine.projection import (PROJECTIONS, LiveProjection, UMAPProjector, approximate_knn,
-                               exact_knn_with_self, find_ab_params, fuzzy_simplicial_set, procrustes,
-                               project)
+                               exact_knn_with_self, find_ab_params, fuzzy_simplicial_set,
+                               optimize_layout, procrustes, project)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,20 @@ def test_umap_layout_is_as_trustworthy_as_umap_learns(digits, umap_learn):
     reference = trustworthiness(x, umap_learn.embedding_, k=10)  # 0.987 here
     ours = trustworthiness(x, project("umap", x, seed=0), k=10)  # 0.986 here
     assert ours > reference - 0.01
+
+
+def test_layout_steps_are_the_same_on_complex_points_and_on_rows(digits):
+    # The CPU runs the SGD on complex numbers x + iy, other devices on (n, 2) rows: same steps.
+    x, _ = digits
+    dists, idx = exact_knn_with_self(torch.as_tensor(x), 15, "euclidean")
+    head, tail, w = fuzzy_simplicial_set(idx, dists)
+    y0 = torch.as_tensor(project("pca", x)) / 10
+    a, b = find_ab_params(1.0, 0.1)
+    # a few epochs: the SGD is chaotic, so over many epochs rounding differences grow (30: ~2 units)
+    runs = [optimize_layout(y0, head, tail, w, 4, 1.0, a, b, 5, torch.Generator().manual_seed(0),
+                            complex_points=flag) for flag in (True, False)]
+    torch.testing.assert_close(runs[0], runs[1], atol=1e-3, rtol=1e-4)
+    assert (runs[0] - y0).abs().max() > 0.1  # it did move
 
 
 def test_approximate_knn_finds_most_exact_neighbours(digits):
