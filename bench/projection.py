@@ -100,7 +100,8 @@ def main() -> None:
         tc, ts, tm = tw(e, ref), tw(e, ref_still), tw(e2, ref_moved)
         print(f"umap-learn compile + warm-up (5000 points) {t_compile:.1f} s, not counted below")
         print(f"umap-learn cold  {t_cold:6.2f} s  T@10 {tc:.4f}")
-        print(f"umap-learn warm (same)  {t_warm:6.2f} s  T@10 {ts:.4f}  displacement {100 * displacement(ref, ref_still):.2f} %")
+        print(f"umap-learn warm (same)  {t_warm:6.2f} s  T@10 {ts:.4f}  displacement "
+              f"{100 * displacement(ref, ref_still):.2f} %")
         print(f"umap-learn warm (later) {t_warm2:6.2f} s  T@10 {tm:.4f}")
         print(f"ratios: refresh vs umap-learn warm {t_warm / t_still:.1f}x faster (same), "
               f"{t_warm2 / t_moved:.1f}x (later); vs cold {t_cold / t_still:.1f}x; "
