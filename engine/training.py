@@ -446,6 +446,10 @@ class _Job:
         arrays = {"embeddings": eval_np, "indices": self.eval_rows, "labels": data.test.labels[self.eval_rows]}
         if coords is not None:
             arrays["coords"] = coords
+        if self.diagnostics is not None:  # per-point results the map colours with
+            arrays.update(self.diagnostics.arrays)
+            if "kmeans_clusters" in arrays:
+                arrays["clusters"] = arrays["kmeans_clusters"]
         path = self.run_dir.save_snapshot(self.step, **arrays)
         yield self.log(ev.Snapshot(self.step, epoch, eval_np, self.eval_rows, arrays["labels"], str(path)))
         self.last_eval = metrics
