@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.augment import AUGMENT_PARAMS, SimCLRAugment, augment_from_params, hsv_to_rgb
+from engine.augment import AUGMENT_PARAMS, SimCLRAugment, augment_from_params, hsv_to_rgb, shift_hue
 from engine.color import rgb_to_hsv
 from engine.data import load_dataset
 from engine.params import resolve
@@ -112,6 +112,17 @@ def test_blur_matches_torchvision(digits_batch):
 def test_hsv_round_trip():
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
+
+
+def test_fused_hue_shift_equals_the_two_conversions():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(16, 3, 8, 8, generator=g)
+    x[0] = 0.5  # grey pixels have no hue: unchanged
+    shift = torch.rand(16, 1, 1, 1, generator=g) - 0.5
+    hsv = rgb_to_hsv(x)
+    ref = hsv_to_rgb(torch.cat([(hsv[:, :1] + shift) % 1.0, hsv[:, 1:]], 1))
+    assert torch.allclose(shift_hue(x, shift), ref, atol=1e-5)
+    assert torch.allclose(shift_hue(x, shift)[0], x[0])
 
 
 def test_torchvision_equivalent_runs(shapes_batch):
