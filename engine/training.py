@@ -303,7 +303,7 @@ class _Job:
             self.run_dir.write_config(record)
         self.diagnostics = None
         if cfg.diagnostics:
-            self.diagnostics = _make_diagnostics(cfg, info, self.device)
+            self.diagnostics = _make_diagnostics(cfg, info, self.device, self.method)
         yield self.log(ev.Started(str(self.run_dir.path), record, str(self.device), device_name(self.device),
                                   self.steps_per_epoch, self.total_steps, self.start_step, tuple(notes)))
         for note in notes:
@@ -424,8 +424,11 @@ class _Job:
             _check_finite(train_x, self.step)
             metrics["linear_probe_acc"] = linear_probe(train_x, train_y, test_x, test_y, device=dev)
             metrics["knn_acc"] = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k, device=dev)
-            metrics.update(retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y),
-                                             metric=getattr(self.method, "retrieval_metric", "euclidean")))
+            retrieval = retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y),
+                                          metric=getattr(self.method, "retrieval_metric", "euclidean"))
+            # "nmi" is the diagnostics' k-means NMI on the map's points; retrieval's is on the test split
+            retrieval["retrieval_nmi"] = retrieval.pop("nmi", None)
+            metrics.update(retrieval)
             if hasattr(self.method, "evaluation_stats"):  # e.g. triplet shares, class-centre angles
                 import torch
 
@@ -525,13 +528,13 @@ def _check_finite(x, step: int) -> None:
                             "diverged; try a lower learning rate")
 
 
-def _make_diagnostics(cfg: TrainConfig, info, device):
-    try:
-        from engine.metrics.diagnostics import Diagnostics
-    except ImportError:
-        return None
+def _make_diagnostics(cfg: TrainConfig, info, device, method):
+    from engine.metrics.diagnostics import Diagnostics
+
+    # triplet categories at the method's own margin, invariance under the method's own views
     return Diagnostics(num_classes=info.num_classes, labelled=info.labelled, projection=cfg.projection,
-                       device=device, seed=cfg.seed)
+                       device=device, seed=cfg.seed, margin=getattr(method, "margin", 0.2),
+                       augment=getattr(method, "augment", None))
 
 
 def build_encoder_params(name: str):
