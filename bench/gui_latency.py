@@ -258,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             done.set()
 
-    # warm-up: the first paint of every panel, imports --------------------------------------------
+    # warm-up: the first paint of every panel, and the imports the window does at start-up
+    # (explorer.jobs.warm_up_engine) so the job does not import extension modules under the GIL
+    from explorer.jobs import warm_up_engine
+
+    warm_up_engine()
     run_for(1.0, None)
     print(f"map item: {map_kind}; torch threads in the worker: {threads} of {os.cpu_count()} cores; "
           f"switch interval {sys.getswitchinterval() * 1000:g} ms; None/True/False refcount guard: {patched}")
