@@ -38,21 +38,6 @@ TICK_MS = 16
 TARGET_P99_MS = 30.0
 
 
-def keep_singletons_alive() -> bool:
-    """PySide6 6.12 on CPython < 3.12 drops a reference to None on every call of a void Qt method
-    (processEvents, setText, update...): None has ~18k references after the imports, so a window dies
-    with "Fatal Python error: none_dealloc" after ~18k such calls (seconds of a live window). From
-    3.12 on None, True and False are immortal. Here: give them 2^40 spare references. The window
-    itself needs the same at start-up (explorer/app.py or explorer/__init__.py)."""
-    if sys.version_info >= (3, 12):
-        return False
-    import ctypes
-
-    for singleton in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 40
-    return True
-
-
 def stats(intervals_ms: list[float]) -> dict[str, float]:
     a = np.asarray(intervals_ms, dtype=float)
     if len(a) == 0:
@@ -90,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     from explorer.views.curves import LossPlot, ProbePlot
     from explorer.views.health import CollapsePanel, PropertiesPanel, TripletPanel
 
-    patched = keep_singletons_alive()
     if args.switch_interval_ms:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
     threads = configure_threads(leave_one_core=True)
@@ -265,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_up_engine()
     run_for(1.0, None)
     print(f"map item: {map_kind}; torch threads in the worker: {threads} of {os.cpu_count()} cores; "
-          f"switch interval {sys.getswitchinterval() * 1000:g} ms; None/True/False refcount guard: {patched}")
+          f"switch interval {sys.getswitchinterval() * 1000:g} ms")
     print(f"idle: {args.idle_seconds:g} s ...", flush=True)
     run_for(args.idle_seconds, "idle")
 

@@ -13,33 +13,12 @@ and the tests fail if any is left running.
 from __future__ import annotations
 
 import itertools
-import sys
 import traceback
 import weakref
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-
-def keep_none_alive() -> None:
-    """Work around a reference-count bug of PySide6 6.12.0 on CPython 3.11.
-
-    Measured here: every call of a Qt method that returns void (``label.setText``, ``processEvents``,
-    ``item.setData``...) drops one reference to ``None``; after a few thousand calls the interpreter
-    aborts with "Fatal Python error: none_dealloc". From CPython 3.12 ``None`` is immortal and the
-    bug is harmless, so only older interpreters need this: give ``None`` a reference count that no
-    session can use up (``ob_refcnt`` is the first field of every object).
-    """
-    if sys.version_info >= (3, 12):
-        return
-    import ctypes
-
-    refcount = ctypes.c_ssize_t.from_address(id(None))
-    if refcount.value < 1 << 40:
-        refcount.value += 1 << 50
-
-
-keep_none_alive()
 
 _ids = itertools.count(1)
 _live: "weakref.WeakSet[_Thread]" = weakref.WeakSet()
