@@ -16,9 +16,12 @@ Every inspector has the same small API, so the window can treat them alike:
 ``attach`` connects ``run_selected``, ``dataset_ready``, ``snapshot_added``, ``view_changed`` (the
 time-lapse frame) and ``point_selected``. Inspectors that need the trained heads (decoders,
 projection head, class weights) rebuild the method from ``checkpoint.pt`` through
-``engine.restore.load_trained_method`` and reload it when the checkpoint file changes. All the work
-happens in the GUI thread: one forward pass of a few images (at most a batch of 64) on the CPU;
-a hidden inspector does nothing until it is shown.
+``engine.restore.load_trained_method`` in a worker thread (``explorer.jobs.run_in_background``) and
+reload it when the checkpoint file changes; a followed session's dataset is never loaded here (it
+arrives with ``dataset_ready``). What stays in the GUI thread is small: one forward pass of a few
+images (at most a batch of 64) on the CPU, for a clicked point. A hidden inspector does nothing until
+it is shown, and "hidden" includes a dock tabbed behind another one: Qt keeps such a dock
+``isVisible()`` and only moves it off the window, so ``is_shown`` also asks for a visible region.
 """
 from __future__ import annotations
 
@@ -26,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QMessageBox,
-                               QPushButton, QScrollArea, QSizePolicy, QSlider, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QDockWidget, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel,
+                               QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSlider, QToolButton, QVBoxLayout,
+                               QWidget)
 
 # viridis, a few stops: perceptually even, readable in grey
 _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137],
@@ -214,11 +218,16 @@ def place_on_map(points: np.ndarray, embeddings: np.ndarray, coords: np.ndarray,
 
 # --------------------------------------------------------------------------------------------------
 
+class Pending(Exception):
+    """What a drawing waits for (the dataset, the rebuilt model); ``refresh`` runs again when it is there."""
+
+
 class Inspector(QWidget):
     """Base: the run, its dataset and snapshot, the selected row, the lazily rebuilt trained method."""
 
     methods: tuple[str, ...] = ()  # the methods this inspector is for; () = any run
     needs_method = False  # rebuild the trained method from checkpoint.pt
+    uses_snapshot = True  # redraw at every new snapshot (else only when the checkpoint changes)
     help_text = ""
 
     def __init__(self, parent: QWidget | None = None):
@@ -232,6 +241,8 @@ class Inspector(QWidget):
         self._method_key: tuple | None = None
         self._session = None
         self._dirty = True  # the first show draws (or says what is missing)
+        self._method_request: tuple[int, Path, tuple] | None = None  # (job id, run dir, checkpoint key)
+        self._dock: QDockWidget | None = None
         self.status = QLabel(objectName=f"{type(self).__name__.lower()}_status")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(dark);")
@@ -255,7 +266,8 @@ class Inspector(QWidget):
 
     def set_snapshot(self, snapshot: dict | None) -> None:
         self.snapshot = snapshot
-        self.refresh()
+        if self.uses_snapshot or (self.needs_method and self._checkpoint_key() != self._method_key):
+            self.refresh()
 
     def show_point(self, test_row: int) -> None:
         self.row = int(test_row)
@@ -264,9 +276,19 @@ class Inspector(QWidget):
     def applies(self) -> bool:
         return not self.methods or self.config.get("method") in self.methods
 
+    @property
+    def busy(self) -> bool:
+        """A rebuild of the trained model is under way in a worker thread."""
+        return self._method_request is not None
+
+    def is_shown(self) -> bool:
+        """On screen: visible, and not in a dock tabbed behind another one (Qt leaves such a dock
+        ``isVisible()`` and moves it off the window, so its visible region is empty)."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
     def refresh(self) -> None:
-        """Redraw now if visible, else when shown."""
-        if not self.isVisible():
+        """Redraw now if shown, else when shown."""
+        if not self.is_shown():
             self._dirty = True
             return
         self._dirty = False
@@ -279,6 +301,8 @@ class Inspector(QWidget):
             return
         try:
             self._draw()
+        except Pending as waiting:  # keep what is drawn; refresh() runs again when it arrives
+            self.status.setText(str(waiting))
         except (FileNotFoundError, ValueError) as error:  # no checkpoint or snapshot yet, a bad file
             self._clear(str(error))
         except (KeyError, RuntimeError) as error:  # a run directory from another version of the program
@@ -286,6 +310,25 @@ class Inspector(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        self._follow_dock()
+        if self._dirty:
+            self.refresh()
+
+    def _follow_dock(self) -> None:
+        """Draw when the tab of the dock holding this inspector is brought to the front: no show
+        event comes then (the dock was never hidden, only moved off the window)."""
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is not None and dock is not self._dock:
+            self._dock = dock
+            dock.visibilityChanged.connect(self._on_dock_visibility_changed)
+
+    def _on_dock_visibility_changed(self, visible: bool) -> None:
+        if visible and self._dirty:
+            QTimer.singleShot(0, self._refresh_if_dirty)  # once the dock layout has put it back
+
+    def _refresh_if_dirty(self) -> None:
         if self._dirty:
             self.refresh()
 
@@ -297,10 +340,18 @@ class Inspector(QWidget):
         self.status.setText(message)
 
     def _get_dataset(self):
+        """The run's dataset. Following a session: the session's copy, loaded in a worker thread
+        (raises Pending until ``dataset_ready``); standalone: loaded here."""
         if self.dataset is None:
-            from engine.restore import load_run_dataset
+            run = self._session.current if self._session is not None else None
+            if run is not None and self.run_dir is not None and Path(run.path) == self.run_dir:
+                if run.dataset is None:
+                    raise Pending(f"Loading the {self.config.get('dataset', 'run')} dataset…")
+                self.dataset = run.dataset
+            else:
+                from engine.restore import load_run_dataset
 
-            self.dataset = load_run_dataset(self.config)
+                self.dataset = load_run_dataset(self.config)
         return self.dataset
 
     def _get_snapshot(self) -> dict:
@@ -313,16 +364,55 @@ class Inspector(QWidget):
             self.snapshot = load_snapshot(paths[-1])
         return self.snapshot
 
+    def _checkpoint_key(self) -> tuple | None:
+        ckpt = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+        return (str(ckpt), ckpt.stat().st_mtime_ns) if ckpt is not None and ckpt.exists() else None
+
     def _get_method(self):
-        """The trained method, rebuilt once per checkpoint file version."""
+        """The trained method, rebuilt once per checkpoint file version. Following a session (the
+        window, where a run may be training): in a worker thread, as reading the checkpoint and
+        building the model (and a dataset not loaded yet) would freeze the window; raises Pending
+        until it is there, then ``refresh`` runs again. Standalone (a script, a test): at once."""
+        from explorer import jobs
         from engine.restore import load_trained_method
 
-        ckpt = self.run_dir / "checkpoint.pt"
-        key = (str(ckpt), ckpt.stat().st_mtime_ns) if ckpt.exists() else None
-        if self._method is None or key != self._method_key:
+        key = self._checkpoint_key()
+        if key is None:  # no checkpoint yet: load_trained_method says so, at once
+            load_trained_method(self.run_dir, dataset=self.dataset)
+        if self._method is not None and key == self._method_key:
+            return self._method
+        if self._session is None:
             self._method, self.dataset = load_trained_method(self.run_dir, dataset=self.dataset)
             self._method_key = key
-        return self._method
+            return self._method
+        waiting = Pending("Rebuilding the trained model from its checkpoint…")
+        if self._method_request is not None and self._method_request[1:] == (self.run_dir, key):
+            raise waiting
+        dataset = self._get_dataset()  # the session's copy (Pending until it is loaded)
+        request_id = jobs.next_id()
+        self._method_request = (request_id, self.run_dir, key)
+        jobs.run_in_background(load_trained_method, self.run_dir, dataset, on_done=self._on_method_loaded,
+                               on_failed=self._on_method_failed, request_id=request_id)
+        raise waiting
+
+    def _on_method_loaded(self, request_id: int, result) -> None:
+        if self._method_request is None or self._method_request[0] != request_id:
+            return  # overtaken: another run or a newer checkpoint
+        _, run_dir, key = self._method_request
+        self._method_request = None
+        if run_dir != self.run_dir:
+            return
+        self._method, dataset = result
+        self._method_key = key
+        if self.dataset is None:
+            self.dataset = dataset
+        self.refresh()
+
+    def _on_method_failed(self, request_id: int, message: str) -> None:
+        if self._method_request is None or self._method_request[0] != request_id:
+            return
+        self._method_request = None
+        self._clear(f"The trained model could not be rebuilt: {message}")
 
     def _snapshot_position(self, snap: dict) -> int | None:
         where = np.flatnonzero(np.asarray(snap["indices"]) == self.row)
@@ -479,11 +569,11 @@ class TripletInspector(Inspector):
         p, n = cats.hardest_positive, cats.hardest_negative
         d_ap, d_an = float(cats.distances[p]), float(cats.distances[n])
         category = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + margin else "easy"
+        data = self._get_dataset()  # first: ``result`` is set only once the tiles can show it
         self.result = {"anchor": self.row, "positive": int(rows[p]), "negative": int(rows[n]),
                        "d_ap": d_ap, "d_an": d_an, "margin": margin, "category": category,
                        "counts": {name: int((cats.codes == code).sum())
                                   for name, code in (("easy", EASY), ("semi-hard", SEMI_HARD), ("hard", HARD))}}
-        data = self._get_dataset()
         self.tiles["anchor"].set_image(data.thumbnail("test", self.row), "anchor",
                                        f"#{self.row} · {self._class_name(int(labels[pos]))}")
         self.tiles["positive"].set_image(data.thumbnail("test", int(rows[p])), "hardest positive",
@@ -790,6 +880,7 @@ class ContrastiveInspector(Inspector):
 
     methods = ("simclr",)
     needs_method = True
+    uses_snapshot = False  # the views come from the model and the images, not from the map's snapshot
     batch_size = 64
     help_text = (
         "SimCLR learns by a game of matching (Chen et al. 2020). Every image of a batch is augmented twice; "
@@ -961,6 +1052,7 @@ class PretextDebugger(Inspector):
 
     methods = ("rotation", "colorization", "inpainting")
     needs_method = True
+    uses_snapshot = False  # input, target and prediction come from the model, not from the snapshot
     help_text = (
         "A pretext task invents labels from the images themselves, and the representation is whatever the "
         "encoder had to learn to solve it. Rotation (Gidaris et al. 2018): the image is turned by 0, 90, 180 "
@@ -1078,6 +1170,7 @@ class AugmentationPreview(Inspector):
         "plus colour distortion the pair that matters most. Colour settings do nothing on grey images.")
 
     STEPS = 1000
+    uses_snapshot = False  # images and settings only: a new snapshot changes nothing here
 
     def __init__(self, parent: QWidget | None = None, images: int = 4, views: int = 6):
         super().__init__(parent)

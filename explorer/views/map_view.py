@@ -461,9 +461,17 @@ class MapView(QWidget):
             self._anim.stop()
             self._anim_t = 1.0
             self.cloud.set_data(self._target, colours)
+            self._sync_range()
         self._update_marks()
         self._update_centroids()
         self._update_legend()
+
+    def _sync_range(self) -> None:
+        """Fit the view to the new points now. pyqtgraph defers the auto-range to the next paint, and
+        until that paint the data <-> pixel mapping that hover, clicks and the point marks use still
+        fits the previous points (a busy GUI thread, or an event handled first, made a hover land on
+        nothing: the cursor's pixel mapped into the old, much smaller range)."""
+        self.vb.prepareForPaint()  # auto-range if pending (only when auto-range is on), then the matrix
 
     def _on_anim_timeout(self) -> None:
         t = min(1.0, (time.perf_counter() - self._anim_clock) * 1000 / ANIMATION_MS)
@@ -471,6 +479,7 @@ class MapView(QWidget):
         e = t * t * (3 - 2 * t)  # smoothstep: starts and ends at rest
         xy = self._target if t >= 1.0 else self._start + (self._target - self._start) * e
         self.cloud.set_data(xy, self._colours)
+        self._sync_range()
         self._update_marks()
         self._update_centroids()
         if t >= 1.0:
