@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(first, other)
         bottom[0].raise_()
         bottom[1].raise_()
+        self._add_inspectors()
         self._sized_docks = False
         collapse_panel = self.panels.get("collapse_panel")
         if collapse_panel is not None and hasattr(collapse_panel, "collapse_detected"):
@@ -146,6 +147,39 @@ class MainWindow(QMainWindow):
         self._restore_settings()
 
     # construction --------------------------------------------------------------------------------
+    def _add_inspectors(self) -> None:
+        """The method inspectors (triplet, class angles, pair distances, SimCLR views, pretext task,
+        augmentations): docked once each, tabbed where they belong, following the session."""
+        from explorer.views.inspectors import (AngleView, AugmentationPreview, ContrastiveInspector,
+                                               PairHistogram, PretextDebugger, TripletInspector, in_scroll_area)
+
+        self.inspectors: dict[str, QWidget] = {}
+
+        def dock(name: str, title: str, cls) -> QDockWidget:
+            widget = cls()
+            widget.attach(self.session)
+            self.inspectors[name] = widget
+            return self._add_dock(name, title, in_scroll_area(widget), None, help_row=False)
+
+        triplet = dock("triplet_inspector", "Triplet", TripletInspector)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, triplet, Qt.Orientation.Vertical)
+        for name, title, cls in (("contrastive_inspector", "SimCLR views", ContrastiveInspector),
+                                 ("pretext_debugger", "Pretext task", PretextDebugger)):
+            self.tabifyDockWidget(triplet, dock(name, title, cls))
+        triplet.raise_()
+        for name, title, cls in (("angle_view", "Class angles", AngleView),
+                                 ("pair_histogram", "Pair distances", PairHistogram)):
+            self.tabifyDockWidget(self.docks["triplet_panel"], dock(name, title, cls))
+        self.tabifyDockWidget(self.docks["runs"], dock("augmentation_preview", "Augmentations", AugmentationPreview))
+        for front in ("runs", "probe_plot"):  # tabbing raises the newcomer: keep the usual panel in front
+            self.docks[front].raise_()
+
+        def follow_method_form(*_):
+            self.inspectors["augmentation_preview"].follow_form(self.training_panel.method_fields)
+
+        self.training_panel.method_combo.currentIndexChanged.connect(follow_method_form)
+        follow_method_form()
+
     def _add_dock(self, name: str, title: str, widget: QWidget, area, help_row: bool = True) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{name}_dock")
@@ -276,9 +310,21 @@ class MainWindow(QMainWindow):
         s.run_changed.connect(self._on_session_run_changed)
         s.message_posted.connect(self._on_session_message_posted)
         s.rows_selected.connect(lambda rows: len(rows) and self.docks["selection"].raise_())
-        s.point_selected.connect(lambda row: row >= 0 and self.docks["neighbours"].raise_())
+        s.point_selected.connect(self._on_session_point_selected)
 
     # training ------------------------------------------------------------------------------------
+    def _on_session_point_selected(self, row: int) -> None:
+        """A clicked point shows its neighbours, and the inspector of the run's method beside them."""
+        from explorer.views.inspectors import POINT_INSPECTOR
+
+        if row < 0:
+            return
+        self.docks["neighbours"].raise_()
+        run = self.session.current
+        inspector = POINT_INSPECTOR.get(run.config.get("method")) if run is not None else None
+        if inspector in self.docks:
+            self.docks[inspector].raise_()
+
     def start_training(self) -> None:
         if self.session.training_state != "idle":
             return
