@@ -202,16 +202,17 @@ def test_contrastive_inspector_row_equals_the_methods_logits(qtbot, runs):
     w = shown(qtbot, ContrastiveInspector, runs["simclr"], 42)
     n = ContrastiveInspector.batch_size
     assert w.positive == n and len(w.similarities) == 2 * n
-    assert w.temperature_spin.value() == pytest.approx(0.5)
     method, data = load_trained_method(runs["simclr"])
+    tau_run = method.hparams["temperature"]  # the spin box starts at the run's own temperature
+    assert w.temperature_spin.value() == pytest.approx(tau_run)
     rows = w.batch_rows(len(data.test))
     assert rows[0] == 42 and len(set(rows.tolist())) == n
     x = torch.from_numpy(data.test.images[rows]).float() / 255
     logits = method.logits(x, torch.Generator().manual_seed(w.seed))[0].numpy()
-    np.testing.assert_allclose(w.similarities / 0.5, logits, atol=1e-4)
+    np.testing.assert_allclose(w.similarities / tau_run, logits, atol=1e-4)
     for tau in (0.1, 1.0):
         w.temperature_spin.setValue(tau)
-        scaled = logits * 0.5 / tau
+        scaled = logits * tau_run / tau
         scaled[0] = -np.inf
         expected = np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
         p = w.probabilities()
