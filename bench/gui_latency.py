@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--all-visible", action="store_true",
+                        help="show every panel at once instead of the window's tabbed layout")
     parser.add_argument("--eval-every", type=float, default=0.5, help="epochs between evaluations (snapshots)")
     parser.add_argument("--projection", default="pca", help="the live map of the engine: pca, umap or tsne")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
@@ -103,12 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     map_widget.addItem(cloud)
     panels = {"loss": LossPlot(), "probe": ProbePlot(), "collapse": CollapsePanel(), "triplets": TripletPanel(),
               "properties": PropertiesPanel()}
-    grid.addWidget(map_widget, 0, 0, 2, 1)
-    grid.addWidget(panels["loss"], 0, 1)
-    grid.addWidget(panels["probe"], 0, 2)
-    grid.addWidget(panels["collapse"], 1, 1, 1, 2)
-    grid.addWidget(panels["triplets"], 2, 0, 1, 2)
-    grid.addWidget(panels["properties"], 2, 2)
+    if args.all_visible:  # every panel on screen at once: more painting than the window's layout
+        grid.addWidget(map_widget, 0, 0, 2, 1)
+        grid.addWidget(panels["loss"], 0, 1)
+        grid.addWidget(panels["probe"], 0, 2)
+        grid.addWidget(panels["collapse"], 1, 1, 1, 2)
+        grid.addWidget(panels["triplets"], 2, 0, 1, 2)
+        grid.addWidget(panels["properties"], 2, 2)
+    else:  # the window's default layout: map above, loss | probe below, the rest tabbed behind them
+        from PySide6.QtWidgets import QTabWidget
+
+        left, right = QTabWidget(), QTabWidget()
+        for tabs, names in ((left, ("loss", "properties")), (right, ("probe", "collapse", "triplets"))):
+            for name in names:
+                tabs.addTab(panels[name], name)
+        grid.addWidget(map_widget, 0, 0, 1, 2)
+        grid.addWidget(left, 1, 0)
+        grid.addWidget(right, 1, 1)
     window.resize(1500, 1000)
     window.show()
 

@@ -228,6 +228,16 @@ def warm_up_engine() -> list[str]:
             done.append(name)
         except ImportError:
             pass
+    import torch
+
+    from engine.data import load_dataset
+
+    load_dataset("digits")  # the default preset's data, parsed once per process (engine.data caches it)
+    # the first optimiser built in a process imports torch's compiler stack under the GIL (~200 ms)
+    weight = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.AdamW([weight])
+    weight.sum().backward()
+    optimiser.step()
     return done
 
 

@@ -5,6 +5,7 @@ A loader is registered under a name and returns an ``ImageDataset``; ``load_data
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,6 +124,14 @@ def long_tail_subset(labels: np.ndarray, ratio: float, rng: np.random.Generator)
     return np.sort(np.concatenate(keep))
 
 
+@functools.lru_cache(maxsize=4)
+def _load_registered(name: str, root: Path, seed: int) -> ImageDataset:
+    """A registered dataset, parsed once per process: the window loads it for thumbnails and the
+    training job again; parsing (a CSV, IDX files) holds the GIL and would stall the window.
+    Callers never modify the arrays (subsets are copies), so sharing them is safe."""
+    return DATASETS.get(name)(data_root=root, seed=seed)
+
+
 def load_dataset(name: str, *, data_root: str | Path | None = None, train_size: int | None = None,
                  test_size: int | None = None, imbalance: float | None = None,
                  seed: int = 0) -> ImageDataset:
@@ -138,12 +147,12 @@ def load_dataset(name: str, *, data_root: str | Path | None = None, train_size: 
         raise ValueError(f"--imbalance: {imbalance} is not valid; allowed: a ratio in (0, 1], "
                          "the size of the rarest class over the most frequent")
     root = Path(data_root) if data_root else default_data_root()
-    if name.startswith(FOLDER_PREFIX):
+    if name.startswith(FOLDER_PREFIX):  # never cached: the user's folder may have changed
         from engine.data.folder import load_folder
 
         ds = load_folder(Path(name[len(FOLDER_PREFIX):]).expanduser(), seed=seed)
     else:
-        ds = DATASETS.get(name)(data_root=root, seed=seed)
+        ds = _load_registered(name, root, seed)
     rng = np.random.default_rng(seed)
     train, test = ds.train, ds.test
     if imbalance is not None and imbalance < 1:

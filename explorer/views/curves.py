@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
+from PySide6.QtWidgets import (QCheckBox, QDockWidget, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
                                QVBoxLayout, QWidget)
 
 # --- colours -------------------------------------------------------------------------------------
@@ -168,6 +168,7 @@ class Panel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self._pending: list[dict] = []  # records kept while the panel is tabbed away
         self._dark = palette_is_dark(self.palette())
         self._themed: list[pg.PlotItem] = []
         self._titles: dict[int, str] = {}
@@ -265,9 +266,47 @@ class Panel(QWidget):
 
     # the contract ------------------------------------------------------------------------------
     def clear(self) -> None:
-        raise NotImplementedError
+        self._pending: list[dict] = []
+        self._reset()
 
     def add_records(self, records: Iterable[dict]) -> None:
+        """Take new records. A panel tabbed behind another one only keeps them, and takes them in
+        when its tab comes to the front: the GUI thread does no work for what nobody sees."""
+        if self._tabbed_away():
+            self._pending.extend(records)
+            self._watch_dock()
+            return
+        if self._pending:
+            records, self._pending = self._pending + list(records), []
+        self._ingest(records)
+
+    def _tabbed_away(self) -> bool:
+        # the window is on screen but this panel is not: a hidden tab, or a dock tabbed behind
+        # another (Qt leaves such a dock visible and moves it off the window: empty visible region)
+        return self.window().isVisible() and (not self.isVisible() or self.visibleRegion().isEmpty())
+
+    def _take_pending(self) -> None:
+        if self._pending and not self._tabbed_away():
+            records, self._pending = self._pending, []
+            self._ingest(records)
+
+    def showEvent(self, event) -> None:  # Qt override
+        super().showEvent(event)
+        QTimer.singleShot(0, self._take_pending)
+
+    def _watch_dock(self) -> None:
+        """A dock brought to the front by its tab gets no show event: follow its visibility."""
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is not None and not getattr(self, "_watched_dock", None) is dock:
+            self._watched_dock = dock
+            dock.visibilityChanged.connect(lambda visible: visible and QTimer.singleShot(0, self._take_pending))
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _ingest(self, records: Iterable[dict]) -> None:
         raise NotImplementedError
 
 
@@ -414,7 +453,7 @@ class LossPlot(Panel):
         series = term.smooth if smoothed else term.raw
         return series.x.copy(), series.y.copy()
 
-    def clear(self) -> None:
+    def _reset(self) -> None:
         for term in self._terms.values():
             for item in (term.raw_item, term.smooth_item):
                 self.plot.removeItem(item)
@@ -422,7 +461,7 @@ class LossPlot(Panel):
             self.plot.legend.clear()
         self._terms.clear()
 
-    def add_records(self, records: Iterable[dict]) -> None:
+    def _ingest(self, records: Iterable[dict]) -> None:
         new: dict[str, tuple[list[float], list[float]]] = {}
         for record in records:
             if not isinstance(record, dict) or record.get("kind") != "step":
@@ -567,7 +606,7 @@ class ProbePlot(Panel):
         """The reference figures now drawn (the latest reported value of each)."""
         return dict(self._references)
 
-    def clear(self) -> None:
+    def _reset(self) -> None:
         for item in list(self._items.values()) + list(self._reference_items.values()):
             self.plot.removeItem(item)
         if self._final_item is not None:
@@ -582,7 +621,7 @@ class ProbePlot(Panel):
         self._drawn_to = 1.0
         self._show_legend()
 
-    def add_records(self, records: Iterable[dict]) -> None:
+    def _ingest(self, records: Iterable[dict]) -> None:
         changed = False
         for record in records:
             if not isinstance(record, dict) or record.get("kind") not in ("evaluation", "step"):

@@ -153,7 +153,7 @@ class CollapsePanel(Panel):
         self.embedding_dim = int(d) if d else None
         self._draw_references()
 
-    def clear(self) -> None:
+    def _reset(self) -> None:
         self._state()
         for item in (self.rank_item, self.rank_reference, self.std_item, self.std_reference, self.spectrum_item):
             item.setData([], [])
@@ -163,7 +163,7 @@ class CollapsePanel(Panel):
         self._show_badge()
         self._show_empty()
 
-    def add_records(self, records: Iterable[dict]) -> None:
+    def _ingest(self, records: Iterable[dict]) -> None:
         newly_collapsed: int | None = None
         changed = False
         for record in records:
@@ -400,12 +400,12 @@ class TripletPanel(Panel):
         s = source or self.source
         return np.asarray(self._steps[s], dtype=float), np.asarray(self._shares[s], dtype=float).reshape(-1, 3)
 
-    def clear(self) -> None:
+    def _reset(self) -> None:
         self._state()
         self._user_chose_source = False
         self._draw()
 
-    def add_records(self, records: Iterable[dict]) -> None:
+    def _ingest(self, records: Iterable[dict]) -> None:
         changed = False
         for record in records:
             if not isinstance(record, dict):
@@ -665,12 +665,12 @@ class PropertiesPanel(Panel):
         row = [p for p, _ in PROPERTIES].index(name)
         return self.table.item(row, 1).text()
 
-    def clear(self) -> None:
+    def _reset(self) -> None:
         self.values = {}
         self.step = None
         self._draw()
 
-    def add_records(self, records: Iterable[dict]) -> None:
+    def _ingest(self, records: Iterable[dict]) -> None:
         changed = False
         keys = {k for _name, entries in PROPERTIES for k, _l, _f in entries}
         for record in records:
