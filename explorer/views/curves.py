@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QCheckBox, QDockWidget, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
                                QVBoxLayout, QWidget)
@@ -159,6 +159,37 @@ def ema(values: np.ndarray, alpha: float, start: float = 0.0, count: int = 0) ->
 
 # --- the panel frame -----------------------------------------------------------------------------
 
+class HelpButton(QToolButton):
+    """The "What am I looking at?" button; its panel makes it a plain "?" when the title row is
+    narrow, so the long label never sets the minimum width of a dock (the docks share a 1366-1600 px
+    wide window)."""
+
+    FULL, SHORT = "What am I looking at?", "?"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setText(self.FULL)
+
+    def full_width(self) -> int:
+        return self.fontMetrics().horizontalAdvance(self.FULL) + self.short_width() - \
+            self.fontMetrics().horizontalAdvance(self.SHORT)
+
+    def short_width(self) -> int:
+        return self.minimumSizeHint().width()
+
+    def minimumSizeHint(self) -> QSize:  # Qt override: "?" is enough
+        hint = super().minimumSizeHint()
+        if self.text() != self.SHORT:
+            hint.setWidth(hint.width() - self.fontMetrics().horizontalAdvance(self.text())
+                          + self.fontMetrics().horizontalAdvance(self.SHORT))
+        return hint
+
+    def set_compact(self, compact: bool) -> None:
+        text = self.SHORT if compact else self.FULL
+        if text != self.text():
+            self.setText(text)
+
+
 class Panel(QWidget):
     """A dock panel: a title row (with room for controls) and a "What am I looking at?" button that
     shows ``help_text``; plots registered with ``_theme_plot`` follow the light or dark theme."""
@@ -184,13 +215,13 @@ class Panel(QWidget):
         self.controls.setSpacing(6)
         header.addLayout(self.controls)
         header.addStretch(1)
-        self.help_button = QToolButton()
-        self.help_button.setText("What am I looking at?")
+        self.help_button = HelpButton()
         self.help_button.setCheckable(True)
         self.help_button.setToolTip(self.help_text)
         self.help_button.setObjectName("help_button")
         header.addWidget(self.help_button)
         layout.addLayout(header)
+        self._header = header
         self.help_label = QLabel(self.help_text)
         self.help_label.setWordWrap(True)
         self.help_label.setObjectName("help_label")
@@ -205,6 +236,17 @@ class Panel(QWidget):
         self.body = QVBoxLayout()
         self.body.setSpacing(3)
         layout.addLayout(self.body, 1)
+
+    def resizeEvent(self, event) -> None:  # Qt override
+        super().resizeEvent(event)
+        self._fit_help_button()
+
+    def _fit_help_button(self) -> None:
+        """The full "What am I looking at?" label where the title row has room for it, else "?"."""
+        b = self.help_button
+        others = self._header.sizeHint().width() - b.sizeHint().width()
+        margins = self.layout().contentsMargins()
+        b.set_compact(others + b.full_width() > self.width() - margins.left() - margins.right())
 
     # theme --------------------------------------------------------------------------------------
     @property
@@ -314,7 +356,7 @@ def new_plot(panel: Panel, left: str, bottom: str = "step", title: str = "",
              legend: bool = True) -> tuple[pg.PlotWidget, pg.PlotItem]:
     """A PlotWidget themed by ``panel``, with axis labels and (optionally) a legend."""
     widget = pg.PlotWidget()
-    widget.setMinimumHeight(120)
+    widget.setMinimumHeight(80)  # a 768 px high screen leaves the bottom docks ~200 px
     plot = widget.getPlotItem()
     plot.setLabel("left", left)
     plot.setLabel("bottom", bottom)
@@ -414,7 +456,9 @@ class LossPlot(Panel):
         self.smoothing_slider.setObjectName("loss_smoothing")
         self.smoothing_slider.setRange(0, 99)
         self.smoothing_slider.setValue(60)
-        self.smoothing_slider.setFixedWidth(110)
+        # narrow docks shrink the slider before anything else is cut
+        self.smoothing_slider.setMinimumWidth(40)
+        self.smoothing_slider.setMaximumWidth(110)
         self.smoothing_slider.setToolTip("Weight of the exponential moving average: 0 shows the raw loss, "
                                          "0.99 averages over about 100 steps")
         self.smoothing_value = QLabel()

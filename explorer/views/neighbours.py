@@ -96,12 +96,10 @@ class NeighboursPanel(QWidget):
         controls.addWidget(QLabel("metric"))
         controls.addWidget(self.metric_combo)
         controls.addStretch(1)
+        # k and metric on their own row under the image: beside it they set a 380 px minimum width
         head = QHBoxLayout()
         head.addWidget(self.image)
-        side = QVBoxLayout()
-        side.addWidget(self.info, 1)
-        side.addLayout(controls)
-        head.addLayout(side, 1)
+        head.addWidget(self.info, 1)
 
         self.grid = ThumbnailGrid()
         self.grid.on_click = self.session.select_point
@@ -111,6 +109,7 @@ class NeighboursPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(head)
+        layout.addLayout(controls)
         layout.addWidget(QLabel("Nearest in embedding space:"))
         layout.addWidget(scroll, 1)
 

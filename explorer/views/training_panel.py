@@ -226,7 +226,7 @@ class TrainingPanel(QWidget):
         self.error_label.setProperty("error", True)
         self.error_label.hide()
 
-        self.setMinimumWidth(320)
+        self.setMinimumWidth(260)
         for combo in (self.preset_combo, self.method_combo, self.dataset_combo, self.encoder_combo,
                       self.device_combo):  # long names (a folder path) must not widen the dock
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
