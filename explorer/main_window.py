@@ -25,10 +25,16 @@ from explorer.views.training_panel import TrainingPanel
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
+# Tabbed docks share one width: five tabs behind the probe plot (~380 px) are readable only with
+# one-word titles. The menus say what each one is.
+LONG_TITLES = {"probe_plot": "Probe and kNN accuracy", "collapse_panel": "Collapse indicators",
+               "triplet_panel": "Triplet categories", "angle_view": "Class angles",
+               "pair_histogram": "Pair distances"}
+
 # (module, class, object name, dock title, area)
 PANELS = (
     ("explorer.views.curves", "LossPlot", "loss_plot", "Loss", "bottom"),
-    ("explorer.views.curves", "ProbePlot", "probe_plot", "Probe and kNN accuracy", "bottom"),
+    ("explorer.views.curves", "ProbePlot", "probe_plot", "Probe", "bottom"),
     ("explorer.views.health", "CollapsePanel", "collapse_panel", "Collapse", "bottom"),
     ("explorer.views.health", "TripletPanel", "triplet_panel", "Triplets", "bottom"),
     ("explorer.views.health", "PropertiesPanel", "properties_panel", "Properties", "bottom"),
@@ -167,8 +173,8 @@ class MainWindow(QMainWindow):
                                  ("pretext_debugger", "Pretext task", PretextDebugger)):
             self.tabifyDockWidget(triplet, dock(name, title, cls))
         triplet.raise_()
-        for name, title, cls in (("angle_view", "Class angles", AngleView),
-                                 ("pair_histogram", "Pair distances", PairHistogram)):
+        for name, title, cls in (("angle_view", "Angles", AngleView),
+                                 ("pair_histogram", "Pairs", PairHistogram)):
             self.tabifyDockWidget(self.docks["triplet_panel"], dock(name, title, cls))
         self.tabifyDockWidget(self.docks["runs"], dock("augmentation_preview", "Augmentations", AugmentationPreview))
         for front in ("runs", "probe_plot"):  # tabbing raises the newcomer: keep the usual panel in front
@@ -183,6 +189,8 @@ class MainWindow(QMainWindow):
     def _add_dock(self, name: str, title: str, widget: QWidget, area, help_row: bool = True) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{name}_dock")
+        if name in LONG_TITLES:  # the View and Help menus give the full name of a short tab title
+            dock.toggleViewAction().setText(LONG_TITLES[name])
         help_text = getattr(widget, "help_text", None)
         if help_text and help_row:
             host = QWidget()
@@ -195,7 +203,8 @@ class MainWindow(QMainWindow):
             help_button = QToolButton(text="?", objectName=f"{name}_help")
             help_button.setToolTip(f"<p>{help_text}</p>")
             help_button.setAutoRaise(True)
-            help_button.clicked.connect(lambda _=False, t=title, h=help_text: self.show_help(t, h))
+            help_button.clicked.connect(lambda _=False, t=LONG_TITLES.get(name, title), h=help_text:
+                                        self.show_help(t, h))
             head.addWidget(QLabel("what am I looking at?", objectName="help_hint"))
             head.addWidget(help_button)
             layout.addLayout(head)
@@ -246,8 +255,9 @@ class MainWindow(QMainWindow):
             inner = widget.layout().itemAt(1).widget() if widget.layout() and widget.layout().count() > 1 else widget
             text = getattr(inner, "help_text", None) or getattr(widget, "help_text", None)
             if text:
-                self._action(help_menu, f"What am I looking at: {dock.windowTitle()}", None,
-                             lambda _=False, t=dock.windowTitle(), h=text: self.show_help(t, h))
+                title = LONG_TITLES.get(name, dock.windowTitle())
+                self._action(help_menu, f"What am I looking at: {title}", None,
+                             lambda _=False, t=title, h=text: self.show_help(t, h))
         help_menu.addSeparator()
         self._action(help_menu, "&About", None, lambda: QMessageBox.about(
             self, "Embedding Explorer", "Train representation-learning models with a few clicks and "
