@@ -402,7 +402,9 @@ class LegendRow(QLabel):
             sample = self.STYLES.get(style, style) if isinstance(style, Qt.PenStyle) else str(style)
             self.entries.append((name, f'<span style="color:{QColor(c).name()}; font-weight:bold">'
                                        f'{sample}</span>&nbsp;{name}'))
-        self.setText("&nbsp;&nbsp;&nbsp; ".join(html for _n, html in self.entries))
+        text = "&nbsp;&nbsp;&nbsp; ".join(html for _n, html in self.entries)
+        if text != self.text():  # a new text re-lays out the panel: not for every evaluation
+            self.setText(text)
 
     def names(self) -> list[str]:
         return [n for n, _h in self.entries]
@@ -565,7 +567,8 @@ class LossPlot(Panel):
             if log:
                 # values <= 0 have no logarithm: leave a gap instead of a warning
                 y = np.where(y > 0, y, np.nan)
-            item.setData(x, y, connect="finite")
+            # linear axis: the values are finite (``number``), so pyqtgraph's NaN handling is skipped
+            item.setData(x, y, connect="finite" if log else "all", skipFiniteCheck=not log)
 
     def _redraw(self) -> None:
         for term in self._terms.values():
@@ -666,7 +669,10 @@ class ProbePlot(Panel):
         self._show_legend()
 
     def _ingest(self, records: Iterable[dict]) -> None:
-        changed = False
+        # only the items whose data changed are set again: each setData costs ~0.2-1 ms of the
+        # GUI thread (a symbol curve more), and most batches hold steps only
+        curves: set[str] = set()
+        final = evaluated = False
         for record in records:
             if not isinstance(record, dict) or record.get("kind") not in ("evaluation", "step"):
                 continue
@@ -675,16 +681,13 @@ class ProbePlot(Panel):
                 continue
             self._last_step = max(self._last_step, step)
             if record["kind"] != "evaluation" or not isinstance(record.get("metrics"), dict):
-                # a later step stretches the reference lines; redraw only when they fall 10 % short,
-                # not at every step (each redraw repaints the plot)
-                changed |= bool(self._reference_items) and self._last_step > 1.1 * self._drawn_to
                 continue
-            changed = True
-            metrics = record["metrics"]
+            metrics, evaluated = record["metrics"], True
             for key, _name, _index in PROBE_CURVES:
                 v = number(metrics.get(key))
                 if v is not None:
                     self._series.setdefault(key, Series()).append(step, v)
+                    curves.add(key)
             for key, *_ in PROBE_REFERENCES:
                 v = number(metrics.get(key))
                 if v is not None:
@@ -694,13 +697,19 @@ class ProbePlot(Panel):
                     v = number(metrics.get(key))
                     if v is not None:
                         self._final.append(step, v)
-        if changed:
-            self._draw()
+                        final = True
+        self._draw(curves, final, evaluated)
 
-    def _draw(self) -> None:
+    def _draw(self, curves: Iterable[str] | None = None, final: bool = True, evaluated: bool = True) -> None:
+        """Set the data of the given curves (None: all), of the final stars when ``final``, and of the
+        reference lines: after an evaluation up to the latest step, else only when they fall 10 %
+        short of it (not at every step: each redraw repaints the plot)."""
+        stretch = self._last_step > (self._drawn_to if evaluated else 1.1 * self._drawn_to)
+        if not (evaluated or final or curves or (stretch and self._reference_items)):
+            return
         for key, name, index in PROBE_CURVES:
             series = self._series.get(key)
-            if series is None or len(series) == 0:
+            if series is None or len(series) == 0 or (curves is not None and key not in curves):
                 continue
             item = self._items.get(key)
             if item is None:
@@ -708,19 +717,23 @@ class ProbePlot(Panel):
                 self.plot.addItem(item)
                 self._pen_curve(key)
             item.setData(series.x, series.y)
+        if stretch:
+            self._drawn_to = max(self._last_step, 1.0)
         for key, name, index, dash in PROBE_REFERENCES:
             if key not in self._references:
                 continue
+            v = self._references[key]
             item = self._reference_items.get(key)
             if item is None:
                 item = self._reference_items[key] = pg.PlotDataItem(name=name)
                 item.setZValue(-1)
                 self.plot.addItem(item)
                 self._pen_reference(key)
-            v = self._references[key]
-            item.setData([0.0, max(self._last_step, 1.0)], [v, v])
-        self._drawn_to = max(self._last_step, 1.0)
-        if len(self._final):
+            elif not stretch and item.yData is not None and item.yData[0] == v and \
+                    item.xData[-1] == self._drawn_to:
+                continue
+            item.setData([0.0, self._drawn_to], [v, v])
+        if final and len(self._final):
             if self._final_item is None:
                 self._final_item = pg.ScatterPlotItem(symbol="star", size=13, name="final (full protocol)")
                 self.plot.addItem(self._final_item)
