@@ -200,7 +200,7 @@ class _Job:
 
         from engine.data import load_dataset
         from engine.device import device_name, resolve_device
-        from engine.encoders import build_encoder
+        from engine.encoders import ENCODERS, build_encoder
         from engine.methods import METHODS, DataInfo, Method
         from engine.params import resolve
 
@@ -248,7 +248,7 @@ class _Job:
         info = DataInfo(data.num_classes, tuple(int(c) for c in data.class_counts()), data.channels,
                         data.image_size, data.labelled, data.name)
         self.info = info
-        self.encoder_params = resolve(build_encoder_params(cfg.encoder), cfg.encoder_params)
+        self.encoder_params = resolve(ENCODERS.get(cfg.encoder).params, cfg.encoder_params)
         encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
                                 **self.encoder_params)
         if init_state is not None:
@@ -414,13 +414,10 @@ class _Job:
         metrics: dict[str, Any] = {}
         _check_finite(eval_x, self.step)
         if data.labelled:
-            if final:
-                train_x = embed(encoder, self.train_images, device=dev)
-                test_x = embed(encoder, self.test_images, device=dev)
-                train_y, test_y = data.train.labels, data.test.labels
-            else:
-                train_x = embed(encoder, self.train_images[torch_index(self.probe_rows, dev)], device=dev)
-                test_x, train_y, test_y = eval_x, data.train.labels[self.probe_rows], data.test.labels[self.eval_rows]
+            train_imgs, train_y, test_imgs, test_y = self._probe_data(final)
+            train_x = embed(encoder, train_imgs, device=dev)
+            # the quick protocol scores on the map's points, already embedded
+            test_x = embed(encoder, test_imgs, device=dev) if final else eval_x
             _check_finite(train_x, self.step)
             metrics["linear_probe_acc"] = linear_probe(train_x, train_y, test_x, test_y, device=dev)
             metrics["knn_acc"] = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k, device=dev)
@@ -459,6 +456,18 @@ class _Job:
         yield self.log(ev.Evaluation(self.step, epoch, metrics, final))
         return metrics
 
+    def _probe_data(self, final: bool):
+        """(train images, train labels, test images, test labels) the probe uses: the whole splits at
+        the end, the fixed probe and map subsets during training (quick enough for every evaluation)."""
+        import torch
+
+        data = self.data
+        if final:
+            return self.train_images, data.train.labels, self.test_images, data.test.labels
+        probe_rows = torch.as_tensor(self.probe_rows, device=self.device)
+        return (self.train_images[probe_rows], data.train.labels[self.probe_rows],
+                self.test_images[self.eval_rows], data.test.labels[self.eval_rows])
+
     def _references(self, final: bool) -> dict[str, float]:
         """The figures every result is read against: a random initialisation of the same encoder and
         the raw pixels. At step 0 they use the quick protocol, at the end the full one."""
@@ -468,13 +477,7 @@ class _Job:
         from engine.metrics.probe import knn_accuracy, linear_probe
 
         cfg, data, dev = self.config, self.data, self.device
-        if final:
-            train_imgs, test_imgs = self.train_images, self.test_images
-            train_y, test_y = data.train.labels, data.test.labels
-        else:
-            train_imgs = self.train_images[torch_index(self.probe_rows, dev)]
-            test_imgs = self.test_images[self.eval_rows]
-            train_y, test_y = data.train.labels[self.probe_rows], data.test.labels[self.eval_rows]
+        train_imgs, train_y, test_imgs, test_y = self._probe_data(final)
         out = {}
         params = dict(self.encoder_params)
         if "random_init" in params:  # a pretrained backbone: its baseline is the same net, untrained
@@ -503,12 +506,6 @@ class _Job:
                 "linear_probe_acc": None, "knn_acc": None} | keep
 
 
-def torch_index(rows: np.ndarray, device):
-    import torch
-
-    return torch.as_tensor(rows, device=device)
-
-
 def _pixel_grid(size: tuple[int, int]) -> tuple[int, int]:
     """Raw pixels for the reference probe, pooled to at most 32x32 so large images stay tractable."""
     return min(size[0], 32), min(size[1], 32)
@@ -535,12 +532,6 @@ def _make_diagnostics(cfg: TrainConfig, info, device, method):
     return Diagnostics(num_classes=info.num_classes, labelled=info.labelled, projection=cfg.projection,
                        device=device, seed=cfg.seed, margin=getattr(method, "margin", 0.2),
                        augment=getattr(method, "augment", None))
-
-
-def build_encoder_params(name: str):
-    from engine.encoders import ENCODERS
-
-    return ENCODERS.get(name).params
 
 
 def _load_encoder(encoder, state: dict, source: str) -> None:
