@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"train images the probe fits on during training (default {d.probe_train_size})")
     t.add_argument("--knn-k", type=int, help=f"neighbours in the kNN accuracy (default {d.knn_k})")
     t.add_argument("--checkpoint-every", type=int, help=f"epochs between checkpoints (default {d.checkpoint_every})")
+    t.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="minutes for the whole run, evaluations included: it trains as many steps as fit "
+                        "(up to --epochs) and ends with the usual final evaluation")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start the encoder from an earlier run's weights")
     t.add_argument("--projection", help=f"2D map: pca, umap or tsne (default {d.projection})")
@@ -106,7 +109,7 @@ def config_from_args(args: argparse.Namespace):
         values.update({k: v for k, v in PRESETS[args.preset].items() if k != "help"})
     for key in ("method", "dataset", "encoder", "epochs", "batch_size", "lr", "weight_decay", "embedding_dim",
                 "device", "seed", "out", "run_name", "data_root", "train_size", "test_size", "imbalance",
-                "eval_every", "eval_size", "probe_train_size", "knn_k", "checkpoint_every", "resume",
+                "eval_every", "eval_size", "probe_train_size", "knn_k", "checkpoint_every", "time_limit", "resume",
                 "init_from", "projection"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
@@ -163,6 +166,11 @@ def run_headless(config, quiet: bool = False) -> int:
                 bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True)
         elif isinstance(event, ev.Message):
             (bar.write if bar else print)(f"[{event.level}] {event.text}")
+        elif isinstance(event, ev.Planned):
+            (bar.write if bar else print)(f"[info] {event.reason}")
+            if bar:
+                bar.total = event.total_steps
+                bar.refresh()
         elif isinstance(event, ev.StepReport) and bar:
             bar.update(1)
             post = {"loss": f"{event.losses['loss']:.4f}"}

@@ -57,6 +57,16 @@ class StepReport(Event):
 
 
 @dataclass(frozen=True)
+class Planned(Event):
+    """The job changed its length (a time limit: as many steps as fit); progress and ETA follow it."""
+
+    kind: ClassVar[str] = "plan"
+    total_steps: int
+    epochs: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Evaluation(Event):
     """Quality of the representation now: probe and kNN accuracy, and any indicators."""
 

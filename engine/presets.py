@@ -13,6 +13,19 @@ PRESETS: dict[str, dict] = {
     "fashion-mnist-gpu": {"help": "Fashion-MNIST, supervised convnet, full budget on one GPU",
                           "dataset": "fashion-mnist", "method": "supervised", "epochs": 30,
                           "batch_size": 256, "device": "cuda"},
+    # the GPU presets fit the whole job, evaluations included, into 9 minutes (--time-limit): on a fast
+    # GPU they run more epochs, never longer
+    **{f"{method}-fashion-gpu": {
+        "help": f"Fashion-MNIST, {method} convnet, 9 minutes on one GPU (as many epochs as fit)",
+        "dataset": "fashion-mnist", "method": method, "epochs": 200, "time_limit": 9.0,
+        "eval_every": 2, "device": "cuda", **extra}
+       for method, extra in (("triplet", {}), ("arc", {}), ("simclr", {"batch_size": 512}),
+                             ("byol", {"batch_size": 512}), ("vicreg", {"batch_size": 512}))},
+    **{f"{method}-fashion-cpu": {
+        "help": f"Fashion-MNIST, {method}, about 3 minutes of CPU (as many steps as fit)",
+        "dataset": "fashion-mnist", "method": method, "epochs": 10, "time_limit": 3.0, "eval_every": 0.5,
+        "encoder_params": {"convs_per_block": 1}, **extra}
+       for method, extra in (("triplet", {}), ("arc", {}), ("simclr", {}))},
     "transfer-fashion-cpu": {"help": "Fashion-MNIST from ImageNet EfficientNet-Lite0 features (frozen), "
                              "5000 images at 96 px: a few minutes on a CPU",
                              "dataset": "fashion-mnist", "method": "transfer", "encoder": "efficientnet-lite0",

@@ -52,6 +52,7 @@ class TrainConfig:
     probe_train_size: int = 5000  # train images the probe fits on at intermediate evaluations
     knn_k: int = 10
     checkpoint_every: int = 5  # epochs; a checkpoint is also written at the end and on stop
+    time_limit: float | None = None  # minutes for the whole job: the run is shortened to fit (see _Budget)
     resume: str | None = None  # a run directory to continue
     init_from: str | None = None  # a run directory whose encoder weights start this run
     amp: bool = True  # mixed precision on CUDA
@@ -97,6 +98,7 @@ class TrainConfig:
                      "checkpoint_every"):
             positive(name, getattr(self, name))
         positive("lr", self.lr, float)
+        positive("time_limit", self.time_limit, float)
         if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
             raise ValueError(f"--weight-decay: {self.weight_decay!r} is not valid; allowed: a number >= 0")
         if not (isinstance(self.eval_every, (int, float)) and 0 <= self.eval_every < math.inf):
@@ -275,7 +277,8 @@ class _Job:
                           if any(g["params"] for g in groups) and self.trainable else None)
         self.total_steps = self.steps_per_epoch * cfg.epochs if self.optimizer else 0
         self.amp = cfg.amp and self.device.type == "cuda"
-        self.scheduler = _cosine_schedule(self.optimizer, self.total_steps) if self.optimizer else None
+        # a function, not a number: a time limit may still change the run's length
+        self.scheduler = _cosine_schedule(self.optimizer, lambda: self.total_steps) if self.optimizer else None
         self.start_step = 0
         if resume_state is not None:
             self.method.load_state_dict(resume_state["model"])
@@ -313,10 +316,13 @@ class _Job:
     def run(self) -> Iterator[ev.Event]:
         import torch
 
+        started = time.perf_counter()
         yield from self._setup()
         cfg = self.config
         self.train_seconds, self.images_seen = 0.0, 0
         self.last_eval: dict[str, Any] = {}
+        self.planned_steps = self.total_steps
+        self.budget = _Budget(cfg.time_limit, started) if cfg.time_limit and self.optimizer else None
         if self.start_step == 0:
             yield from self._evaluate(final=False)
         eval_every = max(1, round(cfg.eval_every * self.steps_per_epoch)) if cfg.eval_every > 0 else 0
@@ -324,12 +330,13 @@ class _Job:
         stopped = False
         scheduler = self.scheduler
         self.method.train()
+        self.loop_started, self.eval_seconds_in_loop = time.perf_counter(), 0.0
         while self.step < self.total_steps and not stopped:
             epoch_index = self.step // self.steps_per_epoch
             epoch_rng = np.random.default_rng([cfg.seed, epoch_index])
             batches = self.method.batches(self.data.train.labels, cfg.batch_size, epoch_rng)
             skip = self.step - epoch_index * self.steps_per_epoch  # a resumed run re-enters mid-epoch
-            epoch_end = min(self.total_steps, (epoch_index + 1) * self.steps_per_epoch)
+            epoch_end = (epoch_index + 1) * self.steps_per_epoch
             for i, rows in enumerate(batches):
                 if i < skip:
                     continue
@@ -338,13 +345,19 @@ class _Job:
                     stopped = True
                     break
                 yield self.log(self._train_step(rows, scheduler))
+                if self.budget and self.step - self.start_step == _Budget.FIRST_PLAN_STEP:
+                    yield from self._plan(eval_every)
                 if eval_every and self.step % eval_every == 0 and self.step < self.total_steps:
+                    eval_start = time.perf_counter()
                     yield from self._evaluate(final=False)
+                    self.eval_seconds_in_loop += time.perf_counter() - eval_start
+                    if self.budget:
+                        yield from self._plan(eval_every)
                 if self.step % ckpt_every == 0:
                     yield self.log(self._checkpoint())
-                if self.step >= epoch_end:
+                if self.step >= min(epoch_end, self.total_steps):
                     break
-            if not stopped and self.step < epoch_end:
+            if not stopped and self.step < min(epoch_end, self.total_steps):
                 raise TrainingError(f"method '{cfg.method}' gave fewer batches than the "
                                     f"{self.steps_per_epoch} steps of an epoch it announced")
         if self.optimizer is not None:
@@ -353,8 +366,26 @@ class _Job:
             summary = self._summary(self.last_eval, stopped=True)
         else:
             summary = self._summary((yield from self._evaluate(final=cfg.final_eval)), stopped=False)
+        if self.budget:
+            summary["time_limit_minutes"] = cfg.time_limit
+            summary["job_seconds"] = round(time.perf_counter() - started, 1)
         self.run_dir.write_summary(summary)
         yield self.log(ev.Finished(summary, stopped))
+
+    def _plan(self, eval_every: int) -> Iterator[ev.Event]:
+        """Set the run's length from the time limit and what the steps and evaluations cost so far."""
+        now = time.perf_counter()
+        steps_done = self.step - self.start_step
+        per_step = (now - self.loop_started - self.eval_seconds_in_loop) / max(1, steps_done)
+        total = self.budget.total_steps(now, self.step, per_step, eval_every, self.planned_steps)
+        total = max(total, self.step)
+        if abs(total - self.total_steps) <= 0.05 * self.total_steps:
+            return  # not worth a change of schedule
+        self.total_steps = total
+        epochs = total / self.steps_per_epoch
+        yield self.log(ev.Planned(total, epochs, (
+            f"time limit {self.config.time_limit:g} min: {total} steps ({epochs:.1f} epochs of the "
+            f"{self.config.epochs} asked for) fit, at {1000 * per_step:.0f} ms a step, with the evaluations")))
 
     def _train_step(self, rows: np.ndarray, scheduler) -> ev.StepReport:
         import torch
@@ -410,6 +441,7 @@ class _Job:
         cfg, data, dev = self.config, self.data, self.device
         encoder = self.method.encoder
         epoch = self.step / self.steps_per_epoch
+        eval_start, diagnostics_seconds = time.perf_counter(), 0.0
         eval_x = embed(encoder, self.test_images[self.eval_rows], device=dev)
         metrics: dict[str, Any] = {}
         _check_finite(eval_x, self.step)
@@ -436,6 +468,7 @@ class _Job:
         eval_np = eval_x.float().cpu().numpy()
         coords = None
         if self.diagnostics is not None:
+            diagnostics_start = time.perf_counter()
             factors = None
             if data.test.factors is not None:
                 factors = {k: v[self.eval_rows] for k, v in data.test.factors.items()}
@@ -443,6 +476,7 @@ class _Job:
                                                       data.test.labels[self.eval_rows], eval_np, factors,
                                                       self.step)
             metrics.update(extra)
+            diagnostics_seconds = time.perf_counter() - diagnostics_start
         arrays = {"embeddings": eval_np, "indices": self.eval_rows, "labels": data.test.labels[self.eval_rows]}
         if coords is not None:
             arrays["coords"] = coords
@@ -451,6 +485,11 @@ class _Job:
             if "kmeans_clusters" in arrays:
                 arrays["clusters"] = arrays["kmeans_clusters"]
         path = self.run_dir.save_snapshot(self.step, **arrays)
+        if getattr(self, "budget", None) and not final:
+            # the final evaluation runs the step-0 probes on the whole splits instead of subsets
+            scale = (len(data.train) + len(data.test)) / (len(self.probe_rows) + len(self.eval_rows))
+            self.budget.measured_evaluation(time.perf_counter() - eval_start, diagnostics_seconds, scale,
+                                            with_references=self.step == 0 and data.labelled)
         yield self.log(ev.Snapshot(self.step, epoch, eval_np, self.eval_rows, arrays["labels"], str(path)))
         self.last_eval = metrics
         yield self.log(ev.Evaluation(self.step, epoch, metrics, final))
@@ -544,16 +583,51 @@ def _load_encoder(encoder, state: dict, source: str) -> None:
                          "channels") from error
 
 
-def _cosine_schedule(optimizer, total_steps: int):
-    """Linear warm-up over the first 3% of steps, then cosine decay to zero."""
+def _cosine_schedule(optimizer, total_steps):
+    """Linear warm-up over the first 3% of steps, then cosine decay to zero. ``total_steps`` is a
+    number, or a function giving it, for a run whose length a time limit may still change."""
     import torch
 
-    warmup = max(1, int(0.03 * total_steps))
+    total = total_steps if callable(total_steps) else (lambda: total_steps)
 
     def factor(step: int) -> float:
+        warmup = max(1, int(0.03 * total()))
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
+        progress = (step - warmup) / max(1, total() - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _Budget:
+    """Fits a run into ``--time-limit``: the whole job, from set-up to the final evaluation.
+
+    After a few steps it knows the seconds per step; the step-0 evaluation tells what an evaluation
+    costs, split into the part that grows with the number of images (embedding and probes) and the
+    part that does not (map and indicators). From those it sets the number of steps so that the
+    training, the evaluations on the way and the final evaluation on the whole splits end in time.
+    It plans again at every evaluation, with what it measured since.
+    """
+
+    FIRST_PLAN_STEP = 20  # steps measured before the first plan (the first ones are slow: warm-up)
+    SAFETY = 0.95  # aim a little short: the final evaluation's estimate is a scaling, not a measurement
+
+    def __init__(self, minutes: float, started: float):
+        self.limit = 60.0 * minutes
+        self.started = started
+        self.eval_seconds: float | None = None  # last intermediate (or step-0) evaluation
+        self.final_seconds: float | None = None  # estimate for the final evaluation
+
+    def measured_evaluation(self, seconds: float, fixed_seconds: float, scale: float, with_references: bool):
+        self.eval_seconds = seconds if not with_references else self.eval_seconds
+        if with_references:  # step 0 runs the same probes as the end, on subsets
+            self.final_seconds = fixed_seconds + (seconds - fixed_seconds) * scale
+            if self.eval_seconds is None:  # intermediate ones have no references: about a third of it
+                self.eval_seconds = fixed_seconds + (seconds - fixed_seconds) / 3
+
+    def total_steps(self, now: float, step: int, seconds_per_step: float, eval_every: int, planned: int) -> int:
+        left = self.limit * self.SAFETY - (now - self.started)
+        left -= self.final_seconds if self.final_seconds is not None else 0.15 * self.limit
+        per_step = seconds_per_step + ((self.eval_seconds or 0.0) / eval_every if eval_every else 0.0)
+        return int(min(planned, step + max(0.0, left) // max(per_step, 1e-9)))

@@ -200,6 +200,8 @@ class Session(QObject):
                 run.total_steps = int(r.get("total_steps") or 0)
                 run.steps_per_epoch = int(r.get("steps_per_epoch") or 1)
                 run.device = r.get("device_name", "")
+            elif kind == "plan":  # a time limit changed the run's length
+                run.total_steps = int(r.get("total_steps") or run.total_steps)
             elif kind == "finished":
                 run.status = "stopped" if r.get("stopped") else "finished"
             elif kind == "failed":
@@ -326,6 +328,9 @@ class Session(QObject):
         # a Snapshot's arrays (and the engine's 2D map) arrive through snapshot_loaded
         if isinstance(event, ev.Message):
             self.message_posted.emit(event.level, event.text)
+        elif isinstance(event, ev.Planned):
+            run.total_steps = event.total_steps
+            self.message_posted.emit("info", event.reason)
         elif isinstance(event, ev.StepReport):
             done = event.step - run.start_step
             elapsed = time.monotonic() - run.started

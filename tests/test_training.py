@@ -188,3 +188,36 @@ def test_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
     failed = by_kind(events, ev.Failed)[0]
     assert "out of GPU memory at batch size 64" in failed.message and "--batch-size 32" in failed.message
     assert (RunDir(events[0].run_dir).path / "error.log").exists()
+
+
+def test_budget_fits_training_evaluations_and_the_final_evaluation_into_the_limit():
+    from engine.training import _Budget
+
+    budget = _Budget(minutes=10, started=0.0)
+    # step 0 evaluation: 10 s, of which 4 s the map and indicators; the end's probes see 10x the images
+    budget.measured_evaluation(10.0, 4.0, scale=10.0, with_references=True)
+    assert budget.final_seconds == pytest.approx(4 + 6 * 10)
+    # 60 s gone, 0.1 s a step, an evaluation every 100 steps (about 6 s: a third of the probes' part)
+    total = budget.total_steps(now=60.0, step=20, seconds_per_step=0.1, eval_every=100, planned=10**6)
+    left = 600 * _Budget.SAFETY - 60 - 64
+    assert total == 20 + int(left // (0.1 + 6.0 / 100))
+    assert budget.total_steps(now=60.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 500
+    assert budget.total_steps(now=590.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 20
+
+
+def test_time_limit_shortens_the_run_and_still_ends_with_the_final_evaluation(tmp_path):
+    events = run(tmp_path, epochs=10_000, time_limit=0.1, eval_every=20)
+    plans = by_kind(events, ev.Planned)
+    assert plans and plans[-1].total_steps < 10_000 * events[0].steps_per_epoch
+    assert "time limit 0.1 min" in plans[0].reason
+    finished = events[-1]
+    assert isinstance(finished, ev.Finished) and not finished.stopped
+    assert by_kind(events, ev.Evaluation)[-1].final
+    assert finished.summary["steps"] == plans[-1].total_steps
+    assert finished.summary["time_limit_minutes"] == 0.1
+    assert RunDir(events[0].run_dir).records("plan")
+
+
+def test_time_limit_must_be_positive(tmp_path):
+    events = run(tmp_path, time_limit=0)
+    assert isinstance(events[-1], ev.Failed) and "--time-limit: 0" in events[-1].message

@@ -32,6 +32,8 @@ GENERAL_PARAMS = (
     Param("train_size", None, "Train on a stratified subset of this many images (empty: all).", int, low=1),
     Param("eval_every", 1.0, "Epochs between evaluations and map snapshots (0: only at the end).", float,
           low=0),
+    Param("time_limit", None, "Minutes for the whole run, evaluations included: it trains as many steps "
+          "as fit, up to the epochs (empty: no limit).", float, low=0, low_exclusive=True),
     Param("seed", 0, "Random seed: the same seed gives the same run.", int, low=0),
 )
 EVAL_PARAMS = (
@@ -328,6 +330,11 @@ class TrainingPanel(QWidget):
                 field.set_text(str(preset[key]))
             elif field.param.default is None:
                 field.set_text("")
+        for fields, values in ((self.method_fields, preset.get("method_params", {})),
+                               (self.encoder_fields, preset.get("encoder_params", {}))):
+            for key, field in fields.items():  # the preset's value, else the parameter's default
+                value = values.get(key, field.param.default)
+                field.set_text("" if value is None else str(value))
         device = preset.get("device", "auto")
         i = self.device_combo.findData(device)
         if i >= 0 and self.device_combo.model().item(i).isEnabled():
