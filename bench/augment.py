@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"batch {args.batch}, {args.threads} CPU thread(s), median of {args.repeats}")
-    compare("fashion-mnist 28x28 grey (crop, flip, blur)", images("fashion-mnist", args.batch), args.repeats)
+    compare("fashion-mnist 28x28 grey (crop, flip, jitter, blur)", images("fashion-mnist", args.batch), args.repeats)
     shapes = images("shapes", args.batch)
     shapes28 = torch.nn.functional.interpolate(shapes, size=28, mode="bilinear", align_corners=False).clamp(0, 1)
     compare("shapes 28x28 colour (all operations)", shapes28, args.repeats)

@@ -27,10 +27,19 @@ sys.path.insert(0, str(ROOT))
 ADAPTIVE = "1.76,0.25,0.3"  # m_c = 1.76·N_c^-0.25 + 0.3: 0.50 for the largest class (6000), 0.66 for the rarest (600)
 JOBS = {
     "triplet": ["--preset", "triplet-fashion-gpu"],
+    "triplet-squared": ["--preset", "triplet-fashion-gpu", "--squared", "true"],  # the course's d² form
     "arc": ["--preset", "arc-fashion-gpu"],
     "simclr": ["--preset", "simclr-fashion-gpu"],
+    "simclr-t05": ["--preset", "simclr-fashion-gpu", "--temperature", "0.5"],
+    "simclr-crop008": ["--preset", "simclr-fashion-gpu", "--crop-min", "0.08"],
+    "simclr-resnet18": ["--preset", "simclr-fashion-gpu", "--encoder", "resnet18"],
+    "simclr-wide": ["--preset", "simclr-fashion-gpu", "--widths", "64,128,256"],
+    "triplet-k10m8": ["--preset", "triplet-fashion-gpu", "--classes-per-batch", "10", "--samples-per-class", "8"],
     "byol": ["--preset", "byol-fashion-gpu"],
     "vicreg": ["--preset", "vicreg-fashion-gpu"],
+    # no preset: the pretext task on the same budget, against the random-init baseline
+    "rotation": ["--method", "rotation", "--dataset", "fashion-mnist", "--device", "cuda", "--epochs", "200",
+                 "--time-limit", "9", "--eval-every", "2"],
     "arc-imbalance-fixed": ["--preset", "arc-fashion-gpu", "--imbalance", "0.1"],
     "arc-imbalance-adaptive": ["--preset", "arc-fashion-gpu", "--imbalance", "0.1", "--adaptive-margin", ADAPTIVE],
 }

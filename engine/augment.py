@@ -19,6 +19,9 @@ fallback for large images that do not fit on the device as a batch, and the base
 Differences from torchvision, on purpose: jitter applies its four operations in a fixed order
 (brightness, contrast, saturation, hue) rather than a random one; a crop whose sampled aspect ratio
 does not fit the image is clipped to the image instead of re-drawn up to ten times.
+
+Grey images get the brightness and contrast part of the jitter (the analogue of colour distortion
+there); saturation, hue and the drop to grey need three channels.
 """
 from __future__ import annotations
 
@@ -183,16 +186,19 @@ class SimCLRAugment(nn.Module):
         angle = math.radians(self.rotate) * (2 * u(batch) - 1)
 
         ones, zeros = torch.ones(batch, device=gdev), torch.zeros(batch, device=gdev)
+        # brightness and contrast for every image (grey ones too: without them two views of a grey image
+        # share their ink level, a shortcut the network learns instead of shapes); saturation, hue and
+        # the drop to grey need colour
+        jittered = u(batch) < self.jitter_p
+        s = self.jitter
+        bright = torch.where(jittered, 1 - s + 2 * s * u(batch), ones)
+        contrast = torch.where(jittered, 1 - s + 2 * s * u(batch), ones)
         if self.colour:
-            jittered = u(batch) < self.jitter_p
-            s = self.jitter
-            bright = torch.where(jittered, 1 - s + 2 * s * u(batch), ones)
-            contrast = torch.where(jittered, 1 - s + 2 * s * u(batch), ones)
             sat = torch.where(jittered, 1 - s + 2 * s * u(batch), ones)
             hue = torch.where(jittered, (s / 4) * (2 * u(batch) - 1), zeros)
             gray = u(batch) < self.gray_p
         else:
-            bright, contrast, sat, hue = ones, ones, ones, zeros
+            sat, hue = ones, zeros
             gray = torch.zeros(batch, dtype=torch.bool, device=gdev)
         blurred = u(batch) < self.blur_p
         sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * u(batch)
@@ -206,8 +212,8 @@ class SimCLRAugment(nn.Module):
     def apply(self, images: torch.Tensor, p: AugmentParams) -> torch.Tensor:
         """Apply given per-sample draws to float images in [0, 1] (B, C, H, W)."""
         x = self._crop_flip(images, p.crop, p.flip, p.angle)
+        x = self._jitter(x, p)
         if self.colour:
-            x = self._jitter(x, p)
             g = grayscale(x).expand_as(x)
             x = torch.where(p.gray.view(-1, 1, 1, 1), g, x)
         if self.blur_radius > 0 and bool((p.sigma > 0).any()):
@@ -245,8 +251,12 @@ class SimCLRAugment(nn.Module):
             return t.to(x.dtype).view(-1, 1, 1, 1)
 
         x = (x * per(p.brightness)).clamp(0, 1)
-        mean = grayscale(x).mean((1, 2, 3), keepdim=True)  # contrast blends with the mean grey level
+        colour = x.shape[1] == 3
+        # contrast blends with the mean grey level
+        mean = (grayscale(x) if colour else x).mean((1, 2, 3), keepdim=True)
         x = ((x - mean) * per(p.contrast) + mean).clamp(0, 1)
+        if not colour:
+            return x
         g = grayscale(x)
         x = ((x - g) * per(p.saturation) + g).clamp(0, 1)
         if bool((p.hue != 0).any()):
@@ -276,10 +286,12 @@ class SimCLRAugment(nn.Module):
             steps.append(v2.RandomHorizontalFlip())
         if self.rotate > 0:
             steps.append(v2.RandomRotation(self.rotate))
+        s = self.jitter
         if self.colour:
-            s = self.jitter
             steps.append(v2.RandomApply([v2.ColorJitter(s, s, s, s / 4)], p=self.jitter_p))
             steps.append(v2.RandomGrayscale(p=self.gray_p))
+        elif s > 0:
+            steps.append(v2.RandomApply([v2.ColorJitter(s, s)], p=self.jitter_p))
         if self.blur_radius > 0 and self.blur_p > 0:
             steps.append(v2.RandomApply([v2.GaussianBlur(2 * self.blur_radius + 1, self.blur_sigma)], p=self.blur_p))
         return v2.Compose(steps)
@@ -292,9 +304,9 @@ AUGMENT_PARAMS: tuple[Param, ...] = (
           low=0.0, high=1.0, low_exclusive=True),
     Param("flip", "auto", "Flip views horizontally with probability 1/2 ('auto': yes, except on digits, "
           "whose mirror images are not digits).", type=bool, special=("auto",)),
-    Param("jitter", 0.4, "Colour jitter strength s: brightness, contrast, saturation in [1-s, 1+s], hue "
-          "in [-s/4, s/4] (colour data only).", low=0.0, high=1.0),
-    Param("jitter_p", 0.8, "Probability that a view is colour-jittered (colour data only).", low=0.0, high=1.0),
+    Param("jitter", 0.4, "Jitter strength s: brightness and contrast in [1-s, 1+s] (grey images too), "
+          "saturation in [1-s, 1+s] and hue in [-s/4, s/4] (colour images).", low=0.0, high=1.0),
+    Param("jitter_p", 0.8, "Probability that a view is jittered.", low=0.0, high=1.0),
     Param("gray_p", 0.2, "Probability that a view is turned grey (colour data only).", low=0.0, high=1.0),
     Param("blur_p", 0.0, "Probability that a view is blurred with a Gaussian (SimCLR: 0.5 on ImageNet, none "
           "on CIFAR's small images).", low=0.0, high=1.0),

@@ -6,6 +6,7 @@ is allowed), 1 when training fails (the message names the cause and the fix).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from typing import Any, Sequence
 
@@ -106,7 +107,8 @@ def config_from_args(args: argparse.Namespace):
     if args.preset:
         if args.preset not in PRESETS:
             raise ValueError(f"--preset: {args.preset!r} is not valid; allowed: {', '.join(PRESETS)}")
-        values.update({k: v for k, v in PRESETS[args.preset].items() if k != "help"})
+        # a deep copy: the flags below write into method_params, which must not change the preset itself
+        values.update(copy.deepcopy({k: v for k, v in PRESETS[args.preset].items() if k != "help"}))
     for key in ("method", "dataset", "encoder", "epochs", "batch_size", "lr", "weight_decay", "embedding_dim",
                 "device", "seed", "out", "run_name", "data_root", "train_size", "test_size", "imbalance",
                 "eval_every", "eval_size", "probe_train_size", "knn_k", "checkpoint_every", "time_limit", "resume",

@@ -39,5 +39,7 @@ def configure_threads(leave_one_core: bool) -> int:
 
     cores = os.cpu_count() or 1
     n = max(1, cores - 1) if leave_one_core else cores
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the person's own choice wins (several jobs at once)
+        n = max(1, min(n, int(os.environ["OMP_NUM_THREADS"])))
     torch.set_num_threads(n)
     return n

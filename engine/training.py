@@ -345,7 +345,7 @@ class _Job:
                     stopped = True
                     break
                 yield self.log(self._train_step(rows, scheduler))
-                if self.budget and self.step - self.start_step == _Budget.FIRST_PLAN_STEP:
+                if self.budget and self.budget.due(self.step - self.start_step, self.eval_seconds_in_loop):
                     yield from self._plan(eval_every)
                 if eval_every and self.step % eval_every == 0 and self.step < self.total_steps:
                     eval_start = time.perf_counter()
@@ -366,17 +366,21 @@ class _Job:
             summary = self._summary(self.last_eval, stopped=True)
         else:
             summary = self._summary((yield from self._evaluate(final=cfg.final_eval)), stopped=False)
+        summary["job_seconds"] = round(time.perf_counter() - started, 1)
+        summary["final_evaluation_seconds"] = round(getattr(self, "final_evaluation_seconds", 0.0), 1)
         if self.budget:
             summary["time_limit_minutes"] = cfg.time_limit
-            summary["job_seconds"] = round(time.perf_counter() - started, 1)
         self.run_dir.write_summary(summary)
         yield self.log(ev.Finished(summary, stopped))
 
     def _plan(self, eval_every: int) -> Iterator[ev.Event]:
         """Set the run's length from the time limit and what the steps and evaluations cost so far."""
         now = time.perf_counter()
+        self.budget.last_plan = now
         steps_done = self.step - self.start_step
-        per_step = (now - self.loop_started - self.eval_seconds_in_loop) / max(1, steps_done)
+        first_step, first_time, eval_before = self.budget.timing_from or (0, self.loop_started, 0.0)
+        evaluations = self.eval_seconds_in_loop - eval_before
+        per_step = (now - first_time - evaluations) / max(1, steps_done - first_step)
         total = self.budget.total_steps(now, self.step, per_step, eval_every, self.planned_steps)
         total = max(total, self.step)
         if abs(total - self.total_steps) <= 0.05 * self.total_steps:
@@ -397,6 +401,14 @@ class _Job:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.method.training_step(images, labels)
         loss = out.loss.float()
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            self.optimizer.step()
+            scheduler.step()
+        # read the loss only now: on a GPU, reading it before backward would make the host wait for the
+        # forward pass instead of queueing the rest of the step. A non-finite loss still stops the job
+        # before anything is saved from these weights.
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise TrainingError(
@@ -404,11 +416,6 @@ class _Job:
                 f"training diverged; try a lower learning rate (e.g. --lr {self.config.lr / 10:g})"
                 + (f"; the last good checkpoint ({self.run_dir.file('checkpoint.pt')}) is kept"
                    if self.saved_checkpoint else ""))
-        self.optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            loss.backward()
-            self.optimizer.step()
-            scheduler.step()
         self.step += 1
         self.method.after_step(self.step, self.total_steps)
         elapsed = time.perf_counter() - start
@@ -441,7 +448,7 @@ class _Job:
         cfg, data, dev = self.config, self.data, self.device
         encoder = self.method.encoder
         epoch = self.step / self.steps_per_epoch
-        eval_start, diagnostics_seconds = time.perf_counter(), 0.0
+        eval_start, diagnostics_seconds, references_seconds = time.perf_counter(), 0.0, 0.0
         eval_x = embed(encoder, self.test_images[self.eval_rows], device=dev)
         metrics: dict[str, Any] = {}
         _check_finite(eval_x, self.step)
@@ -464,7 +471,9 @@ class _Job:
                 metrics.update(self.method.evaluation_stats(
                     eval_x, torch.as_tensor(data.test.labels[self.eval_rows], device=eval_x.device)))
             if self.step == 0 or final:
+                references_start = time.perf_counter()
                 metrics.update(self._references(final))
+                references_seconds = time.perf_counter() - references_start
         eval_np = eval_x.float().cpu().numpy()
         coords = None
         if self.diagnostics is not None:
@@ -488,8 +497,10 @@ class _Job:
         if getattr(self, "budget", None) and not final:
             # the final evaluation runs the step-0 probes on the whole splits instead of subsets
             scale = (len(data.train) + len(data.test)) / (len(self.probe_rows) + len(self.eval_rows))
-            self.budget.measured_evaluation(time.perf_counter() - eval_start, diagnostics_seconds, scale,
-                                            with_references=self.step == 0 and data.labelled)
+            self.budget.measured_evaluation(time.perf_counter() - eval_start, diagnostics_seconds,
+                                            references_seconds, scale)
+        if final:
+            self.final_evaluation_seconds = time.perf_counter() - eval_start
         yield self.log(ev.Snapshot(self.step, epoch, eval_np, self.eval_rows, arrays["labels"], str(path)))
         self.last_eval = metrics
         yield self.log(ev.Evaluation(self.step, epoch, metrics, final))
@@ -610,21 +621,39 @@ class _Budget:
     It plans again at every evaluation, with what it measured since.
     """
 
-    FIRST_PLAN_STEP = 20  # steps measured before the first plan (the first ones are slow: warm-up)
+    WARM_UP_STEPS = 5  # not timed: the first steps pay for cuDNN's search and the allocator
+    FIRST_PLAN_STEP = 25  # the first plan, after 20 timed steps
+    REPLAN_SECONDS = 15.0  # plan again this often (and at every evaluation), with what was measured since
     SAFETY = 0.95  # aim a little short: the final evaluation's estimate is a scaling, not a measurement
 
     def __init__(self, minutes: float, started: float):
         self.limit = 60.0 * minutes
         self.started = started
-        self.eval_seconds: float | None = None  # last intermediate (or step-0) evaluation
+        self.eval_seconds: float | None = None  # the latest evaluation, without the references
+        self.references_seconds = 0.0  # the step-0 probes of a random init and of the pixels
         self.final_seconds: float | None = None  # estimate for the final evaluation
+        # (steps done, time, seconds of evaluation so far) where the step timer starts
+        self.timing_from: tuple[int, float, float] | None = None
+        self.last_plan = 0.0
 
-    def measured_evaluation(self, seconds: float, fixed_seconds: float, scale: float, with_references: bool):
-        self.eval_seconds = seconds if not with_references else self.eval_seconds
-        if with_references:  # step 0 runs the same probes as the end, on subsets
-            self.final_seconds = fixed_seconds + (seconds - fixed_seconds) * scale
-            if self.eval_seconds is None:  # intermediate ones have no references: about a third of it
-                self.eval_seconds = fixed_seconds + (seconds - fixed_seconds) / 3
+    def due(self, steps_done: int, eval_seconds: float) -> bool:
+        """Called after every step: starts the step timer after the warm-up, says when to plan."""
+        now = time.perf_counter()
+        if steps_done == self.WARM_UP_STEPS:
+            self.timing_from = (steps_done, now, eval_seconds)
+        return steps_done == self.FIRST_PLAN_STEP or (steps_done > self.FIRST_PLAN_STEP
+                                                       and now - self.last_plan > self.REPLAN_SECONDS)
+
+    def measured_evaluation(self, seconds: float, fixed_seconds: float, references_seconds: float, scale: float):
+        """One evaluation took ``seconds``: ``fixed_seconds`` for the map and indicators (the same at the
+        end), ``references_seconds`` for the random-init and pixel probes (step 0 only), the rest for
+        embedding and probing subsets, which the end does on ``scale`` times as many images."""
+        if references_seconds:
+            self.references_seconds = references_seconds
+        self.eval_seconds = seconds - references_seconds  # the evaluations on the way have no references
+        # the latest evaluation is the best guide: the first one also pays for warming up (cuDNN, kernels)
+        probes = seconds - fixed_seconds - references_seconds + self.references_seconds
+        self.final_seconds = fixed_seconds + probes * scale
 
     def total_steps(self, now: float, step: int, seconds_per_step: float, eval_every: int, planned: int) -> int:
         left = self.limit * self.SAFETY - (now - self.started)

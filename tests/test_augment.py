@@ -53,12 +53,23 @@ def test_generator_makes_views_reproducible(digits_batch):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_grey_data_skips_colour_operations(digits_batch):
-    aug = SimCLRAugment(1, 8)
-    p = aug.sample(64, generator=torch.Generator().manual_seed(0))
-    assert (p.brightness == 1).all() and (p.hue == 0).all() and not p.gray.any()
+def test_grey_data_gets_brightness_and_contrast_but_no_colour_operations(digits_batch):
+    aug = SimCLRAugment(1, 8, jitter=0.4, jitter_p=0.8)
+    p = aug.sample(2000, generator=torch.Generator().manual_seed(0))
+    assert (p.saturation == 1).all() and (p.hue == 0).all() and not p.gray.any()
+    jittered = p.brightness != 1
+    assert 0.75 < jittered.float().mean() < 0.85  # jitter_p
+    assert p.brightness.min() >= 0.6 and p.brightness.max() <= 1.4
+    assert ((p.contrast != 1) == jittered).all()
     out = aug(digits_batch)
     assert out.shape == digits_batch.shape and 0 <= out.min() and out.max() <= 1
+    # only brightness: a grey image is scaled (then clipped), nothing else moves
+    still = SimCLRAugment(1, 8, jitter=0.4, jitter_p=1.0, blur_p=0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                          flip=False)
+    q = still.sample(len(digits_batch), generator=torch.Generator().manual_seed(1))
+    q = type(q)(**{**q.__dict__, "contrast": torch.ones_like(q.contrast)})
+    assert torch.allclose(still.apply(digits_batch, q),
+                          (digits_batch * q.brightness.view(-1, 1, 1, 1)).clamp(0, 1), atol=1e-5)
 
 
 def test_identity_draws_leave_images_unchanged(shapes_batch):

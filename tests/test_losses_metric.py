@@ -99,17 +99,27 @@ def test_triplet_categories_match_brute_force():
     assert s["mined_easy"] <= s["triplet_easy"]
 
 
-def test_sampled_histogram_follows_exact_one():
+def test_histogram_is_exact_on_larger_sets_and_in_chunks():
+    from engine.losses.metric import _category_floats, _triplet_category_tensors
+
     emb, labels = batch(n_classes=6, per_class=20, seed=4)
     loss = TripletLoss(margin=0.3)
     d = loss.pairwise(emb).detach()
     exact = triplet_categories(d, labels, 0.3, loss.edges)
-    sampled = triplet_categories(d, labels, 0.3, loss.edges, max_hist_samples=50_000,
-                                 generator=torch.Generator().manual_seed(0))
-    assert exact["triplet_count"] == 120 * 19 * 100 > 50_000  # the second one really samples
-    gap = np.abs(np.array(exact["dan_dap_hist"]) - np.array(sampled["dan_dap_hist"])).max()
-    assert 0 < gap < 0.01
-    assert sampled["triplet_easy"] == exact["triplet_easy"]  # the shares are always exact
+    assert exact["triplet_count"] == 120 * 19 * 100
+    # every triplet's D_an - D_ap, enumerated with numpy
+    dn, y = d.numpy(), labels.numpy()
+    same = (y[:, None] == y[None]) & ~np.eye(len(y), dtype=bool)
+    a, p = np.nonzero(same)
+    diffs = (dn[a][:, None, :] - dn[a, p][:, None, None])[..., :].reshape(len(a), -1)
+    diffs = diffs[(y[None, :] != y[a][:, None])]
+    hist, _ = np.histogram(np.clip(diffs, loss.edges[0].item(), loss.edges[-1].item()), bins=loss.edges.numpy())
+    assert exact["dan_dap_hist"] == pytest.approx(hist / hist.sum(), abs=1e-6)
+    assert exact["hinge_all"] == pytest.approx(np.maximum(0, 0.3 - diffs).mean(), rel=1e-5)
+    # a few anchors at a time (the evaluation subset's way) gives the same counts
+    scalars, counts = _triplet_category_tensors(d, labels, 0.3, loss.edges, chunk_queries=5000)
+    chunked = _category_floats(torch.cat([scalars, counts]).tolist(), len(counts))
+    assert chunked == pytest.approx(exact)
 
 
 def test_semi_hard_mining_picks_closest_negative_beyond_positive():

@@ -12,7 +12,7 @@ losses keep their parts in ``self.terms``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,63 +84,82 @@ def margin_edges(margin: float, limit: float | None, bins: int) -> torch.Tensor:
 
 @torch.no_grad()
 def triplet_categories(dist: torch.Tensor, labels: torch.Tensor, margin: float, edges: torch.Tensor,
-                       max_hist_samples: int = 1 << 20, generator: torch.Generator | None = None
-                       ) -> dict[str, float | list[float]]:
+                       **_ignored) -> dict[str, float | list[float]]:
     """Shares of easy / semi-hard / hard among all valid triplets (a, p, n) of a set, and the
     histogram of D_an − D_ap (course definitions, with D the distance the loss compares), and
     ``hinge_all``, the mean of max{0, D_ap − D_an + m} over all of them:
     easy D_an ≥ D_ap + m (zero loss), semi-hard D_ap ≤ D_an < D_ap + m, hard D_an < D_ap.
 
-    ``dist`` (N, N); counting is exact without forming the N³ triplets (each anchor's negative
-    distances are sorted and the positives searched in them). The histogram uses every triplet when
-    there are at most ``max_hist_samples``, otherwise that many drawn uniformly among all triplets.
+    ``dist`` (N, N). Everything is exact without forming the N³ triplets: each anchor's negative
+    distances are sorted, and for each positive the number of negatives below D_ap + e is a binary
+    search, for the margin and for every bin edge e; the hinge comes from prefix sums of the sorted
+    negatives.
     """
-    dist = dist.float()
+    scalars, hist = _triplet_category_tensors(dist, labels, margin, edges)
+    return _category_floats(torch.cat([scalars, hist]).tolist(), len(hist))
+
+
+def _triplet_category_tensors(dist: torch.Tensor, labels: torch.Tensor, margin: float, edges: torch.Tensor,
+                              chunk_queries: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total, hard, semi-hard, hinge sum) and the histogram counts, as tensors on ``dist``'s device:
+    no transfer to the host, so a training step pays for one transfer of all its statistics."""
+    dist = dist.detach().float()
     pos, neg = _pair_masks(labels)
+    w = pos.float()
     n_neg = neg.sum(1)
     neg_sorted = torch.where(neg, dist, torch.full_like(dist, float("inf"))).sort(1).values
+    # prefix[a, c] = sum of anchor a's c smallest negative distances
+    finite = torch.where(torch.isfinite(neg_sorted), neg_sorted, torch.zeros_like(neg_sorted))
+    prefix = torch.cat([torch.zeros_like(finite[:, :1]), finite.cumsum(1)], 1)
     d_ap = torch.where(pos, dist, torch.zeros_like(dist))
     below_ap = torch.searchsorted(neg_sorted, d_ap.contiguous())  # negatives with D_an < D_ap
     below_ap_m = torch.searchsorted(neg_sorted, (d_ap + margin).contiguous())  # D_an < D_ap + m
-    w = pos.float()
+    total = (n_neg.float()[:, None] * w).sum()
     hard = (below_ap.float() * w).sum()
     semi = ((below_ap_m - below_ap).float() * w).sum()
-    total = (n_neg.float()[:, None] * w).sum()
-    out: dict[str, float | list[float]] = {"triplet_count": float(total)}
+    hinge = ((below_ap_m.float() * (d_ap + margin) - prefix.gather(1, below_ap_m)) * w).sum()
+    # histogram: below[a, p, k] = negatives of a with D_an − D_ap < inner edge k, in chunks of anchors
+    inner = edges[1:-1].to(dist)
+    n, k = dist.shape[0], len(inner)
+    step = max(1, chunk_queries // max(1, n * k))
+    cumulative = torch.zeros(k, device=dist.device)
+    for a in range(0, n, step):
+        rows = slice(a, a + step)
+        queries = (d_ap[rows, :, None] + inner).reshape(d_ap[rows].shape[0], -1)
+        below = torch.searchsorted(neg_sorted[rows], queries).view(-1, n, k).float()
+        cumulative += (below * w[rows, :, None]).sum((0, 1))
+    counts = torch.diff(cumulative, prepend=cumulative.new_zeros(1), append=total.view(1))
+    return torch.stack([total, hard, semi, hinge]), counts
+
+
+def _category_floats(values: list[float], bins: int) -> dict[str, float | list[float]]:
+    total, hard, semi, hinge = values[:4]
+    counts = values[4:4 + bins]
     if total == 0:
-        out.update(triplet_easy=0.0, triplet_semi_hard=0.0, triplet_hard=0.0,
-                   dan_dap_hist=[0.0] * (len(edges) - 1), hinge_all=0.0)
-        return out
-    out.update(triplet_easy=float((total - hard - semi) / total), triplet_semi_hard=float(semi / total),
-               triplet_hard=float(hard / total))
-    a_idx, p_idx = pos.nonzero(as_tuple=True)
-    per_pair = n_neg[a_idx]
-    if total <= max_hist_samples:
-        a_rep = a_idx.repeat_interleave(per_pair)
-        p_rep = p_idx.repeat_interleave(per_pair)
-        # rank of each negative within its anchor's sorted list
-        starts = torch.cumsum(per_pair, 0) - per_pair
-        rank = torch.arange(int(per_pair.sum()), device=dist.device) - starts.repeat_interleave(per_pair)
-    else:
-        pick = torch.multinomial(per_pair.float(), max_hist_samples, replacement=True, generator=generator)
-        a_rep, p_rep = a_idx[pick], p_idx[pick]
-        u = torch.rand(max_hist_samples, generator=generator, device=dist.device)
-        rank = (u * n_neg[a_rep]).long().clamp_max(n_neg[a_rep] - 1)
-    diffs = neg_sorted[a_rep, rank] - dist[a_rep, p_rep]
-    out["dan_dap_hist"] = histogram(diffs.cpu(), edges.cpu())
+        return {"triplet_count": 0.0, "triplet_easy": 0.0, "triplet_semi_hard": 0.0, "triplet_hard": 0.0,
+                "dan_dap_hist": [0.0] * bins, "hinge_all": 0.0}
     # the batch-all hinge averaged over every valid triplet (not only the non-zero ones): it falls
     # as triplets become easy, whichever mining trains the network
-    out["hinge_all"] = float(F.relu(margin - diffs).mean())
-    return out
+    return {"triplet_count": total, "triplet_easy": (total - hard - semi) / total,
+            "triplet_semi_hard": semi / total, "triplet_hard": hard / total,
+            "dan_dap_hist": [c / total for c in counts], "hinge_all": hinge / total}
 
 
-def _categories_of(diff: torch.Tensor, margin: float, prefix: str) -> dict[str, float]:
-    n = diff.numel()
+def _mined_tensors(d_ap: torch.Tensor, d_an: torch.Tensor, keep: torch.Tensor, margin: float) -> torch.Tensor:
+    """(count, easy, hard, sum D_ap, sum D_an) of the mined triplets where ``keep``, on the device."""
+    diff = d_an - d_ap
+    k = keep.float()
+    return torch.stack([k.sum(), ((diff >= margin).float() * k).sum(), ((diff < 0).float() * k).sum(),
+                        (d_ap.detach() * k).sum(), (d_an.detach() * k).sum()])
+
+
+def _mined_floats(values: list[float]) -> dict[str, float]:
+    n, easy, hard, sum_ap, sum_an = values
     if n == 0:
-        return {f"{prefix}_easy": 0.0, f"{prefix}_semi_hard": 0.0, f"{prefix}_hard": 0.0}
-    hard = (diff < 0).sum().item()
-    easy = (diff >= margin).sum().item()
-    return {f"{prefix}_easy": easy / n, f"{prefix}_semi_hard": (n - hard - easy) / n, f"{prefix}_hard": hard / n}
+        return {"mined_count": 0.0, "mined_easy": 0.0, "mined_semi_hard": 0.0, "mined_hard": 0.0,
+                "d_ap": 0.0, "d_an": 0.0}
+    return {"mined_count": n, "mined_easy": easy / n, "mined_semi_hard": (n - easy - hard) / n,
+            "mined_hard": hard / n, "d_ap": sum_ap / n, "d_an": sum_an / n}
 
 
 @LOSSES.register("triplet")
@@ -212,40 +231,43 @@ class TripletLoss(nn.Module):
         return d * d if self.squared else d
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # on a GPU every read of a value to the host waits for the queue: the statistics are gathered
+        # as tensors and read in one transfer at the end
         dist = self.pairwise(embeddings)
         pos, neg = _pair_masks(labels)
         valid = pos.any(1) & neg.any(1)
-        stats = triplet_categories(dist.detach(), labels, self.margin, self.edges)
+        scalars, hist = _triplet_category_tensors(dist, labels, self.margin, self.edges)
+        if self.mining == "batch-hard":  # masks, not indexing: no shapes that depend on the data
+            inf = torch.full_like(dist, float("inf"))
+            d_ap = torch.where(pos, dist, -inf).max(1).values.where(valid, torch.zeros_like(dist[0]))
+            d_an = torch.where(neg, dist, inf).min(1).values.where(valid, torch.zeros_like(dist[0]))
+            losses = F.relu(d_ap - d_an + self.margin) * valid
+            loss = losses.sum() / valid.sum().clamp_min(1)
+            mined = _mined_tensors(d_ap, d_an, valid, self.margin)
+        else:
+            empty = dist.new_zeros(0)
+            d_ap, d_an = self._mine(dist, pos, neg, valid) if bool(valid.any()) else (empty, empty)
+            losses = F.relu(d_ap - d_an + self.margin)
+            if self.mining == "batch-all":
+                kept = losses > 0
+                loss = losses.sum() / kept.sum().clamp_min(1)
+            else:
+                kept = torch.ones_like(losses, dtype=torch.bool)
+                loss = losses.sum() / max(1, losses.numel())
+            mined = _mined_tensors(d_ap, d_an, kept, self.margin)
+        values = torch.cat([valid.float().sum().view(1), scalars, hist, mined.float()]).tolist()
+        stats: dict[str, Any] = _category_floats(values[1:], len(hist))
+        stats.update(_mined_floats(values[-5:]))
         stats.update(dan_dap_bins=self.bin_edges(), margin=self.margin, skipped=0.0)
-        if not valid.any():
-            stats.update(skipped=1.0, mined_count=0.0, mined_easy=0.0, mined_semi_hard=0.0, mined_hard=0.0,
-                         d_ap=0.0, d_an=0.0)
+        if values[0] == 0:  # no anchor with both a positive and a negative
+            stats["skipped"] = 1.0
             self.stats = stats
             return zero_loss(embeddings)
-        d_ap, d_an = self._mine(dist, pos, neg, valid)
-        losses = F.relu(d_ap - d_an + self.margin)
-        if self.mining == "batch-all":
-            kept = losses > 0
-            loss = losses.sum() / kept.sum().clamp_min(1)
-            d_ap, d_an = d_ap[kept], d_an[kept]
-        else:
-            loss = losses.mean() if losses.numel() else zero_loss(embeddings)
-        with torch.no_grad():
-            diff = d_an - d_ap
-            stats.update(_categories_of(diff, self.margin, "mined"))
-            stats.update(mined_count=float(diff.numel()),
-                         d_ap=float(d_ap.mean()) if d_ap.numel() else 0.0,
-                         d_an=float(d_an.mean()) if d_an.numel() else 0.0)
         self.stats = stats
         return loss
 
     def _mine(self, dist, pos, neg, valid) -> tuple[torch.Tensor, torch.Tensor]:
-        """(D_ap, D_an) of the mined triplets, each (T,)."""
-        if self.mining == "batch-hard":
-            inf = torch.full_like(dist, float("inf"))
-            hardest_pos = torch.where(pos, dist, -inf).max(1).values
-            hardest_neg = torch.where(neg, dist, inf).min(1).values
-            return hardest_pos[valid], hardest_neg[valid]
+        """(D_ap, D_an) of the triplets mined by random, batch-all or semi-hard, each (T,)."""
         if self.mining == "random":
             a = valid.nonzero(as_tuple=True)[0]
             p = torch.multinomial(pos[a].float(), 1).squeeze(1)

@@ -362,11 +362,20 @@ def new_plot(panel: Panel, left: str, bottom: str = "step", title: str = "",
     plot.setLabel("bottom", bottom)
     plot.setMenuEnabled(True)
     no_si_prefix(plot)
-    if legend:
-        plot.addLegend(offset=(-6, 6), labelTextSize="8pt", verSpacing=-6)
+    if legend:  # plot.addLegend, with a legend that draws nothing until it has an entry
+        plot.legend = QuietLegend(offset=(-6, 6), labelTextSize="8pt", verSpacing=-6)
+        plot.legend.setParentItem(plot.vb)
     panel._theme_view(widget)
     panel._theme_plot(plot, title)
     return widget, plot
+
+
+class QuietLegend(pg.LegendItem):
+    """pyqtgraph's legend draws its frame even when empty: an idle plot showed a stray small box."""
+
+    def paint(self, painter, *args):
+        if self.items:
+            super().paint(painter, *args)
 
 
 def no_si_prefix(plot: pg.PlotItem) -> None:
