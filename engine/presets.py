@@ -33,7 +33,7 @@ PRESETS: dict[str, dict] = {
         "help": f"Fashion-MNIST, {method}, about 3 minutes of CPU (as many steps as fit)",
         "dataset": "fashion-mnist", "method": method, "epochs": 10, "time_limit": 3.0, "eval_every": 0.5,
         "encoder_params": {"convs_per_block": 1}, **extra}
-       for method, extra in (("triplet", {}), ("arc", {}), ("simclr", {}))},
+       for method, extra in (("triplet", TRIPLET), ("arc", {}), ("simclr", {}))},
     "transfer-fashion-cpu": {"help": "Fashion-MNIST from ImageNet EfficientNet-Lite0 features (frozen), "
                              "5000 images at 96 px: a few minutes on a CPU",
                              "dataset": "fashion-mnist", "method": "transfer", "encoder": "efficientnet-lite0",

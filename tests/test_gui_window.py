@@ -188,6 +188,26 @@ def test_invalid_parameter_is_refused_at_the_field(qtbot, window):
     assert temperature.param.help in temperature.editor.toolTip()
 
 
+def test_preset_fills_the_form_with_its_method_and_encoder_parameters(qtbot, window):
+    from engine.presets import PRESETS
+
+    tp = window.training_panel
+    tp.apply_preset("triplet-fashion-cpu")
+    preset = PRESETS["triplet-fashion-cpu"]
+    assert tp.method == "triplet" and tp.dataset_combo.currentData() == "fashion-mnist"
+    assert tp.general["time_limit"].value() == preset["time_limit"]
+    for key, value in preset["method_params"].items():
+        assert tp.method_fields[key].value() == value
+    assert tp.encoder_fields["convs_per_block"].value() == 1
+    config = tp.build_config()
+    assert config.time_limit == 3.0 and config.method_params["squared"] is False
+    assert config.method_params["classes_per_batch"] == 10
+    # another preset puts back what it does not set: no time limit, default parameters
+    tp.apply_preset("digits")
+    assert tp.general["time_limit"].value() is None
+    assert tp.encoder_fields["convs_per_block"].value() == 2
+
+
 def test_failed_job_shows_its_message_and_window_still_works(qtbot, window):
     w, s = window, window.session
     small_run(w, train_size=50, batch_size=500)  # a batch larger than the training set
