@@ -120,12 +120,18 @@ class TrainConfig:
 
 
 class Control:
-    """Pause, resume and stop a running job from another thread; the job obeys between two steps."""
+    """Pause, resume and stop a running job from another thread; the job obeys between two steps.
 
-    def __init__(self):
-        self._running = threading.Event()
-        self._running.set()
-        self._stop = threading.Event()
+    ``running`` and ``stop`` may be ``multiprocessing`` events (same interface) to control a job
+    that runs in another process (engine/child.py); given, they keep their state (a pause set before
+    the child took them holds)."""
+
+    def __init__(self, running=None, stop=None):
+        if running is None:
+            running = threading.Event()
+            running.set()
+        self._running = running
+        self._stop = stop if stop is not None else threading.Event()
 
     def pause(self) -> None:
         self._running.clear()

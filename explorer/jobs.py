@@ -64,7 +64,12 @@ class _Thread(QThread):
 
 
 class TrainingJob(QObject):
-    """Runs ``engine.training.train(config, control)`` in a worker thread.
+    """Runs ``engine.training.train(config, control)`` for the window.
+
+    By default the job runs in a child process (``engine.child``) and a worker thread here relays
+    its events: the training's Python then never holds this process's interpreter lock, so the
+    window keeps its frame rate. ``in_process=True`` (or ``EMBEDDING_EXPLORER_JOB=thread``) runs the
+    generator in the worker thread itself, which starts faster and shares memory.
 
     Every event the generator yields is re-emitted as ``event_emitted(job_id, event)`` in the GUI
     thread. For a ``Snapshot`` the worker also reads the engine's 2D map (``coords``) from the
@@ -76,13 +81,21 @@ class TrainingJob(QObject):
     snapshot_loaded = Signal(int, object)
     ended = Signal(int)
 
-    def __init__(self, config, parent: QObject | None = None):
+    def __init__(self, config, parent: QObject | None = None, in_process: bool | None = None):
         super().__init__(parent)
+        import os
+
+        from engine.child import take_child
         from engine.training import Control
 
         self.id = next_id()
         self.config = config
-        self.control = Control()
+        if in_process is None:
+            in_process = os.environ.get("EMBEDDING_EXPLORER_JOB", "process") == "thread"
+        self.in_process = in_process
+        # a child process that is already warm when one was prepared (engine.child.prepare_standby)
+        self._child = None if in_process else take_child()
+        self.control = Control() if in_process else self._child.control
         self._thread = _Thread(self._run)
         self._thread.finished.connect(lambda: self.ended.emit(self.id))
 
@@ -114,11 +127,15 @@ class TrainingJob(QObject):
         import numpy as np
 
         from engine import events as ev
+        from engine.child import prepare_standby
         from engine.runs import load_snapshot
         from engine.training import train
 
         try:
-            for event in train(self.config, self.control):
+            if self._child is not None:
+                self._child.start(self.config)
+            events = train(self.config, self.control) if self._child is None else self._child.events()
+            for event in events:
                 self.event_emitted.emit(self.id, event)
                 if isinstance(event, ev.Snapshot):
                     # writable copies (torch warns on read-only arrays); the event's own stay frozen
@@ -136,6 +153,8 @@ class TrainingJob(QObject):
             self.event_emitted.emit(self.id, ev.Failed(f"{type(error).__name__}: {error}", 0,
                                                        type(error).__name__))
             traceback.print_exc()
+        if self._child is not None:
+            prepare_standby()  # the next Start finds a warm process
 
 
 class FunctionJob(QObject):
@@ -207,38 +226,17 @@ def project(method: str, embeddings, previous=None, seed: int = 0):
     return np.asarray(live.update(np.array(embeddings, dtype=np.float32)), dtype=np.float32)
 
 
-WARM_UP_MODULES = ("engine.training", "engine.metrics.probe", "engine.metrics.retrieval",
-                   "engine.metrics.diagnostics", "engine.projection", "engine.augment", "engine.runs",
-                   "sklearn.model_selection")
-
-
 def warm_up_engine() -> list[str]:
     """Import what a training job imports on its first run (worker thread, while the window is idle).
 
     Importing an extension module holds the GIL for up to half a second; done during the first
     training steps it froze the window (stalls of 200-600 ms measured here), done at start-up it
-    costs nothing anyone sees.
+    costs nothing anyone sees. The window's process needs it for jobs run in a thread and for its
+    own projections and datasets; a training child process warms itself up the same way.
     """
-    import importlib
+    from engine.child import warm_up
 
-    done = []
-    for name in WARM_UP_MODULES:
-        try:
-            importlib.import_module(name)
-            done.append(name)
-        except ImportError:
-            pass
-    import torch
-
-    from engine.data import load_dataset
-
-    load_dataset("digits")  # the default preset's data, parsed once per process (engine.data caches it)
-    # the first optimiser built in a process imports torch's compiler stack under the GIL (~200 ms)
-    weight = torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.AdamW([weight])
-    weight.sum().backward()
-    optimiser.step()
-    return done
+    return warm_up()
 
 
 def load_run_dataset(config: dict):

@@ -441,3 +441,6 @@ class Session(QObject):
         if self.job is not None:
             self.job.stop()
         jobs.wait_all(timeout_ms)
+        from engine.child import discard_standby
+
+        discard_standby()  # the warm training process waiting for a next job

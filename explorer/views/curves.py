@@ -314,7 +314,7 @@ class Panel(QWidget):
     def add_records(self, records: Iterable[dict]) -> None:
         """Take new records. A panel tabbed behind another one only keeps them, and takes them in
         when its tab comes to the front: the GUI thread does no work for what nobody sees."""
-        if self._tabbed_away():
+        if self.tabbed_away():
             self._pending.extend(records)
             self._watch_dock()
             return
@@ -322,13 +322,13 @@ class Panel(QWidget):
             records, self._pending = self._pending + list(records), []
         self._ingest(records)
 
-    def _tabbed_away(self) -> bool:
+    def tabbed_away(self) -> bool:
         # the window is on screen but this panel is not: a hidden tab, or a dock tabbed behind
         # another (Qt leaves such a dock visible and moves it off the window: empty visible region)
         return self.window().isVisible() and (not self.isVisible() or self.visibleRegion().isEmpty())
 
     def _take_pending(self) -> None:
-        if self._pending and not self._tabbed_away():
+        if self._pending and not self.tabbed_away():
             records, self._pending = self._pending, []
             self._ingest(records)
 

@@ -1,0 +1,170 @@
+"""A training job in a process of its own, for a window that must stay responsive.
+
+In a thread, the job shares the window's interpreter lock: every stretch of Python the job runs
+(the loop, its events, the evaluations' glue) delays the window's next frame. In a child process it
+shares only the CPU. The events cross a pipe, pickled; pause, resume and stop cross as two
+``multiprocessing`` events that the job's ``Control`` reads between steps.
+
+A child is spawned (fork would copy the window's threads and locks), which costs seconds of imports;
+so a child is started ahead, warms up (imports, the default dataset, a first optimiser step) and
+waits for its job: ``prepare_standby()`` when the window opens and after each job, ``take_child()``
+at Start.
+
+    child = take_child()
+    child.start(config)
+    for event in child.events():    # the same events as engine.training.train
+        ...
+    child.control.stop()            # from any thread of the parent
+
+Nothing here imports Qt.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from typing import Any, Iterator
+
+from engine import events as ev
+from engine.training import Control, TrainConfig, train
+
+# what a job imports on its first run: extension modules hold the interpreter lock while they load
+WARM_UP_MODULES = ("engine.training", "engine.metrics.probe", "engine.metrics.retrieval",
+                   "engine.metrics.diagnostics", "engine.projection", "engine.augment", "engine.runs",
+                   "sklearn.model_selection")
+
+
+def warm_up() -> list[str]:
+    """Import what a training job imports on its first run, parse the default dataset and build a
+    first optimiser (which imports torch's compiler stack, ~200 ms). Returns the modules imported."""
+    import importlib
+
+    import torch
+
+    from engine.data import load_dataset
+
+    done = []
+    for name in WARM_UP_MODULES:
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except ImportError:
+            pass
+    load_dataset("digits")  # the default preset's data, parsed once per process (engine.data caches it)
+    weight = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.AdamW([weight])
+    weight.sum().backward()
+    optimiser.step()
+    return done
+
+
+def process_control() -> Control:
+    """A running ``Control`` whose events a child process can share."""
+    context = multiprocessing.get_context("spawn")
+    running = context.Event()
+    running.set()
+    return Control(running, context.Event())
+
+
+def _child_main(running, stop, configs, events) -> None:
+    """The child process: warm up, wait for a job, run it and send every event, then ``None``."""
+    from threadpoolctl import threadpool_limits
+
+    from engine.device import configure_threads
+
+    threads = configure_threads(leave_one_core=True)  # the window's process keeps a core...
+    threadpool_limits(threads)  # ...from numpy's and scikit-learn's pools too
+    if hasattr(os, "nice"):
+        os.nice(5)  # and wins when both want the same core: a late frame shows, a late step does not
+    warm_up()
+    try:
+        config = configs.recv()
+    except (EOFError, OSError):
+        return  # discarded unused: the window closed
+    try:
+        try:
+            for event in train(TrainConfig.from_dict(config), Control(running, stop)):
+                events.send(event)
+        except (BrokenPipeError, ConnectionError):
+            raise
+        except Exception as error:  # train() reports failures as events; this is a last resort
+            events.send(ev.Failed(f"{type(error).__name__}: {error}", 0, type(error).__name__))
+        events.send(None)
+    except (BrokenPipeError, ConnectionError):
+        pass  # the window went away: what the job saved stays saved
+
+
+class ChildJob:
+    """A spawned process that warms up, then runs one ``engine.training.train`` job."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self.control = process_control()
+        configs_in, self._configs = context.Pipe(duplex=False)
+        self._events, events_out = context.Pipe(duplex=False)
+        self.process = context.Process(target=_child_main, name="embedding-explorer-training", daemon=True,
+                                       args=(self.control._running, self.control._stop, configs_in, events_out))
+        self.process.start()
+        configs_in.close()  # the child holds these ends: end of file when it exits
+        events_out.close()
+
+    def start(self, config: TrainConfig) -> None:
+        self._configs.send(config.to_dict())
+
+    def events(self) -> Iterator[ev.Event]:
+        """The job's events until its last; a ``Failed`` event if the process dies on the way."""
+        try:
+            while True:
+                try:
+                    event = self._events.recv()
+                except EOFError:  # killed, out of memory, crashed in native code
+                    self.process.join(5)
+                    yield ev.Failed(f"the training process ended unexpectedly (exit code {self.process.exitcode}); "
+                                    "the run directory keeps what was saved: try a smaller batch or dataset",
+                                    0, "ProcessExit")
+                    return
+                if event is None:
+                    return
+                yield event
+        finally:  # also when the caller stops listening: the job stops at its next step
+            self.control.stop()
+            self.discard()
+
+    def discard(self, timeout: float = 30.0) -> None:
+        """Close the pipes and wait for the process (an unused child exits at once)."""
+        for conn in (self._configs, self._events):
+            conn.close()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+_standby: ChildJob | None = None
+_standby_lock = threading.Lock()
+
+
+def prepare_standby() -> None:
+    """Start a warm child for the next job unless one is waiting (any thread of the parent)."""
+    global _standby
+    with _standby_lock:
+        if _standby is None or not _standby.process.is_alive():
+            _standby = ChildJob()
+
+
+def take_child() -> ChildJob:
+    """The waiting child, or a new one (which then warms up before it starts the job)."""
+    global _standby
+    with _standby_lock:
+        child, _standby = _standby, None
+    if child is None or not child.process.is_alive():
+        child = ChildJob()
+    return child
+
+
+def discard_standby() -> None:
+    """End the waiting child (the window closes)."""
+    global _standby
+    with _standby_lock:
+        child, _standby = _standby, None
+    if child is not None:
+        child.discard(timeout=5.0)
