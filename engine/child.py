@@ -20,9 +20,12 @@ Nothing here imports Qt.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
+import types
 from typing import Any, Iterator
 
 from engine import events as ev
@@ -94,6 +97,19 @@ def _child_main(running, stop, configs, events) -> None:
         pass  # the window went away: what the job saved stays saved
 
 
+@contextlib.contextmanager
+def _main_script_hidden():
+    """Spawn re-runs the parent's main script in the child unless it has an ``if __name__ ==
+    "__main__"`` guard; a script that opens the window without one would open a second window
+    there. The child needs nothing from it (its work is in this module), so it is not told of it."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class ChildJob:
     """A spawned process that warms up, then runs one ``engine.training.train`` job."""
 
@@ -104,7 +120,8 @@ class ChildJob:
         self._events, events_out = context.Pipe(duplex=False)
         self.process = context.Process(target=_child_main, name="embedding-explorer-training", daemon=True,
                                        args=(self.control._running, self.control._stop, configs_in, events_out))
-        self.process.start()
+        with _main_script_hidden():
+            self.process.start()
         configs_in.close()  # the child holds these ends: end of file when it exits
         events_out.close()
 
