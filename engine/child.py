@@ -78,7 +78,7 @@ def _child_main(running, stop, configs, events) -> None:
     threads = configure_threads(leave_one_core=True)  # the window's process keeps a core...
     threadpool_limits(threads)  # ...from numpy's and scikit-learn's pools too
     if hasattr(os, "nice"):
-        os.nice(5)  # and wins when both want the same core: a late frame shows, a late step does not
+        os.nice(5)  # background work yields to the window when the machine is busy: a late frame shows
     warm_up()
     try:
         config = configs.recv()

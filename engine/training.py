@@ -624,7 +624,8 @@ class _Budget:
     costs, split into the part that grows with the number of images (embedding and probes) and the
     part that does not (map and indicators). From those it sets the number of steps so that the
     training, the evaluations on the way and the final evaluation on the whole splits end in time.
-    It plans again at every evaluation, with what it measured since.
+    It plans again at every evaluation and every ``REPLAN_SECONDS``, with what it measured since; the
+    learning-rate schedule follows the new length.
     """
 
     WARM_UP_STEPS = 5  # not timed: the first steps pay for cuDNN's search and the allocator
