@@ -92,10 +92,16 @@ class TrainingJob(QObject):
         self.config = config
         if in_process is None:
             in_process = os.environ.get("EMBEDDING_EXPLORER_JOB", "process") == "thread"
-        self.in_process = in_process
         # a child process that is already warm when one was prepared (engine.child.prepare_standby)
-        self._child = None if in_process else take_child()
-        self.control = Control() if in_process else self._child.control
+        self._child, self._fallback = None, ""
+        if not in_process:
+            try:
+                self._child = take_child()
+            except (OSError, RuntimeError) as error:  # no process could be started: train here instead
+                self._fallback = (f"the training process could not start ({type(error).__name__}: {error}); "
+                                  "training runs in the window's process instead")
+        self.in_process = self._child is None
+        self.control = Control() if self._child is None else self._child.control
         self._thread = _Thread(self._run)
         self._thread.finished.connect(lambda: self.ended.emit(self.id))
 
@@ -137,6 +143,8 @@ class TrainingJob(QObject):
             events = train(self.config, self.control) if self._child is None else self._child.events()
             for event in events:
                 self.event_emitted.emit(self.id, event)
+                if self._fallback and isinstance(event, ev.Started):  # the window shows a run's messages
+                    self.event_emitted.emit(self.id, ev.Message(self._fallback, "warning"))
                 if isinstance(event, ev.Snapshot):
                     # writable copies (torch warns on read-only arrays); the event's own stay frozen
                     snap = {"step": event.step, "epoch": event.epoch, "embeddings": np.array(event.embeddings),

@@ -112,6 +112,21 @@ def test_start_pause_resume_stop(qtbot, window):
     assert w.training_panel.start_button.isEnabled()
 
 
+def test_training_falls_back_to_a_thread_when_no_process_can_start(qtbot, window, monkeypatch):
+    import engine.child
+
+    def no_process():
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(engine.child, "take_child", no_process)
+    w, s = window, window.session
+    messages = []
+    s.message_posted.connect(lambda level, text: messages.append((level, text)))
+    run = run_to_end(qtbot, w)
+    assert run.status == "finished" and s.job.in_process
+    assert any(level == "warning" and "could not start (OSError" in text for level, text in messages)
+
+
 def hover_over(widget, pos) -> None:
     """A mouse move without buttons (QTest.mouseMove moves the cursor only, offscreen it sends nothing)."""
     from PySide6.QtGui import QMouseEvent
