@@ -197,14 +197,15 @@ def test_budget_fits_training_evaluations_and_the_final_evaluation_into_the_limi
     # step 0: 14 s, of which 4 s the map and indicators and 4 s the reference probes; the end's
     # probes see 10x the images
     budget.measured_evaluation(14.0, 4.0, 4.0, scale=10.0)
-    assert budget.final_seconds == pytest.approx(4 + (6 + 4) * 10)
+    growth = _Budget.PROBE_GROWTH
+    assert budget.final_seconds == pytest.approx(4 + (6 + 4) * 10 * growth)
     assert budget.eval_seconds == 10.0
     # a later, warm evaluation: 7 s, 4 of them the map; the estimate of the end follows it
     budget.measured_evaluation(7.0, 4.0, 0.0, scale=10.0)
-    assert budget.final_seconds == pytest.approx(4 + (3 + 4) * 10)
+    assert budget.final_seconds == pytest.approx(4 + (3 + 4) * 10 * growth)
     # 60 s gone, 0.1 s a step, an evaluation every 100 steps
     total = budget.total_steps(now=60.0, step=20, seconds_per_step=0.1, eval_every=100, planned=10**6)
-    left = 600 * _Budget.SAFETY - 60 - 74
+    left = 600 * _Budget.SAFETY - 60 - (4 + 70 * growth)
     assert total == 20 + int(left // (0.1 + 7.0 / 100))
     assert budget.total_steps(now=60.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 500
     assert budget.total_steps(now=590.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 20
