@@ -272,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             done.set()
 
     # warm-up: the first paint of every panel, and the imports the window does at start-up
-    # (explorer.jobs.warm_up_engine) so the job does not import extension modules under the GIL
-    from explorer.jobs import warm_up_engine
+    # (engine.child.warm_up) so the job does not import extension modules under the GIL
+    from engine.child import warm_up
 
-    warm_up_engine()
+    warm_up()
     if args.job == "process":
         from engine.child import prepare_standby
 

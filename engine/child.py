@@ -39,7 +39,12 @@ WARM_UP_MODULES = ("engine.training", "engine.metrics.probe", "engine.metrics.re
 
 def warm_up() -> list[str]:
     """Import what a training job imports on its first run, parse the default dataset and build a
-    first optimiser (which imports torch's compiler stack, ~200 ms). Returns the modules imported."""
+    first optimiser (which imports torch's compiler stack, ~200 ms). Returns the modules imported.
+
+    Run where nobody waits: in a child before its job, and in the window's process at start-up (for
+    jobs run in a thread, and its own projections). Importing an extension module holds the GIL for
+    up to half a second; done during a window's first training steps it froze the window (stalls of
+    200-600 ms measured here)."""
     import importlib
 
     import torch
@@ -59,14 +64,6 @@ def warm_up() -> list[str]:
     weight.sum().backward()
     optimiser.step()
     return done
-
-
-def process_control() -> Control:
-    """A running ``Control`` whose events a child process can share."""
-    context = multiprocessing.get_context("spawn")
-    running = context.Event()
-    running.set()
-    return Control(running, context.Event())
 
 
 def _child_main(running, stop, configs, events) -> None:
@@ -115,11 +112,13 @@ class ChildJob:
 
     def __init__(self):
         context = multiprocessing.get_context("spawn")
-        self.control = process_control()
+        running, stop = context.Event(), context.Event()  # shared with the child: its job's Control
+        running.set()
+        self.control = Control(running, stop)
         configs_in, self._configs = context.Pipe(duplex=False)
         self._events, events_out = context.Pipe(duplex=False)
         self.process = context.Process(target=_child_main, name="embedding-explorer-training", daemon=True,
-                                       args=(self.control._running, self.control._stop, configs_in, events_out))
+                                       args=(running, stop, configs_in, events_out))
         with _main_script_hidden():
             self.process.start()
         configs_in.close()  # the child holds these ends: end of file when it exits

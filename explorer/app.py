@@ -55,12 +55,11 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     if open_dir:
         window.open_run(open_dir)
     window.show()
+    from engine.child import prepare_standby, warm_up
     from explorer import jobs
 
-    jobs.run_in_background(jobs.warm_up_engine, on_done=lambda *_: None)
+    jobs.run_in_background(warm_up, on_done=lambda *_: None)
     if os.environ.get("EMBEDDING_EXPLORER_JOB", "process") != "thread":
-        from engine.child import prepare_standby
-
         jobs.run_in_background(prepare_standby, on_done=lambda *_: None)  # Start then finds a warm process
     code = app.exec()
     window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)

@@ -234,19 +234,6 @@ def project(method: str, embeddings, previous=None, seed: int = 0):
     return np.asarray(live.update(np.array(embeddings, dtype=np.float32)), dtype=np.float32)
 
 
-def warm_up_engine() -> list[str]:
-    """Import what a training job imports on its first run (worker thread, while the window is idle).
-
-    Importing an extension module holds the GIL for up to half a second; done during the first
-    training steps it froze the window (stalls of 200-600 ms measured here), done at start-up it
-    costs nothing anyone sees. The window's process needs it for jobs run in a thread and for its
-    own projections and datasets; a training child process warms itself up the same way.
-    """
-    from engine.child import warm_up
-
-    return warm_up()
-
-
 def load_run_dataset(config: dict):
     """The dataset a run trained on, with the same subsets, so snapshot rows index its test split."""
     from engine.data import load_dataset

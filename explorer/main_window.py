@@ -397,9 +397,7 @@ class MainWindow(QMainWindow):
             records = self._panel_backlog.get(name)
             if not records:
                 continue
-            panel = self.panels[name]
-            self._panel_backlog[name] = []
-            panel.add_records(records)
+            panel = self._feed(name)
             if not (hasattr(panel, "tabbed_away") and panel.tabbed_away()):
                 self._feed_turn = (self._feed_turn + k + 1) % len(names)
                 return  # the next one in the next frame
@@ -408,10 +406,16 @@ class MainWindow(QMainWindow):
     def flush_panels(self) -> None:
         """Feed every panel its waiting records now (before reading a panel in a test or an export)."""
         self._panel_feed.stop()
-        for name, records in list(self._panel_backlog.items()):
-            if records:
-                self._panel_backlog[name] = []
-                self.panels[name].add_records(records)
+        for name in self._panel_backlog:
+            self._feed(name)
+
+    def _feed(self, name: str) -> QWidget:
+        """Hand a panel its waiting records."""
+        records, self._panel_backlog[name] = self._panel_backlog[name], []
+        panel = self.panels[name]
+        if records:
+            panel.add_records(records)
+        return panel
 
     def _on_session_run_selected(self, run_id: str) -> None:
         run = self.session.runs[run_id]
