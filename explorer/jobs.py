@@ -7,8 +7,10 @@ Which thread owns what:
 - Every job carries an id; a listener drops the results of a job it no longer waits for (a stopped
   training job, a projection request overtaken by a newer one).
 
-``live_jobs()`` lists the jobs whose thread has not finished: the window waits for them on close
-and the tests fail if any is left running.
+``live_jobs()`` lists the jobs whose thread has not finished, or whose ``finished`` signal the GUI
+thread has not handled yet: results are queued before ``finished``, so once a job leaves this list
+its results have been delivered. The window waits for them on close and the tests fail if any is
+left running.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ def next_id() -> int:
 
 
 def live_jobs() -> list["_Thread"]:
-    """Threads started by the window that have not finished yet."""
-    return [t for t in list(_live) if t.isRunning() or not t.done]
+    """Threads started by the window whose end the GUI thread has not seen yet."""
+    return [t for t in list(_live) if t.isRunning() or not t.done or t in _keep]
 
 
 def wait_all(timeout_ms: int = 60_000) -> bool:

@@ -46,7 +46,7 @@ def session(qtbot):
     s.projection = "pca"
     yield s
     s.shutdown()
-    assert not jobs.live_jobs()
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=10_000)
 
 
 def add(session: Session, run: RunState) -> None:

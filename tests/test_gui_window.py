@@ -353,7 +353,8 @@ def test_closing_during_training_keeps_a_complete_run(qtbot, window):
     w.close()
     assert w.isVisible() or s.training_state == "idle"  # it waits for the job to stop first
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=TIMEOUT)
-    assert s.training_state == "idle" and not jobs.live_jobs()
+    assert s.training_state == "idle"
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=TIMEOUT)
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"):
         assert (run.path / name).exists(), name
     last = json.loads((run.path / "metrics.jsonl").read_text().splitlines()[-1])
