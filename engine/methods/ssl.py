@@ -166,7 +166,7 @@ class InvarianceOnly(TwoViewMethod):
             "batch norm frozen (batch statistics alone hold off complete collapse). Mapping every image to "
             "the same point minimises it, and training heads there: on digits the effective rank falls from "
             "about 60 to 1 within half an epoch, every output points the same way (mean cosine 1.000) and "
-            "the map becomes a line. What is left is the length of the output, which still follows the "
+            "the map becomes a thin thread (one dimension). What is left is the length of the output, which still follows the "
             "input's contrast: the loss rewards a large common offset, so the weights grow by orders of "
             "magnitude and the network passes its input's scale straight through.")
     params = (
