@@ -160,15 +160,16 @@ class SwAVMethod(TwoViewMethod):
 class InvarianceOnly(TwoViewMethod):
     family = "collapse control"
     summary = "two views pulled together and nothing else: the control that collapses"
-    help = ("The invariance term alone: the distance between the l2-normalised projections of two views of "
-            "each image, with no negatives (SimCLR), no asymmetry (BYOL), no variance or covariance term "
-            "(VICReg), no balanced assignment (SwAV), no batch norm in its projector, and the encoder's "
-            "batch norm frozen (batch statistics alone hold off complete collapse). Mapping every image to "
-            "the same point minimises it, and training heads there: on digits the effective rank falls from "
-            "about 60 to 1 within half an epoch, every output points the same way (mean cosine 1.000) and "
-            "the map becomes a thin thread (one dimension). What is left is the length of the output, which still follows the "
-            "input's contrast: the loss rewards a large common offset, so the weights grow by orders of "
-            "magnitude and the network passes its input's scale straight through.")
+    help = ("The invariance term alone: the squared distance between the projections of two views of each "
+            "image, over their mean squared length, with no negatives (SimCLR), no asymmetry (BYOL), no "
+            "variance or covariance term (VICReg), no balanced assignment (SwAV), no batch norm in its "
+            "projector, and the encoder's batch norm frozen (batch statistics alone hold off complete "
+            "collapse). Mapping every image to the same point minimises it, and training heads there: on "
+            "digits the effective rank falls from about 60 to 1 within half an epoch, every output points "
+            "the same way (mean cosine 1.000) and the map becomes a thin thread (one dimension). What is "
+            "left is the length of the output, which still follows the input's contrast: the loss rewards a "
+            "large common offset, so the weights grow by orders of magnitude and the network passes its "
+            "input's scale straight through.")
     params = (
         Param("projection_dim", 128, "Output size of the projector (Linear-ReLU-Linear, no batch norm, no bias).",
               type=int, low=1, high=4096),
