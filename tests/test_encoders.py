@@ -24,6 +24,18 @@ def test_convnet_depth_and_width_are_configurable():
     assert isinstance(enc.neck[2], torch.nn.PReLU)  # neck: dense + batch norm + PReLU
 
 
+def test_without_a_neck_the_embedding_is_the_pooled_features():
+    torch.manual_seed(0)
+    enc = build_encoder("convnet", 1, (28, 28), 16, widths="8,16", neck="none").eval()
+    x = torch.rand(4, 1, 28, 28)
+    pooled = enc.backbone(x).mean((2, 3))  # global average pooling, by hand
+    torch.testing.assert_close(enc(x), pooled)
+    assert enc.embedding_dim == 16 and not isinstance(enc.neck, torch.nn.Sequential)
+    # the size of the embedding is the last width: another one is refused with the fix
+    with pytest.raises(ValueError, match=r"--embedding-dim: 32 does not fit --neck none; allowed: 16.*--neck dense"):
+        build_encoder("convnet", 1, (28, 28), 32, widths="8,16", neck="none")
+
+
 def test_bad_encoder_settings_name_the_field():
     with pytest.raises(ValueError, match="--widths"):
         build_encoder("convnet", 1, (8, 8), 16, widths="a,b")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from engine.encoders import ENCODERS, Encoder
-from engine.encoders.convnet import neck
+from engine.encoders.convnet import make_neck, neck_param
 from engine.params import Param
 
 SMALL_IMAGE_MAX_SIDE = 64  # "auto" uses the small-image stem for inputs up to this many pixels a side
@@ -26,10 +26,11 @@ class ResNet18(Encoder):
         Param("stem", "auto", "First layers: 'small' = 3x3 stride-1 conv and no max-pool (inputs <= 64 "
               "px), 'imagenet' = 7x7 stride-2 conv and max-pool, 'auto' picks by image size.",
               type=str, choices=("auto", "small", "imagenet")),
+        neck_param("512"),
     )
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], embedding_dim: int,
-                 stem: str = "auto"):
+                 stem: str = "auto", neck: str = "dense"):
         super().__init__(in_channels, image_size, embedding_dim)
         from torchvision.models import resnet18  # heavy import, only when the encoder is built
 
@@ -47,7 +48,7 @@ class ResNet18(Encoder):
         feature_dim = net.fc.in_features  # 512
         net.fc = nn.Identity()  # torchvision's ResNet average-pools globally and flattens before fc
         self.backbone = net
-        self.neck = neck(feature_dim, embedding_dim)
+        self.neck = make_neck(feature_dim, embedding_dim, neck, "512, ResNet-18's pooled features")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.neck(self.backbone(x))
