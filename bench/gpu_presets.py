@@ -32,8 +32,10 @@ JOBS = {
     "simclr": ["--preset", "simclr-fashion-gpu"],
     "simclr-t05": ["--preset", "simclr-fashion-gpu", "--temperature", "0.5"],
     "simclr-crop008": ["--preset", "simclr-fashion-gpu", "--crop-min", "0.08"],
-    "simclr-resnet18": ["--preset", "simclr-fashion-gpu", "--encoder", "resnet18"],
-    "simclr-wide": ["--preset", "simclr-fashion-gpu", "--widths", "64,128,256"],
+    "simclr-neck-dense": ["--preset", "simclr-fashion-gpu", "--neck", "dense"],  # the recipe before --neck none
+    # without a neck the embedding is the pooled features: its size follows the encoder
+    "simclr-resnet18": ["--preset", "simclr-fashion-gpu", "--encoder", "resnet18", "--embedding-dim", "512"],
+    "simclr-wide": ["--preset", "simclr-fashion-gpu", "--widths", "64,128,256", "--embedding-dim", "256"],
     "triplet-k10m8": ["--preset", "triplet-fashion-gpu", "--classes-per-batch", "10", "--samples-per-class", "8"],
     "byol": ["--preset", "byol-fashion-gpu"],
     "vicreg": ["--preset", "vicreg-fashion-gpu"],
