@@ -1,0 +1,30 @@
+"""Every preset is a valid starting point: its configuration resolves and its encoder builds."""
+import pytest
+
+from engine.cli import build_parser, config_from_args
+from engine.encoders import ENCODERS, build_encoder
+from engine.presets import PRESETS
+
+SHAPES = {"digits": (1, (8, 8)), "fashion-mnist": (1, (28, 28))}
+
+
+def config_of(*argv):
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_resolves_and_builds_its_encoder(name):
+    cfg = config_of("--preset", name)
+    assert cfg.method == PRESETS[name]["method"] and cfg.dataset == PRESETS[name]["dataset"]
+    if ENCODERS.get(cfg.encoder).pretrained:
+        return  # its weights come from a package or the network: built by the transfer tests
+    channels, size = SHAPES[cfg.dataset]
+    encoder = build_encoder(cfg.encoder, channels, size, cfg.embedding_dim, **cfg.encoder_params)
+    assert encoder.embedding_dim == cfg.embedding_dim
+
+
+def test_self_supervised_presets_probe_the_pooled_features_and_flags_win():
+    assert config_of("--preset", "simclr-fashion-gpu").encoder_params == {"neck": "none"}
+    cfg = config_of("--preset", "simclr-fashion-cpu", "--neck", "dense")
+    assert cfg.encoder_params == {"convs_per_block": 1, "neck": "dense"}
+    assert PRESETS["simclr-fashion-cpu"]["encoder_params"]["neck"] == "none"  # the preset is unchanged
