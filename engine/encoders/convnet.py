@@ -46,7 +46,7 @@ def parse_widths(text: str) -> list[int]:
 
 @ENCODERS.register("convnet")
 class ConvNet(Encoder):
-    summary = "conv + max-pool blocks, global average pooling, neck Linear + BatchNorm + PReLU"
+    summary = "conv + max-pool blocks, global average pooling, neck Linear + BatchNorm + PReLU (or none)"
     params = (
         Param("widths", "32,64,128", "Channels of each conv + max-pool block (their count is the depth).",
               type=str, check=parse_widths),

@@ -21,7 +21,7 @@ SMALL_IMAGE_MAX_SIDE = 64  # "auto" uses the small-image stem for inputs up to t
 @ENCODERS.register("resnet18")
 class ResNet18(Encoder):
     summary = ("ResNet-18 (torchvision, random init; small-image stem for inputs <= 64 px), global "
-               "average pooling, neck Linear + BatchNorm + PReLU")
+               "average pooling, neck Linear + BatchNorm + PReLU (or none)")
     params = (
         Param("stem", "auto", "First layers: 'small' = 3x3 stride-1 conv and no max-pool (inputs <= 64 "
               "px), 'imagenet' = 7x7 stride-2 conv and max-pool, 'auto' picks by image size.",
