@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import itertools
 import traceback
-import weakref
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 
 _ids = itertools.count(1)
-_live: "weakref.WeakSet[_Thread]" = weakref.WeakSet()
-_keep: set["_Thread"] = set()  # a running QThread must not be garbage collected
+# every job's thread from its creation until the GUI thread has handled its ``finished`` signal; the
+# strong references also keep a running QThread from being garbage collected
+_live: set["_Thread"] = set()
 
 
 def next_id() -> int:
@@ -33,7 +33,7 @@ def next_id() -> int:
 
 def live_jobs() -> list["_Thread"]:
     """Threads started by the window whose end the GUI thread has not seen yet."""
-    return [t for t in list(_live) if t.isRunning() or not t.done or t in _keep]
+    return list(_live)
 
 
 def wait_all(timeout_ms: int = 60_000) -> bool:
@@ -52,7 +52,6 @@ class _Thread(QThread):
         self._body = body
         self.done = False
         _live.add(self)
-        _keep.add(self)
         self.finished.connect(self._on_finished)
 
     def run(self) -> None:  # worker thread
@@ -62,7 +61,7 @@ class _Thread(QThread):
             self.done = True
 
     def _on_finished(self) -> None:  # GUI thread
-        _keep.discard(self)
+        _live.discard(self)
 
 
 class TrainingJob(QObject):
