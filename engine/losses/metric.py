@@ -83,8 +83,8 @@ def margin_edges(margin: float, limit: float | None, bins: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def triplet_categories(dist: torch.Tensor, labels: torch.Tensor, margin: float, edges: torch.Tensor,
-                       **_ignored) -> dict[str, float | list[float]]:
+def triplet_categories(dist: torch.Tensor, labels: torch.Tensor, margin: float, edges: torch.Tensor
+                       ) -> dict[str, float | list[float]]:
     """Shares of easy / semi-hard / hard among all valid triplets (a, p, n) of a set, and the
     histogram of D_an − D_ap (course definitions, with D the distance the loss compares), and
     ``hinge_all``, the mean of max{0, D_ap − D_an + m} over all of them:

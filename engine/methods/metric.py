@@ -145,8 +145,7 @@ class Triplet(_KByM):
         emb = torch.as_tensor(embeddings).float()
         lab = torch.as_tensor(labels).long()
         keep = lab >= 0
-        out = triplet_categories(self.loss.pairwise(emb[keep]), lab[keep], self.loss.margin, self.loss.edges,
-                                 generator=torch.Generator(device=emb.device).manual_seed(0))
+        out = triplet_categories(self.loss.pairwise(emb[keep]), lab[keep], self.loss.margin, self.loss.edges)
         out.update(dan_dap_bins=self.loss.bin_edges(), margin=self.loss.margin)
         return out
 
