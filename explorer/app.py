@@ -59,7 +59,7 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     from explorer import jobs
 
     jobs.run_in_background(warm_up, on_done=lambda *_: None)
-    if os.environ.get("EMBEDDING_EXPLORER_JOB", "process") != "thread":
+    if not jobs.training_in_thread():
         jobs.run_in_background(prepare_standby, on_done=lambda *_: None)  # Start then finds a warm process
     code = app.exec()
     window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)

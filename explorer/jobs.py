@@ -31,6 +31,14 @@ def next_id() -> int:
     return next(_ids)
 
 
+def training_in_thread() -> bool:
+    """``EMBEDDING_EXPLORER_JOB=thread``: training jobs run in a thread of the window's process, not in
+    a child process (see TrainingJob)."""
+    import os
+
+    return os.environ.get("EMBEDDING_EXPLORER_JOB", "process") == "thread"
+
+
 def live_jobs() -> list["_Thread"]:
     """Threads started by the window whose end the GUI thread has not seen yet."""
     return list(_live)
@@ -84,15 +92,13 @@ class TrainingJob(QObject):
 
     def __init__(self, config, parent: QObject | None = None, in_process: bool | None = None):
         super().__init__(parent)
-        import os
-
         from engine.child import take_child
         from engine.training import Control
 
         self.id = next_id()
         self.config = config
         if in_process is None:
-            in_process = os.environ.get("EMBEDDING_EXPLORER_JOB", "process") == "thread"
+            in_process = training_in_thread()
         # a child process that is already warm when one was prepared (engine.child.prepare_standby)
         self._child, self._fallback = None, ""
         if not in_process:

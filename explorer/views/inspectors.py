@@ -1378,7 +1378,8 @@ class AugmentationPreview(Inspector):
                 image = data.thumbnail("test", int(rows[r])) if c == 0 else to_uint8(views[r, c - 1:c])[0]
                 self._cell_images[(r, c)] = image
                 cell.setPixmap(to_pixmap(image, self.cell_px))
-        grey = "" if data.channels == 3 else " Grey images: jitter changes brightness and contrast; saturation, hue and grey need colour."
+        grey = ("" if data.channels == 3 else
+                " Grey images: jitter changes brightness and contrast; saturation, hue and grey need colour.")
         self.status.setText(f"{len(rows)} test images of {data.name} × {self.n_views} views, seed {self.seed}.{grey}")
 
 
