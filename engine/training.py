@@ -331,7 +331,9 @@ class _Job:
         self.budget = _Budget(cfg.time_limit, started) if cfg.time_limit and self.optimizer else None
         if self.start_step == 0:
             yield from self._evaluate(final=False)
-        eval_every = max(1, round(cfg.eval_every * self.steps_per_epoch)) if cfg.eval_every > 0 else 0
+        # in steps; under a time limit _plan may space the evaluations out (see _Budget.eval_interval)
+        self.eval_asked = self.eval_every = (max(1, round(cfg.eval_every * self.steps_per_epoch))
+                                             if cfg.eval_every > 0 else 0)
         ckpt_every = cfg.checkpoint_every * self.steps_per_epoch
         stopped = False
         scheduler = self.scheduler
@@ -352,13 +354,13 @@ class _Job:
                     break
                 yield self.log(self._train_step(rows, scheduler))
                 if self.budget and self.budget.due(self.step - self.start_step, self.eval_seconds_in_loop):
-                    yield from self._plan(eval_every)
-                if eval_every and self.step % eval_every == 0 and self.step < self.total_steps:
+                    yield from self._plan()
+                if self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps:
                     eval_start = time.perf_counter()
                     yield from self._evaluate(final=False)
                     self.eval_seconds_in_loop += time.perf_counter() - eval_start
                     if self.budget:
-                        yield from self._plan(eval_every)
+                        yield from self._plan()
                 if self.step % ckpt_every == 0:
                     yield self.log(self._checkpoint())
                 if self.step >= min(epoch_end, self.total_steps):
@@ -379,15 +381,26 @@ class _Job:
         self.run_dir.write_summary(summary)
         yield self.log(ev.Finished(summary, stopped))
 
-    def _plan(self, eval_every: int) -> Iterator[ev.Event]:
-        """Set the run's length from the time limit and what the steps and evaluations cost so far."""
+    def _plan(self) -> Iterator[ev.Event]:
+        """Set the run's length, and how often it evaluates, from the time limit and what the steps and
+        evaluations cost so far."""
         now = time.perf_counter()
         self.budget.last_plan = now
         steps_done = self.step - self.start_step
         first_step, first_time, eval_before = self.budget.timing_from or (0, self.loop_started, 0.0)
         evaluations = self.eval_seconds_in_loop - eval_before
         per_step = (now - first_time - evaluations) / max(1, steps_done - first_step)
-        total = self.budget.total_steps(now, self.step, per_step, eval_every, self.planned_steps)
+        if self.eval_asked:
+            interval = self.budget.eval_interval(self.eval_asked, self.eval_every, per_step)
+            if interval != self.eval_every:
+                self.eval_every = interval
+                every = interval / self.steps_per_epoch
+                yield self.log(ev.Message(
+                    f"time limit {self.config.time_limit:g} min: evaluating every {every:.3g} epochs "
+                    f"(asked: {self.config.eval_every:g}); an evaluation takes {self.budget.eval_seconds:.1f} s "
+                    f"and evaluations get at most {100 * self.budget.MAX_EVAL_SHARE:.0f} % of the time",
+                    "info"))
+        total = self.budget.total_steps(now, self.step, per_step, self.eval_every, self.planned_steps)
         total = max(total, self.step)
         if abs(total - self.total_steps) <= 0.05 * self.total_steps:
             return  # not worth a change of schedule
@@ -635,6 +648,7 @@ class _Budget:
     REPLAN_SECONDS = 15.0  # plan again this often (and at every evaluation), with what was measured since
     PROBE_GROWTH = 1.3  # see measured_evaluation
     SAFETY = 0.95  # aim a little short: the final evaluation's estimate is a scaling, not a measurement
+    MAX_EVAL_SHARE = 0.2  # the evaluations on the way take at most this share of the time (eval_interval)
 
     def __init__(self, minutes: float, started: float):
         self.limit = 60.0 * minutes
@@ -666,6 +680,22 @@ class _Budget:
         # x1.3: on the whole splits the probes need more iterations than on subsets (a 3-minute CPU run:
         # 30 s estimated without it, 36.5 s taken; another run overran its limit by 7 s)
         self.final_seconds = fixed_seconds + probes * scale * self.PROBE_GROWTH
+
+    def eval_interval(self, asked: int, current: int, seconds_per_step: float) -> int:
+        """Steps between the evaluations on the way: the interval asked for, or a whole multiple of it
+        long enough that evaluating takes at most MAX_EVAL_SHARE of the time. On a fast GPU an epoch of
+        a small convnet is shorter than an evaluation (the map and the indicators run on the CPU), so
+        evaluating every 2 epochs as asked would leave training half of the budget. ``current`` is
+        kept while its share stays within a factor 1.5 of the target, so timing noise does not make
+        the rhythm of the map's updates jump back and forth."""
+        if not self.eval_seconds or seconds_per_step <= 0:
+            return current
+        target = self.MAX_EVAL_SHARE
+        share = self.eval_seconds / (self.eval_seconds + current * seconds_per_step)
+        if target / 1.5 <= share <= target * 1.5 or (current == asked and share <= target * 1.5):
+            return current
+        needed = self.eval_seconds * (1 - target) / (target * seconds_per_step)
+        return asked * max(1, math.ceil(needed / asked - 1e-9))
 
     def total_steps(self, now: float, step: int, seconds_per_step: float, eval_every: int, planned: int) -> int:
         left = self.limit * self.SAFETY - (now - self.started)

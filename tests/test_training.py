@@ -211,6 +211,40 @@ def test_budget_fits_training_evaluations_and_the_final_evaluation_into_the_limi
     assert budget.total_steps(now=590.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 20
 
 
+def test_budget_spaces_evaluations_out_when_they_would_eat_the_time_limit():
+    from engine.training import _Budget
+
+    budget = _Budget(minutes=9, started=0.0)
+    assert budget.eval_interval(asked=200, current=200, seconds_per_step=0.01) == 200  # nothing measured yet
+    # a fast GPU: 10 ms a step, an evaluation 4 s; every 200 steps (2 s of training) evaluating would
+    # take 67 % of the time. At most 20 %: 4 * 0.8 / (0.2 * 0.01) = 1600 steps, a multiple of 200
+    budget.measured_evaluation(4.0, 2.0, 0.0, scale=10.0)
+    assert _Budget.MAX_EVAL_SHARE == 0.2
+    interval = budget.eval_interval(asked=200, current=200, seconds_per_step=0.01)
+    assert interval == 1600
+    # a little timing noise does not move it (share 4 / (4 + 1600 * 0.012) = 17 %)
+    assert budget.eval_interval(asked=200, current=1600, seconds_per_step=0.012) == 1600
+    # training got slower (another job on the device): evaluations come back closer, never below the ask
+    assert budget.eval_interval(asked=200, current=1600, seconds_per_step=0.05) == 400
+    assert budget.eval_interval(asked=200, current=1600, seconds_per_step=1.0) == 200
+    # a slow CPU step: evaluating every 200 steps is already cheap, the ask stands
+    assert budget.eval_interval(asked=200, current=200, seconds_per_step=0.5) == 200
+
+
+def test_time_limit_spaces_evaluations_out_and_says_so(tmp_path, monkeypatch):
+    from engine.training import _Budget
+
+    monkeypatch.setattr(_Budget, "MAX_EVAL_SHARE", 0.01)  # digits' steps are fast: any evaluation is too much
+    events = run(tmp_path, epochs=10_000, time_limit=0.1, eval_every=0.25, batch_size=32)
+    notes = [e.text for e in by_kind(events, ev.Message) if "evaluating every" in e.text]
+    assert notes and "(asked: 0.25)" in notes[0] and "at most 1 % of the time" in notes[0]
+    on_the_way = [e.step for e in by_kind(events, ev.Evaluation) if not e.final and e.step > 0]
+    asked = events[-1].summary["epochs"] / 0.25
+    assert asked >= 4 and len(on_the_way) < asked / 2
+    quarter = round(0.25 * events[0].steps_per_epoch)
+    assert all(step % quarter == 0 for step in on_the_way)  # on the grid asked for
+
+
 def test_time_limit_shortens_the_run_and_still_ends_with_the_final_evaluation(tmp_path):
     events = run(tmp_path, epochs=10_000, time_limit=0.1, eval_every=20)
     plans = by_kind(events, ev.Planned)
