@@ -28,3 +28,23 @@ def test_self_supervised_presets_probe_the_pooled_features_and_flags_win():
     cfg = config_of("--preset", "simclr-fashion-cpu", "--neck", "dense")
     assert cfg.encoder_params == {"convs_per_block": 1, "neck": "dense"}
     assert PRESETS["simclr-fashion-cpu"]["encoder_params"]["neck"] == "none"  # the preset is unchanged
+
+
+def _gpu_bench_jobs() -> dict:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_presets.py"
+    spec = importlib.util.spec_from_file_location("gpu_presets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.JOBS
+
+
+@pytest.mark.parametrize("job", sorted(_gpu_bench_jobs()))
+def test_every_gpu_bench_job_resolves_and_builds_its_encoder(job):
+    """A GPU is lent for minutes: a job that would fail on its arguments must fail here instead."""
+    cfg = config_of(*_gpu_bench_jobs()[job]).resolved()
+    channels, size = SHAPES[cfg.dataset]
+    encoder = build_encoder(cfg.encoder, channels, size, cfg.embedding_dim, **cfg.encoder_params)
+    assert encoder.embedding_dim == cfg.embedding_dim
