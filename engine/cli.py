@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, help=f"epochs between checkpoints (default {d.checkpoint_every})")
     t.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="minutes for the whole run, evaluations included: it trains as many steps as fit "
-                        "(up to --epochs) and ends with the usual final evaluation")
+                        "(up to --epochs), evaluates less often than --eval-every if evaluating would take "
+                        "over a fifth of the time, and ends with the usual final evaluation")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start the encoder from an earlier run's weights")
     t.add_argument("--projection", help=f"2D map: pca, umap or tsne (default {d.projection})")

@@ -7,6 +7,7 @@ allowed; Start refuses while any field is marked.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ GENERAL_PARAMS = (
     Param("eval_every", 1.0, "Epochs between evaluations and map snapshots (0: only at the end).", float,
           low=0),
     Param("time_limit", None, "Minutes for the whole run, evaluations included: it trains as many steps "
-          "as fit, up to the epochs (empty: no limit).", float, low=0, low_exclusive=True),
+          "as fit, up to the epochs, and evaluates less often than asked if evaluating would take over a "
+          "fifth of the time (empty: no limit).", float, low=0, low_exclusive=True),
     Param("seed", 0, "Random seed: the same seed gives the same run.", int, low=0),
 )
 EVAL_PARAMS = (
@@ -42,6 +44,12 @@ EVAL_PARAMS = (
     Param("diagnostics", True, "Collapse, triplets, clusters and the map at each evaluation (slower).",
           bool),
 )
+
+
+def _wrapped_tip(*lines: str) -> str:
+    """A tooltip as rich text, which Qt word-wraps (plain text shows each line at full length: a
+    parameter's help ran across 1170 pixels)."""
+    return "<qt>" + "<br>".join(html.escape(line) for line in lines) + "</qt>"
 
 
 class ParamField(QWidget):
@@ -55,7 +63,7 @@ class ParamField(QWidget):
         self.error: str | None = None
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        tip = f"{param.help}\nAllowed: {param.allowed()}."
+        tip = _wrapped_tip(param.help, f"Allowed: {param.allowed()}.")
         if param.choices:
             self.editor = QComboBox()
             self.editor.addItems(list(param.choices))
@@ -107,7 +115,8 @@ class ParamField(QWidget):
         except ValueError as error:
             self.error = str(error)
         self.editor.setProperty("invalid", self.error is not None)
-        self.editor.setToolTip(f"⚠ {self.error}\n\n{self._tip}" if self.error else self._tip)
+        self.editor.setToolTip(_wrapped_tip(f"⚠ {self.error}", "", self.param.help, f"Allowed: {self.param.allowed()}.")
+                               if self.error else self._tip)
         style = self.editor.style()
         style.unpolish(self.editor)
         style.polish(self.editor)
