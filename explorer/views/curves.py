@@ -22,6 +22,8 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QCheckBox, QDockWidget, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
                                QVBoxLayout, QWidget)
 
+from explorer.views import wrapped_tooltip
+
 # --- colours -------------------------------------------------------------------------------------
 # Two versions of one qualitative palette: darker hues on a white background, lighter ones on a dark
 # background, so every line keeps its contrast (>= 3:1) in both themes.
@@ -470,8 +472,8 @@ class LossPlot(Panel):
         # narrow docks shrink the slider before anything else is cut
         self.smoothing_slider.setMinimumWidth(40)
         self.smoothing_slider.setMaximumWidth(110)
-        self.smoothing_slider.setToolTip("Weight of the exponential moving average: 0 shows the raw loss, "
-                                         "0.99 averages over about 100 steps")
+        self.smoothing_slider.setToolTip(wrapped_tooltip(
+            "Weight of the exponential moving average: 0 shows the raw loss, 0.99 averages over about 100 steps"))
         self.smoothing_value = QLabel()
         self.smoothing_value.setMinimumWidth(28)
         self.log_check = QCheckBox("log scale")

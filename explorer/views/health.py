@@ -20,6 +20,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QBoxLayout, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QTableWidget, QTableWidgetItem, QWidget)
 
+from explorer.views import wrapped_tooltip
 from explorer.views.curves import (BACKGROUND, BAD, FOREGROUND, GOOD, MUTED, LegendRow, Panel, Series,
                                    bin_mean, color, new_plot, no_si_prefix, number, set_log_ticks)
 
@@ -330,8 +331,9 @@ class TripletPanel(Panel):
         self.source_combo = QComboBox()
         self.source_combo.setObjectName("triplet_source")
         self.source_combo.addItems(SOURCES)
-        self.source_combo.setToolTip("Triplets of the fixed evaluation subset (at each evaluation), or of "
-                                     "the training batches (every step; metric-learning methods only)")
+        self.source_combo.setToolTip(wrapped_tooltip(
+            "Triplets of the fixed evaluation subset (at each evaluation), or of the training batches "
+            "(every step; metric-learning methods only)"))
         self.controls.addWidget(self.source_combo)
         row = QHBoxLayout()
         row.setSpacing(3)
@@ -653,7 +655,7 @@ class PropertiesPanel(Panel):
             self.table.setItem(row, 0, name_item)
             self.table.setItem(row, 1, QTableWidgetItem("\u2014"))
             explanation = QTableWidgetItem(helps[name])
-            explanation.setToolTip(helps[name])
+            explanation.setToolTip(wrapped_tooltip(helps[name]))
             self.table.setItem(row, 2, explanation)
         self.body.addWidget(self.table, 1)
         self.values: dict[str, float] = {}
@@ -701,5 +703,5 @@ class PropertiesPanel(Panel):
                 tips.append(f"{key} = {v:.4g}" + (f": {self._help[key]}" if key in self._help else ""))
             item = self.table.item(row, 1)
             item.setText("\n".join(parts) if parts else "\u2014")
-            item.setToolTip("\n".join(tips) if tips else "not measured for this run")
+            item.setToolTip(wrapped_tooltip("\n".join(tips) if tips else "not measured for this run"))
         self.step_label.setText(f"at step {int(self.step)}" if self.step is not None else "")

@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (QCheckBox, QDockWidget, QDoubleSpinBox, QGridLayo
                                QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSlider, QToolButton, QVBoxLayout,
                                QWidget)
 
+from explorer.views import wrapped_tooltip
+
 # viridis, a few stops: perceptually even, readable in grey
 _VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137],
                      [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]], dtype=float)
@@ -1192,7 +1194,7 @@ class AugmentationPreview(Inspector):
             p = self.params[name]
             slider = QSlider(Qt.Orientation.Horizontal, objectName=f"{name}_slider")
             slider.setRange(0, self.STEPS)
-            slider.setToolTip(p.help)
+            slider.setToolTip(wrapped_tooltip(p.help))
             slider.setValue(self._to_slider(name, p.default))
             slider.valueChanged.connect(self._on_slider_value_changed)
             value = QLabel(objectName=f"{name}_value")
@@ -1202,7 +1204,7 @@ class AugmentationPreview(Inspector):
             form.addWidget(slider, i // 2, 3 * (i % 2) + 1)
             form.addWidget(value, i // 2, 3 * (i % 2) + 2)
         self.flip_box = QCheckBox("flip", objectName="flip_check")
-        self.flip_box.setToolTip(self.params["flip"].help)
+        self.flip_box.setToolTip(wrapped_tooltip(self.params["flip"].help))
         self.flip_box.toggled.connect(lambda _: self.refresh())
         self.redraw_button = QPushButton("new draw", objectName="augmentation_redraw")
         self.redraw_button.clicked.connect(self._on_redraw_clicked)

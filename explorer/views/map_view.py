@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QHBox
 
 from explorer import jobs
 from explorer.session import COLOURINGS, RunState, Session
+from explorer.views import wrapped_tooltip
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
@@ -740,16 +741,16 @@ class MapPanel(QWidget):
         self.projection_combo = QComboBox(objectName="projection_combo")
         for m in jobs.PROJECTIONS:
             self.projection_combo.addItem(jobs.PROJECTION_LABELS[m], m)
-        self.projection_combo.setToolTip("How the embeddings are flattened to 2D. The engine's own map "
-                                         "(its projection setting) comes with each snapshot; the others "
-                                         "are computed here, in the background.")
+        self.projection_combo.setToolTip(wrapped_tooltip(
+            "How the embeddings are flattened to 2D. The engine's own map (its projection setting) comes "
+            "with each snapshot; the others are computed here, in the background."))
         self.colour_combo = QComboBox(objectName="colour_combo")
         for key, text in COLOURINGS.items():
             self.colour_combo.addItem(text, key)
-        self.colour_combo.setToolTip("What the colour of a point says: its class, its k-means cluster, "
-                                     "whether its neighbours' vote gives its class, how many of its "
-                                     "neighbours the 2D map keeps, or its triplet category for the "
-                                     "selected anchor.")
+        self.colour_combo.setToolTip(wrapped_tooltip(
+            "What the colour of a point says: its class, its k-means cluster, whether its neighbours' vote "
+            "gives its class, how many of its neighbours the 2D map keeps, or its triplet category for the "
+            "selected anchor."))
         self.mode_group = QButtonGroup(self)
         mode_box = QHBoxLayout()
         mode_box.setSpacing(0)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QScr
                                QToolButton, QVBoxLayout, QWidget)
 
 from explorer.session import Session
+from explorer.views import wrapped_tooltip
 from explorer.views.map_view import thumbnail_pixmap
 
 THUMB = 56
@@ -88,8 +89,8 @@ class NeighboursPanel(QWidget):
         self.k_spin.setToolTip("How many neighbours to show")
         self.metric_combo = QComboBox(objectName="neighbours_metric")
         self.metric_combo.addItems(["cosine", "euclidean"])
-        self.metric_combo.setToolTip("cosine: 1 - cos of the angle (what normalised losses train); "
-                                     "euclidean: straight-line distance")
+        self.metric_combo.setToolTip(wrapped_tooltip("cosine: 1 - cos of the angle (what normalised losses "
+                                                     "train); euclidean: straight-line distance"))
         controls = QHBoxLayout()
         controls.addWidget(QLabel("k"))
         controls.addWidget(self.k_spin)

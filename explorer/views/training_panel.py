@@ -7,7 +7,6 @@ allowed; Start refuses while any field is marked.
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QWidget)
 
 from engine.params import Param
+from explorer.views import wrapped_tooltip
 
 FOLDER_ITEM = "image folder…"
 
@@ -46,11 +46,6 @@ EVAL_PARAMS = (
 )
 
 
-def _wrapped_tip(*lines: str) -> str:
-    """A tooltip as rich text, which Qt word-wraps (plain text shows each line at full length: a
-    parameter's help ran across 1170 pixels)."""
-    return "<qt>" + "<br>".join(html.escape(line) for line in lines) + "</qt>"
-
 
 class ParamField(QWidget):
     """One form field for a ``Param``: a line edit, a combo box (choices) or a check box (bool)."""
@@ -63,7 +58,7 @@ class ParamField(QWidget):
         self.error: str | None = None
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        tip = _wrapped_tip(param.help, f"Allowed: {param.allowed()}.")
+        tip = f"{param.help}\nAllowed: {param.allowed()}."
         if param.choices:
             self.editor = QComboBox()
             self.editor.addItems(list(param.choices))
@@ -81,8 +76,8 @@ class ParamField(QWidget):
                 self.editor.setPlaceholderText(placeholder)
             self.editor.textChanged.connect(self._on_editor_changed)
         self.editor.setObjectName(f"param_{param.name}")
-        self.editor.setToolTip(tip)
-        self.setToolTip(tip)
+        self.editor.setToolTip(wrapped_tooltip(tip))
+        self.setToolTip(wrapped_tooltip(tip))
         self._tip = tip
         layout.addWidget(self.editor)
 
@@ -115,8 +110,7 @@ class ParamField(QWidget):
         except ValueError as error:
             self.error = str(error)
         self.editor.setProperty("invalid", self.error is not None)
-        self.editor.setToolTip(_wrapped_tip(f"⚠ {self.error}", "", self.param.help, f"Allowed: {self.param.allowed()}.")
-                               if self.error else self._tip)
+        self.editor.setToolTip(wrapped_tooltip(f"⚠ {self.error}\n\n{self._tip}" if self.error else self._tip))
         style = self.editor.style()
         style.unpolish(self.editor)
         style.polish(self.editor)
@@ -172,9 +166,9 @@ class TrainingPanel(QWidget):
         for name in DATASETS.names():
             self.dataset_combo.addItem(name, name)
         self.dataset_combo.addItem(FOLDER_ITEM, FOLDER_ITEM)
-        self.dataset_combo.setToolTip("The images to learn from. 'image folder…' takes a folder of your "
-                                      "images (class sub-folders give labels); you can also drop a "
-                                      "folder onto the window.")
+        self.dataset_combo.setToolTip(wrapped_tooltip(
+            "The images to learn from. 'image folder…' takes a folder of your images (class sub-folders "
+            "give labels); you can also drop a folder onto the window."))
         self.encoder_combo = QComboBox(objectName="encoder_combo")
         for name, cls in ENCODERS.items():
             self.encoder_combo.addItem(name, name)
@@ -277,7 +271,7 @@ class TrainingPanel(QWidget):
             for name in names:
                 item = QStandardItem("    " + name)
                 item.setData(name, Qt.ItemDataRole.UserRole)
-                item.setToolTip(self.methods.get(name).summary)
+                item.setToolTip(wrapped_tooltip(self.methods.get(name).summary))
                 model.appendRow(item)
         self.method_combo.setModel(model)
         self.select_method("supervised" if "supervised" in self.methods.names() else self.methods.names()[0])
@@ -354,7 +348,7 @@ class TrainingPanel(QWidget):
     def _on_method_changed(self) -> None:
         cls = self.methods.get(self.method)
         self.method_help.setText(f"<i>{cls.summary}.</i> {cls.help}")
-        self.method_help.setToolTip(cls.help)
+        self.method_help.setToolTip(wrapped_tooltip(cls.help))
         self.select_encoder(cls.defaults.get("encoder", "convnet"))
         for key in ("epochs", "batch_size", "lr"):
             self.general[key].editor.setPlaceholderText(f"method default: {cls.defaults.get(key, '—')}")
