@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QHBoxLayo
 
 from explorer import export
 from explorer.session import Session
+from explorer.views import wrapped_tooltip
 from explorer.views.map_view import MapPanel
 from explorer.views.neighbours import NeighboursPanel, SelectionGrid
 from explorer.views.runs_panel import RunsPanel
@@ -206,7 +207,7 @@ class MainWindow(QMainWindow):
             head.setContentsMargins(4, 0, 4, 0)
             head.addStretch(1)
             help_button = QToolButton(text="?", objectName=f"{name}_help")
-            help_button.setToolTip(f"<p>{help_text}</p>")
+            help_button.setToolTip(wrapped_tooltip(help_text))
             help_button.setAutoRaise(True)
             help_button.clicked.connect(lambda _=False, t=LONG_TITLES.get(name, title), h=help_text:
                                         self.show_help(t, h))

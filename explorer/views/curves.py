@@ -219,7 +219,7 @@ class Panel(QWidget):
         header.addStretch(1)
         self.help_button = HelpButton()
         self.help_button.setCheckable(True)
-        self.help_button.setToolTip(self.help_text)
+        self.help_button.setToolTip(wrapped_tooltip(self.help_text))
         self.help_button.setObjectName("help_button")
         header.addWidget(self.help_button)
         layout.addLayout(header)

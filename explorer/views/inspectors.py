@@ -470,7 +470,7 @@ def _help_button(widget: Inspector) -> QToolButton:
     """The window's "?" button: the help paragraph as a tooltip and, on click, in a message box."""
     button = QToolButton(text="?", objectName=f"{widget.objectName()}_help")
     button.setAutoRaise(True)
-    button.setToolTip(f"<p>{widget.help_text}</p>")
+    button.setToolTip(wrapped_tooltip(widget.help_text))
     button.clicked.connect(lambda: QMessageBox.information(widget, widget.objectName().replace("_", " "),
                                                            widget.help_text))
     return button

@@ -46,7 +46,6 @@ EVAL_PARAMS = (
 )
 
 
-
 class ParamField(QWidget):
     """One form field for a ``Param``: a line edit, a combo box (choices) or a check box (bool)."""
 
@@ -77,7 +76,7 @@ class ParamField(QWidget):
             self.editor.textChanged.connect(self._on_editor_changed)
         self.editor.setObjectName(f"param_{param.name}")
         self.editor.setToolTip(wrapped_tooltip(tip))
-        self.setToolTip(wrapped_tooltip(tip))
+        self.setToolTip(self.editor.toolTip())
         self._tip = tip
         layout.addWidget(self.editor)
 
