@@ -67,10 +67,9 @@ def retrieval_metrics(embeddings: np.ndarray, labels: np.ndarray, metric: str = 
 
 def clustering_nmi(x: np.ndarray, y: np.ndarray, n_clusters: int, metric: str = "euclidean", seed: int = 0) -> float:
     """NMI between k-means clusters of the embeddings and the labels (on the unit sphere for cosine)."""
-    from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
-    if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    clusters = KMeans(n_clusters, n_init=3, random_state=seed).fit_predict(x)
+    from engine.metrics.clusters import kmeans
+
+    clusters = kmeans(x, n_clusters, seed=seed, normalize=metric == "cosine", n_init=3)
     return float(normalized_mutual_info_score(y, clusters))
