@@ -27,6 +27,14 @@ DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet"}
 FIXED_EVAL_SIZE = 2000  # points on the map: the fixed evaluation subset of the test split
 
 
+def method_encoder_defaults(method, encoder: str) -> dict[str, Any]:
+    """The encoder settings a method prefers (``defaults["encoder_params"]``), those the encoder has."""
+    from engine.encoders import ENCODERS
+
+    known = {p.name for p in ENCODERS.get(encoder).params}
+    return {k: v for k, v in method.defaults.get("encoder_params", {}).items() if k in known}
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run. ``None`` means: the method's default, else the global default."""
@@ -71,6 +79,7 @@ class TrainConfig:
         for key in ("encoder", "epochs", "batch_size", "lr"):
             if values[key] is None:
                 values[key] = method.defaults.get(key, DEFAULTS[key])
+        values["encoder_params"] = method_encoder_defaults(method, values["encoder"]) | values["encoder_params"]
         config = TrainConfig(**values)
         config.validate()
         return config

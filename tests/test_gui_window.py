@@ -223,6 +223,18 @@ def test_preset_fills_the_form_with_its_method_and_encoder_parameters(qtbot, win
     assert tp.encoder_fields["convs_per_block"].value() == 2
 
 
+def test_a_method_fills_the_encoder_settings_it_prefers(qtbot, window):
+    tp = window.training_panel
+    tp.select_method("invariance-only")  # its collapse needs a ReLU output: neck none
+    assert tp.encoder_fields["neck"].value() == "none"
+    assert tp.build_config().encoder_params["neck"] == "none"
+    tp.select_encoder("resnet18")
+    assert tp.encoder_fields["neck"].value() == "none"
+    tp.select_encoder("convnet")
+    tp.select_method("simclr")  # no preference: the parameter's default
+    assert tp.encoder_fields["neck"].value() == "dense"
+
+
 def test_failed_job_shows_its_message_and_window_still_works(qtbot, window):
     w, s = window, window.session
     small_run(w, train_size=50, batch_size=500)  # a batch larger than the training set

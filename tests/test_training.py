@@ -150,6 +150,17 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     assert run_dir.records("failed")
 
 
+def test_a_method_s_preferred_encoder_settings_fill_in_unless_given():
+    resolved = TrainConfig(method="invariance-only", dataset="digits").resolved()
+    assert resolved.encoder_params == {"neck": "none"} and resolved.lr == 3e-2
+    given = TrainConfig(method="invariance-only", dataset="digits", embedding_dim=64,
+                        encoder_params={"neck": "dense"}).resolved()
+    assert given.encoder_params == {"neck": "dense"}
+    assert TrainConfig(method="invariance-only", dataset="digits",
+                       encoder="efficientnet-lite0").resolved().encoder_params == {}  # it has no neck
+    assert TrainConfig(method="simclr", dataset="digits").resolved().encoder_params == {}
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"method": "nope"}, "unknown method 'nope'"),
     ({"dataset": "nope"}, "unknown dataset 'nope'"),

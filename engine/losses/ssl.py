@@ -165,19 +165,19 @@ class SwAV(nn.Module):
 
 @LOSSES.register("invariance")
 class Invariance(nn.Module):
-    """Invariance alone, scale-free: the mean squared distance between the views over their mean
-    squared norm, symmetric, no negatives, no regulariser:
+    """Invariance alone: the mean squared distance between the two views' embeddings, symmetric, no
+    negatives, no regulariser:
 
-        loss = mean_i ||z1_i - z2_i||^2 / mean_i (||z1_i||^2 + ||z2_i||^2) / 2     (0 .. 4)
+        loss = mean_i ||z1_i - z2_i||^2
 
-    Its minimum is reached by mapping every image to the same vector, so it collapses; it is the
-    control against which the other losses' anti-collapse devices are seen. Dividing by the batch's
-    mean norm (not each sample's) keeps the trivial escape of shrinking every output closed, yet lets
-    the loss see differences of length: with per-sample normalisation (cosine) the encoder kept one
-    direction of variation, the length of its output (seen on digits: effective rank 1, not a point).
+    Any constant map minimises it (loss 0), so training on it collapses; it is the control against
+    which the other losses' anti-collapse devices are seen. It is deliberately not scale-free: the
+    scale-free form (divided by the batch's mean squared norm) rewarded a large common offset, so the
+    weights grew by orders of magnitude and the output kept the input's contrast along one direction
+    (seen on digits: effective rank 1, never a point). Plain, it lets the encoder shrink its output,
+    and a ReLU output shrinks to exactly zero (see ``InvarianceOnly``).
     """
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         _check_pair(z1, z2)
-        scale = (z1.pow(2).sum(1).mean() + z2.pow(2).sum(1).mean()) / 2
-        return (z1 - z2).pow(2).sum(1).mean() / scale.clamp_min(1e-30)
+        return (z1 - z2).pow(2).sum(1).mean()

@@ -160,29 +160,23 @@ class SwAVMethod(TwoViewMethod):
 class InvarianceOnly(TwoViewMethod):
     family = "collapse control"
     summary = "two views pulled together and nothing else: the control that collapses"
-    help = ("The invariance term alone: the squared distance between the projections of two views of each "
-            "image, over their mean squared length, with no negatives (SimCLR), no asymmetry (BYOL), no "
-            "variance or covariance term (VICReg), no balanced assignment (SwAV), no batch norm in its "
-            "projector, and the encoder's batch norm frozen (batch statistics alone hold off complete "
-            "collapse). Mapping every image to the same point minimises it, and training heads there: on "
-            "digits the effective rank falls from about 60 to 1 within half an epoch, every output points "
-            "the same way (mean cosine 1.000) and the map becomes a thin thread (one dimension). What is "
-            "left is the length of the output, which still follows the input's contrast: the loss rewards a "
-            "large common offset, so the weights grow by orders of magnitude and the network passes its "
-            "input's scale straight through.")
-    params = (
-        Param("projection_dim", 128, "Output size of the projector (Linear-ReLU-Linear, no batch norm, no bias).",
-              type=int, low=1, high=4096),
-        Param("hidden_dim", 512, "Hidden width of the projector.", type=int, low=1, high=8192),
-    ) + AUGMENT_PARAMS
-    defaults = {"batch_size": 32, "lr": 1e-2, "epochs": 5}
+    help = ("The invariance term alone: the squared distance between the encoder's embeddings of two views "
+            "of each image, with no negatives (SimCLR), no asymmetry (BYOL), no variance or covariance term "
+            "(VICReg), no balanced assignment (SwAV), no projector (a projector could absorb the loss by "
+            "shrinking its own output, taking the pressure off the encoder) and the encoder's batch norm frozen (batch statistics "
+            "alone hold off complete collapse). Mapping every image to the same point minimises it, and "
+            "training goes there: the encoder's output units stop responding one after another until every "
+            "image gets the same embedding. On digits with its defaults (neck 'none', batch 32, lr 3e-2) "
+            "all 128 dimensions were dead and every test image had the same embedding at the first "
+            "evaluation, in 12 seeds of 12; the linear probe fell from 0.95 to chance (0.10). Watch it with "
+            "neck 'none' (its default here), whose ReLU output can fall to exactly zero: the dense neck ends "
+            "in a PReLU, which keeps passing a little of its input, and with it 3 seeds of 6 reached a "
+            "single point within two epochs, the others a line or a few dimensions.")
+    params = AUGMENT_PARAMS
+    defaults = {"batch_size": 32, "lr": 3e-2, "epochs": 5, "encoder_params": {"neck": "none"}}
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__(encoder, info, **params)
-        # no bias either: a bias would let the projector output a constant by itself, so the
-        # encoder would never be pushed to collapse (seen on digits: loss 0, encoder healthy)
-        self.projector = mlp(encoder.embedding_dim, params["hidden_dim"], params["projection_dim"],
-                             batch_norm=False, bias=False)
         self.loss = Invariance()
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
 
@@ -217,8 +211,7 @@ class InvarianceOnly(TwoViewMethod):
         for m in self._batch_norms():  # frozen each step: an evaluation puts the encoder back in train mode
             m.eval()
         h = self.encoder(both)
-        z1, z2 = _split(self.projector(h))
-        loss = self.loss(z1, z2)
+        loss = self.loss(*_split(h))
         with torch.no_grad():
             spread = ((h - h.mean(0)).pow(2).sum(1).mean() / h.pow(2).sum(1).mean().clamp_min(1e-30)).sqrt()
         return StepOutput(loss, {"invariance": loss.detach()}, {"train_spread": float(spread)})

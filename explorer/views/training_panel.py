@@ -334,8 +334,9 @@ class TrainingPanel(QWidget):
                 field.set_text("")
         for fields, values in ((self.method_fields, preset.get("method_params", {})),
                                (self.encoder_fields, preset.get("encoder_params", {}))):
-            for key, field in fields.items():  # the preset's value, else the parameter's default
-                value = values.get(key, field.param.default)
+            defaults = self._method_encoder_defaults() if fields is self.encoder_fields else {}
+            for key, field in fields.items():  # the preset's value, else the method's, else the parameter's
+                value = values.get(key, defaults.get(key, field.param.default))
                 field.set_text("" if value is None else str(value))
         device = preset.get("device", "auto")
         i = self.device_combo.findData(device)
@@ -359,6 +360,14 @@ class TrainingPanel(QWidget):
         if name:
             self.encoder_fields = self._rebuild_form(self.encoder_form, self.encoder_box,
                                                      self.encoders.get(name).params)
+            for key, value in self._method_encoder_defaults().items():  # e.g. invariance-only: neck none
+                self.encoder_fields[key].set_text(str(value))
+
+    def _method_encoder_defaults(self) -> dict:
+        from engine.training import method_encoder_defaults
+
+        name = self.encoder_combo.currentData()
+        return method_encoder_defaults(self.methods.get(self.method), name) if name and self.method else {}
 
     def _rebuild_form(self, form: QFormLayout, box: QGroupBox, params) -> dict[str, ParamField]:
         while form.rowCount():
