@@ -76,9 +76,10 @@ def _is_constant(x: np.ndarray) -> bool:
     return bool(np.all(x == x[0]))
 
 
-def _degenerate_layout(n: int, seed: int) -> np.ndarray:
-    """A tiny, finite, reproducible blob around 0 for points that cannot be told apart."""
-    return (np.random.default_rng(seed).standard_normal((n, 2)) * 1e-3).astype(np.float32)
+def _degenerate_layout(n: int) -> np.ndarray:
+    """Every point at the origin: points that cannot be told apart are drawn as one. (A tiny random
+    blob looked, once the view fitted itself to it, like any healthy cloud.)"""
+    return np.zeros((n, 2), np.float32)
 
 
 def _device(device: DeviceLike) -> torch.device:
@@ -593,13 +594,13 @@ def project(method: str, embeddings: np.ndarray, seed: int = 0, device: DeviceLi
             **params) -> np.ndarray:
     """One 2D map (N, 2) float32 of ``embeddings`` (N, D) by ``method`` (one of ``PROJECTIONS``).
 
-    ``params`` go to the projector (e.g. ``n_neighbors``, ``metric``). All-equal embeddings give a
-    tiny blob around 0 instead of failing; NaN/inf, 1 point or a non-2-D array raise ValueError.
+    ``params`` go to the projector (e.g. ``n_neighbors``, ``metric``). All-equal embeddings give
+    one point (every row at 0) instead of failing; NaN/inf, 1 point or a non-2-D array raise ValueError.
     """
     x = check_embeddings(embeddings)
     projector = _make(method, seed, device, params)
     if _is_constant(x):
-        return _degenerate_layout(len(x), seed)
+        return _degenerate_layout(len(x))
     return projector.fit(x)
 
 
@@ -621,7 +622,7 @@ class LiveProjection:
         self.layout: np.ndarray | None = None
         self.notes: list[str] = []
         self.updates = 0
-        self._degenerate = False  # the last layout was a collapsed blob: nothing to start from
+        self._degenerate = False  # the last layout was one point (collapse): nothing to start from
 
     def reset(self) -> None:
         self.projector.reset()
@@ -640,9 +641,9 @@ class LiveProjection:
             self.reset()
         constant = _is_constant(x)
         if constant:
-            layout = _degenerate_layout(len(x), self.seed)
+            layout = _degenerate_layout(len(x))
             self.projector.notes.append("all embeddings are equal (complete collapse): the map is one "
-                                        "tiny blob around 0")
+                                        "point")
         elif self.layout is None or self._degenerate:
             layout = self.projector.fit(x)
         else:

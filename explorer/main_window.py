@@ -147,9 +147,6 @@ class MainWindow(QMainWindow):
         bottom[1].raise_()
         self._add_inspectors()
         self._sized_docks = False
-        collapse_panel = self.panels.get("collapse_panel")
-        if collapse_panel is not None and hasattr(collapse_panel, "collapse_detected"):
-            collapse_panel.collapse_detected.connect(self._on_collapse_detected)
 
         self._build_menus()
         self._build_status_bar()
@@ -432,9 +429,6 @@ class MainWindow(QMainWindow):
         run = self.session.runs[run_id]
         if run.status == "failed" and run.message:
             self.show_error(f"Training failed: {run.message}")
-
-    def _on_collapse_detected(self, step: int) -> None:
-        self.session.mark_collapse(step)
 
     def plot_widgets(self) -> dict[str, QWidget]:
         """The panels, up to date (for export)."""

@@ -43,7 +43,8 @@ class RunState:
     following: bool = False  # another process writes it; polled
     status: str = "running"  # running, paused, stopping, finished, stopped, failed
     message: str = ""
-    collapse_step: int | None = None
+    collapse_step: int | None = None  # the first evaluation whose verdict is not "healthy"
+    collapse_verdict: str = ""  # that verdict ("dimensional collapse", "complete collapse")
     dataset: Any = None  # engine.data.ImageDataset once loaded (thumbnails)
     follower: Any = None
     known_snapshots: set[str] = field(default_factory=set)
@@ -195,6 +196,7 @@ class Session(QObject):
     def _ingest_records(self, run: RunState, records: list[dict]) -> None:
         for r in records:
             run.records.append(r)
+            self._note_collapse(run, r)
             kind = r.get("kind")
             if kind == "started":
                 run.total_steps = int(r.get("total_steps") or 0)
@@ -324,6 +326,7 @@ class Session(QObject):
             return  # a stopped job's last steps are not drawn; its files are still written
         record = event.to_record()
         run.records.append(record)
+        self._note_collapse(run, record)
         self._pending_records.setdefault(run_id, []).append(record)
         # a Snapshot's arrays (and the engine's 2D map) arrive through snapshot_loaded
         if isinstance(event, ev.Message):
@@ -420,10 +423,12 @@ class Session(QObject):
         self.centroids = bool(on)
         self.view_changed.emit()
 
-    def mark_collapse(self, step: int, run_id: str | None = None) -> None:
-        run = self.runs.get(run_id or self.current_id)
-        if run is not None and run.collapse_step is None:
-            run.collapse_step = int(step)
+    def _note_collapse(self, run: RunState, record: dict) -> None:
+        """Mark the run at its first evaluation whose verdict is not healthy (the map's badge). Here,
+        not in the collapse panel: a panel tabbed away reads its records only when shown."""
+        verdict = (record.get("metrics") or {}).get("collapse") if record.get("kind") == "evaluation" else None
+        if isinstance(verdict, str) and verdict and verdict != "healthy" and run.collapse_step is None:
+            run.collapse_step, run.collapse_verdict = int(record.get("step") or 0), verdict
             self.run_changed.emit(run.id)
 
     def snapshot(self, run: RunState | None = None, frame: int | None = None) -> dict | None:

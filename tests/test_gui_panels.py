@@ -190,8 +190,8 @@ def test_probe_plot_curves_and_reference_lines(qtbot, run_records):
 def test_collapse_panel_on_a_healthy_run(qtbot, run_records):
     panel = CollapsePanel()
     qtbot.addWidget(panel)
-    with qtbot.assertNotEmitted(panel.collapse_detected):
-        panel.add_records(run_records)
+    panel.add_records(run_records)
+    assert panel.collapse_step is None
     evaluations = [e for e in steps_of(run_records, "evaluation") if "effective_rank" in e["metrics"]]
     assert evaluations, "the engine's diagnostics did not report collapse indicators"
     assert panel.embedding_dim == 128  # from the started record
@@ -207,7 +207,7 @@ def test_collapse_panel_on_a_healthy_run(qtbot, run_records):
     assert "healthy" in panel.badge.text() and BAD[False] not in panel.badge.styleSheet()
 
 
-def test_collapse_badge_turns_red_and_warns_once_per_run(qtbot, run_records):
+def test_collapse_badge_turns_red_and_remembers_the_first_collapsed_step(qtbot, run_records):
     from engine.metrics.collapse import collapse_indicators
 
     # the engine's own verdict on embeddings that all coincide
@@ -218,17 +218,14 @@ def test_collapse_badge_turns_red_and_warns_once_per_run(qtbot, run_records):
     panel = CollapsePanel()
     qtbot.addWidget(panel)
     panel.add_records(run_records)
-    with qtbot.waitSignal(panel.collapse_detected, timeout=1000) as blocker:
-        panel.add_records(later[:1])
-    assert blocker.args == [30]
+    assert panel.collapse_step is None
+    panel.add_records(later)
+    assert panel.collapse_step == 30  # the first collapsed evaluation, not the latest
     assert panel.badge_state == "collapse" and "complete collapse" in panel.badge.text()
     assert BAD[False] in panel.badge.styleSheet()
-    with qtbot.assertNotEmitted(panel.collapse_detected):
-        panel.add_records(later[1:])  # still collapsed: no second warning in the same run
     panel.clear()
     assert panel.badge_state == "none" and len(panel.rank) == 0 and panel.rank_item.xData is None
-    with qtbot.waitSignal(panel.collapse_detected, timeout=1000):
-        panel.add_records(later)  # a new run warns again
+    assert panel.collapse_step is None
 
 
 def test_triplet_panel_from_evaluations(qtbot, run_records):

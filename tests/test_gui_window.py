@@ -235,6 +235,26 @@ def test_a_method_fills_the_encoder_settings_it_prefers(qtbot, window):
     assert tp.encoder_fields["neck"].value() == "dense"
 
 
+def test_the_collapse_control_marks_the_map_with_one_point(qtbot, window):
+    """invariance-only on digits: the map becomes one point, badged, though the Collapse tab is hidden."""
+    w = window
+    tp = w.training_panel
+    small_run(w, epochs=1, train_size=1200, batch_size=32)
+    tp.select_method("invariance-only")
+    tp.general["batch_size"].set_text("")  # the method's defaults
+    tp.general["diagnostics"].set_text("true")
+    assert w.panels["collapse_panel"].tabbed_away()  # behind the probe plot: it reads records only when shown
+    qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.session.training_state == "idle", timeout=TIMEOUT)
+    run = w.session.current
+    assert run.status == "finished" and run.collapse_verdict == "complete collapse"
+    view = w.map_panel.primary
+    qtbot.waitUntil(lambda: view.point_count == len(run.snapshots[-1]["indices"]), timeout=TIMEOUT)
+    assert view.badge.isVisibleTo(view) and "complete collapse from step" in view.badge.text()
+    assert "one point" in view.title.text()
+    assert not np.ptp(view.cloud.positions, axis=0).any()  # every point drawn at the same place
+
+
 def test_failed_job_shows_its_message_and_window_still_works(qtbot, window):
     w, s = window, window.session
     small_run(w, train_size=50, batch_size=500)  # a batch larger than the training set

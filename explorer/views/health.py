@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QBoxLayout, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QTableWidget, QTableWidgetItem, QWidget)
@@ -50,11 +50,8 @@ def embedding_dim_of(record: dict) -> int | None:
 class CollapsePanel(Panel):
     """Effective rank against the embedding dimension D, l2_std against 1/sqrt(D), the singular
     spectrum of the latest evaluation and the verdict of the engine (key ``collapse``) as a badge.
-
-    ``collapse_detected(step)`` is emitted once per run (until ``clear()``), at the first evaluation
-    whose verdict is not "healthy"; the window uses it to mark the map."""
-
-    collapse_detected = Signal(int)
+    (The map's collapse mark comes from the session, which sees every record even while this panel
+    is tabbed away.)"""
 
     title = "Collapse"
     help_text = (
@@ -165,7 +162,6 @@ class CollapsePanel(Panel):
         self._show_empty()
 
     def _ingest(self, records: Iterable[dict]) -> None:
-        newly_collapsed: int | None = None
         changed = False
         for record in records:
             if not isinstance(record, dict):
@@ -201,11 +197,8 @@ class CollapsePanel(Panel):
                 self.verdict, self.verdict_step = verdict, step
                 if verdict != HEALTHY and self.collapse_step is None:
                     self.collapse_step = int(step)
-                    newly_collapsed = int(step)
         if changed:
             self._draw()
-        if newly_collapsed is not None:
-            self.collapse_detected.emit(newly_collapsed)
 
     # drawing ------------------------------------------------------------------------------------
     def _show_empty(self) -> None:

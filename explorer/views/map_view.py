@@ -387,7 +387,10 @@ class MapView(QWidget):
         coords = self.coords_for(run, frame, method)
         self._update_badge(run)
         label = jobs.PROJECTION_LABELS.get(method, method)
-        self.title.setText(f"{run.name} — step {snap['step']} (epoch {snap['epoch']:.2f}) — {label}")
+        embeddings = np.asarray(snap["embeddings"])
+        one_point = len(embeddings) > 1 and bool((embeddings == embeddings[:1]).all())
+        self.title.setText(f"{run.name} — step {snap['step']} (epoch {snap['epoch']:.2f}) — {label}"
+                           + (" — every image has the same embedding: one point" if one_point else ""))
         self.title.adjustSize()
         if coords is None:
             self._set_note(f"computing the {label} map…")
@@ -639,7 +642,7 @@ class MapView(QWidget):
             self.badge.hide()
             self.plot.setStyleSheet("")
         else:
-            self.badge.setText(f"⚠ collapse from step {step}")
+            self.badge.setText(f"⚠ {run.collapse_verdict or 'collapse'} from step {step}")
             self.badge.adjustSize()
             self.badge.show()
             self.plot.setStyleSheet("border: 3px solid #d62728;")

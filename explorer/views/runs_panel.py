@@ -54,7 +54,8 @@ class RunsPanel(QWidget):
         run = self.session.runs[run_id]
         c = run.config
         mark = STATUS_MARK.get(run.status, "")
-        warn = f"\n   ⚠ collapse from step {run.collapse_step}" if run.collapse_step is not None else ""
+        warn = (f"\n   ⚠ {run.collapse_verdict or 'collapse'} from step {run.collapse_step}"
+                if run.collapse_step is not None else "")
         return f"{mark} {c.get('method', '?')} · {c.get('dataset', '?')} · {run.status}\n   {run.name}{warn}"
 
     def _on_session_run_added(self, run_id: str) -> None:
