@@ -160,19 +160,15 @@ class SwAVMethod(TwoViewMethod):
 class InvarianceOnly(TwoViewMethod):
     family = "collapse control"
     summary = "two views pulled together and nothing else: the control that collapses"
-    help = ("The invariance term alone: the squared distance between the encoder's embeddings of two views of"
-            " each image, with no negatives (SimCLR), no asymmetry (BYOL), no variance or covariance term "
-            "(VICReg), no balanced assignment (SwAV), no projector (a projector could absorb the loss by "
-            "shrinking its own output, taking the pressure off the encoder) and the encoder's batch norm "
-            "frozen (batch statistics alone hold off complete collapse). Mapping every image to the same "
-            "point minimises it, and training goes there: the encoder's output units stop responding one "
-            "after another until every image gets the same embedding. On digits with its defaults (neck "
-            "'none', batch 32, lr 3e-2) the output units that respond to any test image fell to none within 9"
-            " to 12 steps (two seeds), and every test image had the same embedding at the first evaluation, "
-            "in 12 seeds of 12; the linear probe fell from 0.95 to chance (0.10). Watch it with neck 'none' "
-            "(its default here), whose ReLU output can fall to exactly zero: the dense neck ends in a PReLU, "
-            "which keeps passing a little of its input, and with it 3 seeds of 6 reached a single point "
-            "within two epochs, the others a line or a few dimensions.")
+    help = ("The invariance term alone: the squared distance between the encoder's embeddings of two views of "
+            "each image. No negatives (SimCLR), no asymmetry (BYOL), no variance term (VICReg), no projector "
+            "(it could absorb the loss by shrinking its own output), and the encoder's batch norm frozen "
+            "(batch statistics alone hold off complete collapse). A constant output minimises it, and training"
+            " goes there: the encoder's output units go silent one after another. On digits with its defaults "
+            "(neck 'none', batch 32, lr 3e-2), every test image had the same embedding at the first evaluation"
+            " in 12 seeds of 12, and the probe fell from 0.95 to 0.10 (chance). Keep neck 'none': the dense "
+            "neck's PReLU still passes a little of its input, and with it only 3 seeds of 6 reached a single "
+            "point.")
     params = AUGMENT_PARAMS
     defaults = {"batch_size": 32, "lr": 3e-2, "epochs": 5, "encoder_params": {"neck": "none"}}
 
