@@ -235,6 +235,18 @@ def test_a_method_fills_the_encoder_settings_it_prefers(qtbot, window):
     assert tp.encoder_fields["neck"].value() == "dense"
 
 
+def test_method_help_is_as_high_as_its_text(qtbot, window):
+    """A long help is shown whole, and a shorter one after it gives the height back (no gap)."""
+    tp = window.training_panel
+    tp.select_method("invariance-only")
+    long_height = tp.method_help.height()
+    assert long_height >= tp.method_help.heightForWidth(tp.method_help.width())  # no line cut off
+    tp.select_method("supervised")
+    assert tp.method_help.height() < long_height / 2
+    tp.select_method("invariance-only")
+    assert tp.method_help.height() == long_height
+
+
 def test_the_collapse_control_marks_the_map_with_one_point(qtbot, window):
     """invariance-only on digits: the map becomes one point, badged, though the Collapse tab is hidden."""
     w = window

@@ -128,6 +128,31 @@ def _section(title: str) -> tuple[QGroupBox, QFormLayout]:
     return box, form
 
 
+class WrappingLabel(QLabel):
+    """A word-wrapped label exactly as high as its text needs at its current width. (A form sizes
+    a wrapped label for one width; when a scroll bar narrowed the panel, the method help's last line
+    was cut off.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setWordWrap(True)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        # fixed, not just a minimum: a shorter text must give the space back, not float in it. The
+        # old limits come off first: QLabel's height-for-width never answers below its minimum.
+        self.setMinimumHeight(0)
+        self.setMaximumHeight(16777215)  # QWIDGETSIZE_MAX
+        self.setFixedHeight(self.heightForWidth(max(1, self.width())))
+
+
 class TrainingPanel(QWidget):
     """Settings of the next run and the controls of the running one."""
 
@@ -158,8 +183,7 @@ class TrainingPanel(QWidget):
                                           Qt.ItemDataRole.ToolTipRole)
         self.method_combo = QComboBox(objectName="method_combo")
         self._fill_methods()
-        self.method_help = QLabel(objectName="method_help")
-        self.method_help.setWordWrap(True)
+        self.method_help = WrappingLabel(objectName="method_help")
         self.method_help.setProperty("hint", True)
         self.dataset_combo = QComboBox(objectName="dataset_combo")
         for name in DATASETS.names():
