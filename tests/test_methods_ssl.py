@@ -233,3 +233,14 @@ def test_invariance_only_collapses_completely_within_two_evaluations_on_digits(t
     assert evaluations[2]["collapse"] == "complete collapse", [m["collapse"] for m in evaluations]
     assert np.ptp([e for e in events if isinstance(e, ev.Snapshot)][-1].embeddings, axis=0).max() == 0
     assert evaluations[-1]["linear_probe_acc"] < 0.15  # chance: 0.10
+
+
+@pytest.mark.parametrize("name", ["simclr", "vicreg", "byol", "swav"])
+def test_the_methods_that_avoid_collapse_stay_healthy_on_digits(name, tmp_path):
+    """The counterpart of the control: same data, same evaluations, every verdict healthy."""
+    from engine import events as ev
+    from engine.training import TrainConfig, train
+
+    events = list(train(TrainConfig(method=name, dataset="digits", epochs=2, out=str(tmp_path))))
+    verdicts = [e.metrics["collapse"] for e in events if isinstance(e, ev.Evaluation)]
+    assert len(verdicts) >= 3 and set(verdicts) == {"healthy"}, verdicts
