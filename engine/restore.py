@@ -50,7 +50,13 @@ def load_trained_method(run_dir: str | Path, dataset=None, map_location: str = "
                     dataset.image_size, dataset.labelled, dataset.name)
     encoder = build_encoder(cfg["encoder"], dataset.channels, dataset.image_size, cfg["embedding_dim"],
                             **cfg.get("encoder_params", {}))
-    method = method_cls(encoder, info, **resolve(method_cls.params, cfg.get("method_params", {})))
+    try:
+        params = resolve(method_cls.params, cfg.get("method_params", {}))
+    except ValueError as error:  # a run saved by an earlier version of the method
+        raise ValueError(f"run {run.path.name} was trained with {cfg['method']} settings that this version "
+                         f"no longer takes ({error}). Its maps and curves still open; to inspect its model, "
+                         f"train it again") from error
+    method = method_cls(encoder, info, **params)
     try:
         method.load_state_dict(state["model"])
     except RuntimeError as error:

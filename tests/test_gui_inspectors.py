@@ -89,6 +89,21 @@ def test_load_trained_method_without_checkpoint_says_so(runs, tmp_path):
         load_trained_method(copy)
 
 
+def test_load_trained_method_from_an_older_version_says_so(runs, tmp_path):
+    import json
+    import shutil
+
+    from engine.restore import load_trained_method
+
+    copy = tmp_path / "old"
+    shutil.copytree(runs["simclr"], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["method_params"]["queue_size"] = 4096  # a setting simclr does not take (any more)
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"no longer takes \(unknown parameter\(s\) queue_size.*train it again"):
+        load_trained_method(copy)
+
+
 # --- triplet inspector --------------------------------------------------------------------------------
 
 def brute_force_triplet(snap: dict, row: int) -> tuple[int, int, float, float]:
