@@ -232,7 +232,12 @@ class _Job:
             saved.epochs = self.requested.epochs or saved.epochs  # resuming may extend the run
             saved.device = self.requested.device
             saved.resume = str(source.path)
-            self.config = saved.resolved()
+            try:
+                self.config = saved.resolved()
+            except ValueError as error:  # e.g. settings an earlier version of the method took
+                raise ValueError(f"--resume {source.path.name}: {error}. If the run comes from an earlier "
+                                 f"version, start a new run with --init-from {source.path} to keep its "
+                                 f"encoder's weights") from error
             self.run_dir = source
         else:
             self.config = self.requested.resolved()

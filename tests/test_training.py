@@ -188,6 +188,18 @@ def test_corrupt_checkpoint_is_explained(tmp_path):
     json.loads(config_before)
 
 
+def test_resuming_a_run_from_an_older_version_says_what_to_do(tmp_path):
+    first = run(tmp_path, epochs=1, eval_every=0, final_eval=False)
+    config_file = RunDir(first[0].run_dir).file("config.json")
+    config = json.loads(config_file.read_text())
+    config["method_params"]["retired_setting"] = 0.1  # a setting this version does not take
+    config_file.write_text(json.dumps(config))
+    events = list(train(TrainConfig(resume=first[0].run_dir, epochs=2)))
+    assert isinstance(events[-1], ev.Failed)
+    assert "unknown parameter(s) retired_setting" in events[-1].message
+    assert f"--init-from {first[0].run_dir}" in events[-1].message
+
+
 def test_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
     from engine.methods.supervised import Supervised
 
