@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QBoxLayout, QComboBox, QHBoxLa
 
 from explorer.views import wrapped_tooltip
 from explorer.views.curves import (BACKGROUND, BAD, FOREGROUND, GOOD, MUTED, LegendRow, Panel, Series,
-                                   bin_mean, color, new_plot, no_si_prefix, number, set_log_ticks)
+                                   bin_mean, color, new_plot, number, set_log_ticks)
 
 HEALTHY = "healthy"
 # floors of the log axes: an effective rank of 0 (no variation at all) and an l2_std of 0 (complete
