@@ -71,7 +71,7 @@ def check_embeddings(embeddings, what: str = "embeddings") -> np.ndarray:
     return x
 
 
-def _is_constant(x: np.ndarray) -> bool:
+def all_equal(x: np.ndarray) -> bool:
     """All points equal (complete collapse): no direction to draw them along."""
     return bool(np.all(x == x[0]))
 
@@ -599,7 +599,7 @@ def project(method: str, embeddings: np.ndarray, seed: int = 0, device: DeviceLi
     """
     x = check_embeddings(embeddings)
     projector = _make(method, seed, device, params)
-    if _is_constant(x):
+    if all_equal(x):
         return _degenerate_layout(len(x))
     return projector.fit(x)
 
@@ -639,7 +639,7 @@ class LiveProjection:
             self.projector.notes.append(f"the map follows {len(x)} points now instead of "
                                         f"{len(self.layout)}: drawn afresh, not aligned to the last one")
             self.reset()
-        constant = _is_constant(x)
+        constant = all_equal(x)
         if constant:
             layout = _degenerate_layout(len(x))
             self.projector.notes.append("all embeddings are equal (complete collapse): the map is one "

@@ -387,8 +387,9 @@ class MapView(QWidget):
         coords = self.coords_for(run, frame, method)
         self._update_badge(run)
         label = jobs.PROJECTION_LABELS.get(method, method)
-        embeddings = np.asarray(snap["embeddings"])
-        one_point = len(embeddings) > 1 and bool((embeddings == embeddings[:1]).all())
+        from engine.projection import all_equal
+
+        one_point = len(snap["embeddings"]) > 1 and all_equal(np.asarray(snap["embeddings"]))
         self.title.setText(f"{run.name} — step {snap['step']} (epoch {snap['epoch']:.2f}) — {label}"
                            + (" — every image has the same embedding: one point" if one_point else ""))
         self.title.adjustSize()
