@@ -7,6 +7,7 @@ allowed; Start refuses while any field is marked.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +372,7 @@ class TrainingPanel(QWidget):
 
     def _on_method_changed(self) -> None:
         cls = self.methods.get(self.method)
-        self.method_help.setText(f"<i>{cls.summary}.</i> {cls.help}")
+        self.method_help.setText(f"<i>{html.escape(cls.summary)}.</i> {html.escape(cls.help)}")  # rich text
         self.method_help.setToolTip(wrapped_tooltip(cls.help))
         self.select_encoder(cls.defaults.get("encoder", "convnet"))
         for key in ("epochs", "batch_size", "lr"):
