@@ -366,6 +366,25 @@ def test_in_scroll_area_scrolls_below_the_minimum_and_fills_above(qtbot, runs):
     qtbot.waitUntil(lambda: w.height() == area.viewport().height())
 
 
+@pytest.mark.parametrize("cls, name, count", [(PretextDebugger, "rotation", 4), (ContrastiveInspector, "simclr", 3)])
+def test_tiles_wrap_in_a_narrow_dock_instead_of_scrolling_sideways(qtbot, runs, cls, name, count):
+    w = cls()
+    area = in_scroll_area(w)
+    qtbot.addWidget(area)
+    area.resize(900, 700)
+    area.show()
+    w.set_run(runs[name])
+    w.show_point(3)
+    tiles = list(w.tiles.values()) if isinstance(w.tiles, dict) else w.tiles
+    qtbot.waitUntil(lambda: len(tiles) == count and tiles[0].image is not None)
+    qtbot.waitUntil(lambda: len({t.y() for t in tiles}) == 1)  # roomy: one row
+    area.resize(330, 400)  # the window's right column
+    qtbot.waitUntil(lambda: len({t.y() for t in tiles}) > 1)
+    assert not area.horizontalScrollBar().isVisible()
+    assert all(t.geometry().right() < area.viewport().width() for t in tiles)
+    assert w.height() >= max(t.geometry().bottom() for t in tiles)  # the rows below scroll into view
+
+
 # --- session wiring -----------------------------------------------------------------------------------
 
 def test_attach_follows_the_sessions_run_and_point(qtbot, runs):
