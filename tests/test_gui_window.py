@@ -247,6 +247,18 @@ def test_method_help_is_as_high_as_its_text(qtbot, window):
     assert tp.method_help.height() == long_height
 
 
+def test_augmentation_preview_shows_the_forms_dataset_before_any_run(qtbot, window):
+    preview = window.inspectors["augmentation_preview"]
+    window.training_panel.select_method("simclr")
+    window.docks["augmentation_preview"].raise_()
+    qtbot.waitUntil(lambda: preview.views.shape[:2] == (4, 6), timeout=TIMEOUT)  # digits: 4 images x 6 views
+    assert preview.views.shape[2:] == (1, 8, 8) and preview.cells[0][1].pixmap() is not None
+    assert "digits" in preview.status.text()
+    window.training_panel.select_dataset("shapes")  # another dataset chosen: its images, in colour
+    qtbot.waitUntil(lambda: preview.views.shape[2:3] == (3,), timeout=TIMEOUT)
+    assert "shapes" in preview.status.text()
+
+
 def test_the_collapse_control_marks_the_map_with_one_point(qtbot, window):
     """invariance-only on digits: the map becomes one point, badged, though the Collapse tab is hidden."""
     w = window

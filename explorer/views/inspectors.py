@@ -1241,6 +1241,7 @@ class AugmentationPreview(Inspector):
         "plus colour distortion the pair that matters most. Colour settings do nothing on grey images.")
 
     STEPS = 1000
+    MIN_CELL = 28  # pixels of the smallest preview image
     uses_snapshot = False  # images and settings only: a new snapshot changes nothing here
 
     def __init__(self, parent: QWidget | None = None, images: int = 4, views: int = 6):
@@ -1266,6 +1267,7 @@ class AugmentationPreview(Inspector):
             slider.setToolTip(wrapped_tooltip(p.help))
             slider.setValue(self._to_slider(name, p.default))
             slider.valueChanged.connect(self._on_slider_value_changed)
+            slider.setMinimumWidth(40)  # two columns of sliders fit the window's left column
             value = QLabel(objectName=f"{name}_value")
             value.setMinimumWidth(36)
             self.sliders[name], self.value_labels[name] = slider, value
@@ -1293,22 +1295,25 @@ class AugmentationPreview(Inspector):
             row = []
             for c in range(views + 1):
                 cell = QLabel(objectName=f"augment_cell_{r}_{c}")
-                cell.setFixedSize(self.cell_px + 4, self.cell_px + 4)
+                # only the height is fixed: a fixed width would hold the preview wider than a narrow dock
+                cell.setMinimumWidth(self.MIN_CELL + 4)
+                cell.setFixedHeight(self.cell_px + 4)
                 cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
                 if c == 0:
                     cell.setStyleSheet("border: 2px solid palette(highlight);")
                 self.grid.addWidget(cell, r, c)
                 row.append(cell)
             self.cells.append(row)
-        scroll = self.scroll = QScrollArea()
-        scroll.setWidget(self.grid_host)
-        scroll.setWidgetResizable(True)
         layout = QVBoxLayout(self)
         layout.addLayout(head)
         layout.addLayout(form)
-        layout.addWidget(QLabel("original (outlined), then views drawn at these settings:"))
-        layout.addWidget(scroll, 1)
+        caption = QLabel("original (outlined), then views drawn at these settings:", wordWrap=True)
+        layout.addWidget(caption)
+        # no scroll area of its own: the dock's scrolls the whole preview, so the grid is never squeezed
+        # to a sliver under the sliders in a short dock
+        layout.addWidget(self.grid_host)
         layout.addWidget(self.status)
+        layout.addStretch(1)
         self._update_value_labels()
 
     # settings ---------------------------------------------------------------------------------
@@ -1373,6 +1378,15 @@ class AugmentationPreview(Inspector):
             defaults = {p.name: p.default for p in self.params.values()}
             self.set_settings(defaults | dict(self.config.get("method_params") or {}))
 
+    def refresh(self) -> None:
+        # before any run, a dataset given by set_dataset (the window: the one chosen in the training form)
+        if not self.config and self.dataset is not None:
+            self._dirty = not self.is_shown()
+            if not self._dirty:
+                self._draw()
+            return
+        super().refresh()
+
     def rows(self) -> np.ndarray:
         """The images shown: the clicked one first, then one per class."""
         data = self._get_dataset()
@@ -1388,14 +1402,16 @@ class AugmentationPreview(Inspector):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        size = int(np.clip((self.scroll.viewport().width() - 12) / (self.n_views + 1) - 7, 28, 72))
+        margins = self.layout().contentsMargins()
+        width = self.width() - margins.left() - margins.right()
+        size = int(np.clip(width / (self.n_views + 1) - 7, self.MIN_CELL, 72))
         if size != self.cell_px:
             self.cell_px = size
             for (r, c), image in self._cell_images.items():
                 self.cells[r][c].setPixmap(to_pixmap(image, size))
             for row in self.cells:
                 for cell in row:
-                    cell.setFixedSize(size + 4, size + 4)
+                    cell.setFixedHeight(size + 4)
 
     def follow_form(self, fields: dict[str, Any]) -> None:
         """Mirror a parameter form: ``fields`` maps names to editors with ``value()`` (None: the default)
