@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QPolygonF  # noqa: E402
 from explorer import jobs  # noqa: E402
 from explorer.session import RunState, Session  # noqa: E402
 from explorer.views.map_view import MapPanel, MapView, PointCloudItem, argb, points_in_polygon  # noqa: E402
-from explorer.views.neighbours import SelectionGrid  # noqa: E402
+from explorer.views.neighbours import SelectionGrid, ThumbnailGrid  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,25 @@ def pg_odd_even():
     from PySide6.QtCore import Qt
 
     return Qt.FillRule.OddEvenFill
+
+
+def test_thumbnail_grid_fits_a_narrow_column_with_long_labels(qtbot, digits):
+    from PySide6.QtWidgets import QScrollArea
+
+    grid = ThumbnailGrid()
+    area = QScrollArea(widgetResizable=True)
+    area.setWidget(grid)
+    qtbot.addWidget(area)
+    area.resize(340, 300)  # the window's right column
+    area.show()
+    labels = ["Ankle boot ✗\n0.123", "T-shirt/top ✗\n0.2", "Bag\n0.05", "Pullover\n1.0e-04", "Sneaker ✗\n0.3"]
+    grid.show_items([(i, digits.thumbnail("test", i), text, f"test image {i}") for i, text in enumerate(labels)])
+    qtbot.waitUntil(lambda: len({b.y() for b in grid.buttons}) == 2)  # 4 to a row, then the fifth
+    assert not area.horizontalScrollBar().isVisible()
+    assert len({b.width() for b in grid.buttons}) == 1
+    assert all(b.geometry().right() < area.viewport().width() for b in grid.buttons)
+    names = [b.text().split("\n")[0] for b in grid.buttons]
+    assert names[2] == "Bag" and "…" in names[0] and names[0].endswith("✗")  # shortened, the mark kept
 
 
 def test_region_selection_fills_the_grid(qtbot, session, digits):

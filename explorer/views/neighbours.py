@@ -11,16 +11,16 @@ from collections import Counter
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSpinBox,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QFontMetrics, QIcon
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from explorer.session import Session
 from explorer.views import wrapped_tooltip
+from explorer.views.flow import FlowLayout
 from explorer.views.map_view import thumbnail_pixmap
 
 THUMB = 56
-COLUMNS = 4
 
 
 def _label_name(names: list[str], label: int) -> str:
@@ -30,15 +30,17 @@ def _label_name(names: list[str], label: int) -> str:
 
 
 class ThumbnailGrid(QWidget):
-    """A grid of image buttons, reused between updates (creating widgets is the slow part)."""
+    """Image buttons of one width, as many to a row as the width holds; reused between updates
+    (creating widgets is the slow part). A label longer than a button is elided in the middle, so a
+    trailing mark stays; the tooltip should name what it shortens."""
 
-    def __init__(self, columns: int = COLUMNS, thumb: int = THUMB, parent: QWidget | None = None):
+    def __init__(self, thumb: int = THUMB, parent: QWidget | None = None):
         super().__init__(parent)
-        self.columns, self.thumb = columns, thumb
-        self.grid = QGridLayout(self)
+        self.thumb = thumb
+        self.button_width = thumb + 24
+        self.grid = FlowLayout(self)
         self.grid.setContentsMargins(2, 2, 2, 2)
         self.grid.setSpacing(4)
-        self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.buttons: list[QToolButton] = []
         self.on_click = None
 
@@ -49,14 +51,16 @@ class ThumbnailGrid(QWidget):
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
             b.setIconSize(QSize(self.thumb, self.thumb))
             b.setAutoRaise(True)
+            b.setFixedWidth(self.button_width)
             b.clicked.connect(lambda _=False, b=b: self.on_click and self.on_click(b.property("row")))
-            i = len(self.buttons)
-            self.grid.addWidget(b, i // self.columns, i % self.columns)
+            self.grid.addWidget(b)
             self.buttons.append(b)
+        metrics = QFontMetrics(self.font())
         for b, (row, image, text, tip) in zip(self.buttons, items):
             b.setProperty("row", int(row))
             b.setIcon(QIcon(thumbnail_pixmap(image, self.thumb)) if image is not None else QIcon())
-            b.setText(text)
+            b.setText("\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, self.button_width - 8)
+                                for line in text.split("\n")))
             b.setToolTip(tip)
             b.show()
         for b in self.buttons[len(items):]:
@@ -201,7 +205,7 @@ class SelectionGrid(QWidget):
         self.session = session
         self.summary = QLabel("Choose Rectangle or Lasso above the map, then drag.")
         self.summary.setWordWrap(True)
-        self.grid = ThumbnailGrid(columns=5, thumb=48)
+        self.grid = ThumbnailGrid(thumb=48)
         self.grid.on_click = session.select_point
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -231,5 +235,5 @@ class SelectionGrid(QWidget):
                              + (f" (first {shown} shown)" if shown < len(rows) else "") + ": "
                              + ", ".join(f"{n} {c}" for n, c in counts.most_common()))
         self.grid.show_items([(int(r), ds.thumbnail("test", int(r)) if ds is not None else None,
-                               _label_name(names, lab), f"test image {r}")
+                               _label_name(names, lab), f"test image {r}: {_label_name(names, lab)}")
                               for r, lab in zip(rows[:shown], labels[:shown])])
