@@ -38,7 +38,8 @@ JOBS = {
     "simclr-bs2048": ["--preset", "simclr-fashion-gpu", "--batch-size", "2048", "--lr", "2e-3"],
     # without a neck the embedding is the pooled features: its size follows the encoder
     "simclr-resnet18": ["--preset", "simclr-fashion-gpu", "--encoder", "resnet18", "--embedding-dim", "512"],
-    "simclr-wide": ["--preset", "simclr-fashion-gpu", "--widths", "64,128,256", "--embedding-dim", "256"],
+    # the preset's encoder before it was widened (as the CPU presets keep it)
+    "simclr-narrow": ["--preset", "simclr-fashion-gpu", "--widths", "32,64,128", "--embedding-dim", "128"],
     "triplet-k10m8": ["--preset", "triplet-fashion-gpu", "--classes-per-batch", "10", "--samples-per-class", "8"],
     "byol": ["--preset", "byol-fashion-gpu"],
     # BYOL gains with steps: on a CPU slice, 20 epochs at batch 64 reached 0.826 where batch 256 stayed at random init

@@ -124,6 +124,8 @@ def config_from_args(args: argparse.Namespace):
     method = METHODS.get(config.method)
     encoder_name = config.encoder or method.defaults.get("encoder", "convnet")
     encoder = ENCODERS.get(encoder_name)
+    if args.preset and args.encoder:  # the preset's encoder settings were meant for its encoder: keep what applies
+        config.encoder_params = {k: v for k, v in config.encoder_params.items() if k in {p.name for p in encoder.params}}
     for key, value in vars(args).items():
         if not key.startswith("param__") or value is None:
             continue

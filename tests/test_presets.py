@@ -24,7 +24,10 @@ def test_every_preset_resolves_and_builds_its_encoder(name):
 
 
 def test_self_supervised_presets_probe_the_pooled_features_and_flags_win():
-    assert config_of("--preset", "simclr-fashion-gpu").encoder_params == {"neck": "none"}
+    assert config_of("--preset", "simclr-fashion-gpu").encoder_params == {"neck": "none", "widths": "64,128,256"}
+    # another encoder by flag: the preset's settings it does not take are left out, the others kept
+    assert config_of("--preset", "simclr-fashion-gpu", "--encoder", "resnet18",
+                     "--embedding-dim", "512").encoder_params == {"neck": "none"}
     cfg = config_of("--preset", "simclr-fashion-cpu", "--neck", "dense")
     assert cfg.encoder_params == {"convs_per_block": 1, "neck": "dense"}
     assert PRESETS["simclr-fashion-cpu"]["encoder_params"]["neck"] == "none"  # the preset is unchanged
