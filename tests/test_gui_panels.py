@@ -207,6 +207,26 @@ def test_collapse_panel_on_a_healthy_run(qtbot, run_records):
     assert "healthy" in panel.badge.text() and BAD[False] not in panel.badge.styleSheet()
 
 
+@pytest.mark.parametrize("size, mode", [((1100, 260), "row"), ((360, 700), "column"), ((360, 270), "tabs")])
+def test_collapse_plots_are_never_squeezed_below_a_readable_size(qtbot, run_records, size, mode):
+    """Side by side when wide, stacked when tall, one tab each in the window's default bottom dock."""
+    panel = CollapsePanel()
+    qtbot.addWidget(panel)
+    panel.add_records(run_records)
+    panel.resize(*size)
+    panel.show()
+    qtbot.waitUntil(lambda: panel.plot_mode == mode)
+    plots = (panel.rank_widget, panel.std_widget, panel.spectrum_widget)
+    if mode == "tabs":
+        assert [panel.plot_tabs.widget(i) for i in range(3)] == list(plots)
+        qtbot.waitUntil(lambda: panel.rank_widget.width() > 300)  # the whole width for one plot
+    else:
+        assert panel.plot_tabs.count() == 0 and panel.plot_tabs.isHidden()
+        qtbot.waitUntil(lambda: all(p.isVisible() and p.width() >= CollapsePanel.PLOT_WIDTH - 10 for p in plots))
+    panel.resize(1100, 260)  # back to wide: the plots come out of the tabs again
+    qtbot.waitUntil(lambda: panel.plot_mode == "row" and all(p.isVisible() for p in plots))
+
+
 def test_collapse_badge_turns_red_and_remembers_the_first_collapsed_step(qtbot, run_records):
     from engine.metrics.collapse import collapse_indicators
 

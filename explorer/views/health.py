@@ -18,7 +18,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QBoxLayout, QComboBox, QHBoxLayout, QHeaderView, QLabel,
-                               QTableWidget, QTableWidgetItem, QWidget)
+                               QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from explorer.views import wrapped_tooltip
 from explorer.views.curves import (BACKGROUND, BAD, FOREGROUND, GOOD, MUTED, LegendRow, Panel, Series,
@@ -75,11 +75,20 @@ class CollapsePanel(Panel):
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setWordWrap(True)
         self.body.addWidget(self.badge)  # a banner over the plots: it must be seen, and it may be long
-        # three plots side by side in a wide dock, stacked in a tall narrow one (see resizeEvent)
+        # three plots side by side in a wide dock, stacked in a tall narrow one, one tab each in a small
+        # one (see resizeEvent)
         self.plots = QWidget()
-        self.plots_box = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.plots)
+        plots_layout = QVBoxLayout(self.plots)
+        plots_layout.setContentsMargins(0, 0, 0, 0)
+        self.plot_row = QWidget()
+        self.plots_box = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.plot_row)
         self.plots_box.setContentsMargins(0, 0, 0, 0)
         self.plots_box.setSpacing(3)
+        self.plot_tabs = QTabWidget(objectName="collapse_plot_tabs", documentMode=True)
+        self.plot_tabs.hide()
+        plots_layout.addWidget(self.plot_row)
+        plots_layout.addWidget(self.plot_tabs)
+        self.plot_mode = "row"
         views = []
         for left, bottom, title in (("effective rank", "step", "effective rank vs D"),
                                     ("l2_std", "step", "l2_std vs 1/\u221aD"),
@@ -132,12 +141,39 @@ class CollapsePanel(Panel):
         self.latest: dict[str, Any] = {}
         self._last_step = 0.0
 
+    PLOT_WIDTH, PLOT_HEIGHT = 180, 110  # below this a plot's titles and tick labels run into each other
+
     def resizeEvent(self, event) -> None:  # Qt override
         super().resizeEvent(event)
-        vertical = self.width() < 1.2 * self.height() and self.width() < 560
-        direction = QBoxLayout.Direction.TopToBottom if vertical else QBoxLayout.Direction.LeftToRight
-        if self.plots_box.direction() != direction:
-            self.plots_box.setDirection(direction)
+        w, h = self.width(), self.height()
+        fits_row = w >= 3 * self.PLOT_WIDTH
+        fits_column = h >= 3 * self.PLOT_HEIGHT + 90  # the badge and the line of figures take ~90 px
+        if fits_column and (not fits_row or w < 1.2 * h):
+            self.set_plot_mode("column")
+        else:
+            self.set_plot_mode("row" if fits_row else "tabs")
+
+    def set_plot_mode(self, mode: str) -> None:
+        """'row' (side by side), 'column' (stacked) or 'tabs' (one plot at a time, each at full size)."""
+        if mode == self.plot_mode:
+            return
+        # "spread", not "l2_std": a tab cuts off an underscore's stroke, leaving "l2 std"
+        plots = ((self.rank_widget, "effective rank"), (self.std_widget, "spread"),
+                 (self.spectrum_widget, "singular spectrum"))
+        if mode == "tabs":
+            for widget, title in plots:
+                self.plot_tabs.addTab(widget, title)
+            self.plot_tabs.setTabToolTip(1, "l2_std: the spread of the l2-normalised embeddings against 1/\u221aD")
+        else:
+            self.plot_tabs.clear()  # takes the pages out without deleting them
+            for widget, _ in plots:
+                self.plots_box.addWidget(widget, 1)
+                widget.show()
+            self.plots_box.setDirection(QBoxLayout.Direction.TopToBottom if mode == "column"
+                                        else QBoxLayout.Direction.LeftToRight)
+        self.plot_row.setVisible(mode != "tabs")
+        self.plot_tabs.setVisible(mode == "tabs")
+        self.plot_mode = mode
 
     # public -------------------------------------------------------------------------------------
     @property
