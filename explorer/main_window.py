@@ -188,35 +188,30 @@ class MainWindow(QMainWindow):
 
         self.training_panel.method_combo.currentIndexChanged.connect(follow_method_form)
         follow_method_form()
-        self._form_datasets: dict[str, object] = {}
         self.training_panel.dataset_combo.currentIndexChanged.connect(self._preview_form_dataset)
         QTimer.singleShot(0, self._preview_form_dataset)
 
     def _preview_form_dataset(self, *_) -> None:
         """Until a run is selected, the augmentation preview shows the dataset chosen in the training
-        form (loaded in a worker thread), so the views can be tuned before the first run."""
-        from explorer import jobs
+        form (loaded once, in a worker thread, by the session), so the views can be tuned before the
+        first run."""
         from explorer.views.training_panel import FOLDER_ITEM
 
         preview = self.inspectors["augmentation_preview"]
         name = self.training_panel.dataset_combo.currentData()
         if self.session.current is not None or not name or name == FOLDER_ITEM:
             return
-        if name in self._form_datasets:
-            preview.set_dataset(self._form_datasets[name])
-            return
 
-        def loaded(_request: int, dataset) -> None:
-            self._form_datasets[name] = dataset
+        def ready(dataset) -> None:
             if self.session.current is None and self.training_panel.dataset_combo.currentData() == name:
                 preview.set_dataset(dataset)
 
-        def failed(_request: int, message: str) -> None:
+        def failed(message: str) -> None:
             if self.session.current is None:
                 preview.status.setText(f"The images of {name} could not be loaded for the preview: {message}")
 
         preview.status.setText(f"Loading {name} for the preview…")
-        jobs.run_in_background(jobs.load_run_dataset, {"dataset": name}, on_done=loaded, on_failed=failed)
+        self.session.request_dataset({"dataset": name}, ready, failed)
 
     def _add_dock(self, name: str, title: str, widget: QWidget, area, help_row: bool = True) -> QDockWidget:
         dock = QDockWidget(title, self)

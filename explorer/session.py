@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -26,6 +26,12 @@ FLUSH_MS = 50
 FOLLOW_MS = 500
 COLOURINGS = {"class": "class", "cluster": "cluster", "correct": "kNN correct / wrong",
               "overlap": "neighbour overlap (map honesty)", "triplet": "triplet category (anchor = selected)"}
+
+
+def dataset_key(config: dict) -> tuple:
+    """What decides the images of a run (or of any config): configs with one key share one loaded dataset."""
+    return (config.get("dataset"), config.get("data_root"), config.get("train_size"), config.get("test_size"),
+            config.get("imbalance"), config.get("seed", 0))
 
 
 @dataclass
@@ -56,9 +62,7 @@ class RunState:
 
     @property
     def dataset_key(self) -> tuple:
-        c = self.config
-        return (c.get("dataset"), c.get("data_root"), c.get("train_size"), c.get("test_size"),
-                c.get("imbalance"), c.get("seed", 0))
+        return dataset_key(self.config)
 
     @property
     def class_names(self) -> list[str]:
@@ -109,7 +113,7 @@ class Session(QObject):
         self._pending_snapshot: set[str] = set()
         self._pending_progress: dict[str, dict] = {}
         self._datasets: dict[tuple, Any] = {}
-        self._dataset_requests: dict[int, tuple] = {}
+        self._dataset_waiters: dict[tuple, list[tuple[Callable, Callable | None]]] = {}  # while loading
         self._flush = QTimer(self, interval=FLUSH_MS)
         self._flush.timeout.connect(self._on_flush_timeout)
         self._flush.start()
@@ -230,33 +234,42 @@ class Session(QObject):
         run.snapshots.sort(key=lambda s: s["step"])
 
     # datasets (thumbnails) -----------------------------------------------------------------------
-    def _request_dataset(self, run: RunState) -> None:
-        if not run.config.get("dataset"):
-            return
-        key = run.dataset_key
+    def request_dataset(self, config: dict, on_ready: Callable[[Any], None],
+                        on_failed: Callable[[str], None] | None = None) -> None:
+        """``on_ready(dataset)`` with the images ``config`` names (dataset, subsets, seed): at once when
+        they were loaded before, else from a worker thread; one load however many ask."""
+        key = dataset_key(config)
         if key in self._datasets:
-            run.dataset = self._datasets[key]
-            self.dataset_ready.emit(run.id)
+            on_ready(self._datasets[key])
             return
-        if key in self._dataset_requests.values():
-            return
-        job = jobs.run_in_background(jobs.load_run_dataset, dict(run.config),
-                                     on_done=self._on_dataset_done, on_failed=self._on_dataset_failed)
-        self._dataset_requests[job.id] = key
+        waiting = self._dataset_waiters.setdefault(key, [])
+        waiting.append((on_ready, on_failed))
+        if len(waiting) == 1:
+            jobs.run_in_background(jobs.load_run_dataset, dict(config),
+                                   on_done=lambda _request, dataset: self._on_dataset_done(key, dataset),
+                                   on_failed=lambda _request, message: self._on_dataset_failed(key, message))
 
-    def _on_dataset_done(self, request_id: int, dataset) -> None:
-        key = self._dataset_requests.pop(request_id, None)
-        if key is None:
-            return
+    def _on_dataset_done(self, key: tuple, dataset) -> None:
         self._datasets[key] = dataset
-        for run in self.runs.values():
-            if run.dataset_key == key:
-                run.dataset = dataset
-                self.dataset_ready.emit(run.id)
+        for on_ready, _ in self._dataset_waiters.pop(key, []):
+            on_ready(dataset)
 
-    def _on_dataset_failed(self, request_id: int, message: str) -> None:
-        self._dataset_requests.pop(request_id, None)
-        self.message_posted.emit("warning", f"images of the run could not be loaded: {message}")
+    def _on_dataset_failed(self, key: tuple, message: str) -> None:
+        for _, on_failed in self._dataset_waiters.pop(key, []):
+            if on_failed is not None:
+                on_failed(message)
+
+    def _request_dataset(self, run: RunState) -> None:
+        if run.config.get("dataset"):
+            self.request_dataset(run.config, lambda dataset: self._on_run_dataset(run.id, dataset),
+                                 lambda message: self.message_posted.emit(
+                                     "warning", f"images of the run could not be loaded: {message}"))
+
+    def _on_run_dataset(self, run_id: str, dataset) -> None:
+        run = self.runs.get(run_id)
+        if run is not None:
+            run.dataset = dataset
+            self.dataset_ready.emit(run_id)
 
     # training ------------------------------------------------------------------------------------
     def start_training(self, config) -> int:

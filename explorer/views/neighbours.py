@@ -229,11 +229,12 @@ class SelectionGrid(QWidget):
         for r in rows:
             p = run.snapshot_row(snap, int(r)) if snap is not None else None
             labels.append(int(snap["labels"][p]) if p is not None else -1)
-        counts = Counter(_label_name(names, lab) for lab in labels)
+        label_names = [_label_name(names, lab) for lab in labels]
+        counts = Counter(label_names)
         shown = min(len(rows), self.MAX_SHOWN)
         self.summary.setText(f"{len(rows)} points selected"
                              + (f" (first {shown} shown)" if shown < len(rows) else "") + ": "
                              + ", ".join(f"{n} {c}" for n, c in counts.most_common()))
         self.grid.show_items([(int(r), ds.thumbnail("test", int(r)) if ds is not None else None,
-                               _label_name(names, lab), f"test image {r}: {_label_name(names, lab)}")
-                              for r, lab in zip(rows[:shown], labels[:shown])])
+                               name, f"test image {r}: {name}")
+                              for r, name in zip(rows[:shown], label_names[:shown])])
