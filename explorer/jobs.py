@@ -239,12 +239,3 @@ def project(method: str, embeddings, previous=None, seed: int = 0):
         live.layout = np.asarray(previous, dtype=np.float32)
     # a writable copy: snapshot arrays are read-only, and torch warns on those
     return np.asarray(live.update(np.array(embeddings, dtype=np.float32)), dtype=np.float32)
-
-
-def load_run_dataset(config: dict):
-    """The dataset a run trained on, with the same subsets, so snapshot rows index its test split."""
-    from engine.data import load_dataset
-
-    return load_dataset(config["dataset"], data_root=config.get("data_root"),
-                        train_size=config.get("train_size"), test_size=config.get("test_size"),
-                        imbalance=config.get("imbalance"), seed=config.get("seed", 0))

@@ -245,7 +245,9 @@ class Session(QObject):
         waiting = self._dataset_waiters.setdefault(key, [])
         waiting.append((on_ready, on_failed))
         if len(waiting) == 1:
-            jobs.run_in_background(jobs.load_run_dataset, dict(config),
+            from engine.restore import load_run_dataset
+
+            jobs.run_in_background(load_run_dataset, dict(config),
                                    on_done=lambda _request, dataset: self._on_dataset_done(key, dataset),
                                    on_failed=lambda _request, message: self._on_dataset_failed(key, message))
 
