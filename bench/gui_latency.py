@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.device import configure_threads
     from engine.runs import load_snapshot
-    from engine.training import TrainConfig, train
+    from engine.config import TrainConfig
+    from engine.training import train
     from explorer.views.curves import LossPlot, ProbePlot
     from explorer.views.health import CollapsePanel, PropertiesPanel, TripletPanel
 

@@ -16,7 +16,8 @@ import torch  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.encoders import build_encoder  # noqa: E402
-from engine.training import TrainConfig, train  # noqa: E402
+from engine.config import TrainConfig  # noqa: E402
+from engine.training import train  # noqa: E402
 
 DATASET, TRAIN_SIZE, EPOCHS, BATCH, LR, SEED = "fashion-mnist", 6000, 2, 128, 1e-3, 0
 

@@ -29,7 +29,8 @@ import types
 from typing import Any, Iterator
 
 from engine import events as ev
-from engine.training import Control, TrainConfig, train
+from engine.config import TrainConfig
+from engine.training import Control, train
 
 # what a job imports on its first run: extension modules hold the interpreter lock while they load
 WARM_UP_MODULES = ("engine.training", "engine.metrics.probe", "engine.metrics.retrieval",

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
     from engine.presets import PRESETS
-    from engine.training import TrainConfig
+    from engine.config import TrainConfig
 
     d = TrainConfig()
     methods = "\n".join(f"  {n:<16} [{c.family}] {c.summary}" for n, c in METHODS.items())
@@ -102,7 +102,7 @@ def config_from_args(args: argparse.Namespace):
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
     from engine.presets import PRESETS
-    from engine.training import TrainConfig
+    from engine.config import TrainConfig
 
     values: dict[str, Any] = {}
     if args.preset:

@@ -275,7 +275,7 @@ class Session(QObject):
 
     # training ------------------------------------------------------------------------------------
     def start_training(self, config) -> int:
-        """Start a training job (engine.training.TrainConfig); returns its id."""
+        """Start a training job (engine.config.TrainConfig); returns its id."""
         if self.job is not None and self.job.is_running():
             raise ValueError("a training job is already running: stop it first")
         job = jobs.TrainingJob(config, self)

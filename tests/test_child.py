@@ -6,7 +6,7 @@ import time
 from engine import events as ev
 from engine.child import ChildJob, discard_standby, prepare_standby, take_child
 from engine.runs import RunDir
-from engine.training import TrainConfig
+from engine.config import TrainConfig
 
 
 def config(tmp_path, **kw):

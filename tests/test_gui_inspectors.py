@@ -9,8 +9,7 @@ import torch
 
 from engine.runs import RunDir, load_snapshot
 from explorer.views.inspectors import (INSPECTORS, AngleView, AugmentationPreview, ContrastiveInspector,
-                                       PairHistogram, PretextDebugger, TripletInspector, in_scroll_area,
-                                       place_on_map)
+                                       PairHistogram, PretextDebugger, TripletInspector, in_scroll_area)
 
 # the offscreen platform says it cannot propagate size hints whenever a window is shown: not ours
 pytestmark = [pytest.mark.timeout(240), pytest.mark.qt_log_level_fail("WARNING"),
@@ -31,7 +30,8 @@ RUNS = {  # name: (method, dataset, extra TrainConfig settings)
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, str]:
     """One short run per method (a few steps on 256 training images, 128 for colour), as run directories."""
-    from engine.training import TrainConfig, train
+    from engine.config import TrainConfig
+    from engine.training import train
 
     out = tmp_path_factory.mktemp("runs")
     torch.set_num_threads(1)
@@ -242,17 +242,6 @@ def test_contrastive_inspector_row_equals_the_methods_logits(qtbot, runs):
     with qtbot.waitSignal(w.views_embedded) as blocker:
         qtbot.mouseClick(w.resample_button, pytest.importorskip("PySide6.QtCore").Qt.MouseButton.LeftButton)
     assert blocker.args[0].shape == (2, 128) and w.seed == 1
-
-
-def test_place_on_map_puts_a_map_point_among_its_neighbours():
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(200, 16)).astype(np.float32)
-    coords = rng.normal(size=(200, 2))
-    placed = place_on_map(emb[[3, 50]], emb, coords, k=1)  # k = 1: a map point lands on itself
-    np.testing.assert_allclose(placed, coords[[3, 50]])
-    cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (emb[7] / np.linalg.norm(emb[7]))
-    nearest = np.argsort(-cos)[:5]
-    np.testing.assert_allclose(place_on_map(emb[7:8], emb, coords, k=5)[0], coords[nearest].mean(0))
 
 
 # --- pretext debugger ---------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ def triplet_step_records() -> list[dict]:
     straight from the training generator: one epoch, no diagnostics."""
     import tempfile
 
-    from engine.training import TrainConfig, train
+    from engine.config import TrainConfig
+    from engine.training import train
 
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(method="triplet", dataset="digits", epochs=1, out=out, eval_every=0,

@@ -171,7 +171,8 @@ def test_scale_auto_is_noted(digits):
 
 
 def test_training_job_logs_triplet_categories_and_retrieval(tmp_path):
-    from engine.training import TrainConfig, train
+    from engine.config import TrainConfig
+    from engine.training import train
 
     config = TrainConfig(method="triplet", dataset="digits", epochs=2, batch_size=32, train_size=400,
                          diagnostics=False, final_eval=False, eval_every=0, out=str(tmp_path),

@@ -224,7 +224,8 @@ def test_invariance_only_collapses_completely_within_two_evaluations_on_digits(t
     healthy before training, every test image on one embedding by the second evaluation (the map: one
     blob), and the final linear probe at chance."""
     from engine import events as ev
-    from engine.training import TrainConfig, train
+    from engine.config import TrainConfig
+    from engine.training import train
 
     events = list(train(TrainConfig(method="invariance-only", dataset="digits", epochs=2, out=str(tmp_path))))
     assert isinstance(events[-1], ev.Finished), events[-1]
@@ -239,7 +240,8 @@ def test_invariance_only_collapses_completely_within_two_evaluations_on_digits(t
 def test_the_methods_that_avoid_collapse_stay_healthy_on_digits(name, tmp_path):
     """The counterpart of the control: same data, same evaluations, every verdict healthy."""
     from engine import events as ev
-    from engine.training import TrainConfig, train
+    from engine.config import TrainConfig
+    from engine.training import train
 
     events = list(train(TrainConfig(method=name, dataset="digits", epochs=2, out=str(tmp_path))))
     verdicts = [e.metrics["collapse"] for e in events if isinstance(e, ev.Evaluation)]

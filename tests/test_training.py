@@ -8,7 +8,8 @@ import torch
 
 from engine import events as ev
 from engine.runs import RunDir, load_snapshot
-from engine.training import Control, TrainConfig, train
+from engine.config import TrainConfig
+from engine.training import Control, train
 
 
 def run(tmp_path, **kw):
@@ -214,13 +215,13 @@ def test_out_of_gpu_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
 
 
 def test_budget_fits_training_evaluations_and_the_final_evaluation_into_the_limit():
-    from engine.training import _Budget
+    from engine.budget import TimeBudget
 
-    budget = _Budget(minutes=10, started=0.0)
+    budget = TimeBudget(minutes=10, started=0.0)
     # step 0: 14 s, of which 4 s the map and indicators and 4 s the reference probes; the end's
     # probes see 10x the images
     budget.measured_evaluation(14.0, 4.0, 4.0, scale=10.0)
-    growth = _Budget.PROBE_GROWTH
+    growth = TimeBudget.PROBE_GROWTH
     assert budget.final_seconds == pytest.approx(4 + (6 + 4) * 10 * growth)
     assert budget.eval_seconds == 10.0
     # a later, warm evaluation: 7 s, 4 of them the map; the estimate of the end follows it
@@ -228,21 +229,21 @@ def test_budget_fits_training_evaluations_and_the_final_evaluation_into_the_limi
     assert budget.final_seconds == pytest.approx(4 + (3 + 4) * 10 * growth)
     # 60 s gone, 0.1 s a step, an evaluation every 100 steps
     total = budget.total_steps(now=60.0, step=20, seconds_per_step=0.1, eval_every=100, planned=10**6)
-    left = 600 * _Budget.SAFETY - 60 - (4 + 70 * growth)
+    left = 600 * TimeBudget.SAFETY - 60 - (4 + 70 * growth)
     assert total == 20 + int(left // (0.1 + 7.0 / 100))
     assert budget.total_steps(now=60.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 500
     assert budget.total_steps(now=590.0, step=20, seconds_per_step=0.1, eval_every=100, planned=500) == 20
 
 
 def test_budget_spaces_evaluations_out_when_they_would_eat_the_time_limit():
-    from engine.training import _Budget
+    from engine.budget import TimeBudget
 
-    budget = _Budget(minutes=9, started=0.0)
+    budget = TimeBudget(minutes=9, started=0.0)
     assert budget.eval_interval(asked=200, current=200, seconds_per_step=0.01) == 200  # nothing measured yet
     # a fast GPU: 10 ms a step, an evaluation 4 s; every 200 steps (2 s of training) evaluating would
     # take 67 % of the time. At most 20 %: 4 * 0.8 / (0.2 * 0.01) = 1600 steps, a multiple of 200
     budget.measured_evaluation(4.0, 2.0, 0.0, scale=10.0)
-    assert _Budget.MAX_EVAL_SHARE == 0.2
+    assert TimeBudget.MAX_EVAL_SHARE == 0.2
     interval = budget.eval_interval(asked=200, current=200, seconds_per_step=0.01)
     assert interval == 1600
     # a little timing noise does not move it (share 4 / (4 + 1600 * 0.012) = 17 %)
@@ -255,9 +256,9 @@ def test_budget_spaces_evaluations_out_when_they_would_eat_the_time_limit():
 
 
 def test_time_limit_spaces_evaluations_out_and_says_so(tmp_path, monkeypatch):
-    from engine.training import _Budget
+    from engine.budget import TimeBudget
 
-    monkeypatch.setattr(_Budget, "MAX_EVAL_SHARE", 0.01)  # digits' steps are fast: any evaluation is too much
+    monkeypatch.setattr(TimeBudget, "MAX_EVAL_SHARE", 0.01)  # digits' steps are fast: any evaluation is too much
     events = run(tmp_path, epochs=10_000, time_limit=0.1, eval_every=0.25, batch_size=32)
     notes = [e.text for e in by_kind(events, ev.Message) if "evaluating every" in e.text]
     assert notes and "(asked: 0.25)" in notes[0] and "at most 1 % of the time" in notes[0]

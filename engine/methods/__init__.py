@@ -43,7 +43,21 @@ class StepOutput:
 
 
 class Method(nn.Module):
-    """Base class. ``self.encoder`` is the representation the probe and the map use."""
+    """Base class. ``self.encoder`` is the representation the probe and the map use.
+
+    Besides ``training_step``, a method may provide these hooks; each has a default here, and the
+    training job and the window use them without asking whether they exist:
+
+    - ``notes``: sentences for the run log (e.g. sampling with replacement), filled in ``__init__``
+      or ``steps_per_epoch``;
+    - ``retrieval_metric``: the distance its embedding is meant for ("euclidean" or "cosine"),
+      used by the retrieval figures;
+    - ``margin``: the margin the triplet diagnostics count easy / semi-hard / hard triplets with;
+    - ``augment``: the module that makes its training views (float images (B, C, H, W) in [0, 1],
+      takes ``generator=``), or None; the invariance property measures under it;
+    - ``evaluation_stats(embeddings, labels)``: the method's own figures on an evaluation subset
+      (triplet categories, distance histograms, class-centre angles), merged into the evaluation.
+    """
 
     family: ClassVar[str] = "supervised"
     summary: ClassVar[str] = ""  # one line: what it learns and from what
@@ -52,12 +66,18 @@ class Method(nn.Module):
     needs_labels: ClassVar[bool] = True
     # Defaults the method prefers for the generic settings (e.g. a larger batch for SimCLR)
     defaults: ClassVar[dict[str, Any]] = {}
+    retrieval_metric: str = "euclidean"
+    margin: float = 0.2
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__()
         self.encoder = encoder
         self.info = info
         self.hparams = params
+        self.notes: list[str] = []
+        # not a class attribute: nn.Module keeps a submodule in _modules, which a class attribute
+        # of the same name would shadow; a subclass assigns its augmentation module over this
+        self.augment: nn.Module | None = None
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         """One batch: images float in [0, 1] (B, C, H, W) on the device, labels int64 (B,)."""
@@ -80,8 +100,10 @@ class Method(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (an EMA teacher updates itself here)."""
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
+    def evaluation_stats(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        """The method's own figures on an evaluation subset (embeddings (n, D), labels (n,), -1 where
+        unlabelled). Default: none."""
+        return {}
 
 
 METHODS: Registry[type[Method]] = Registry("method")

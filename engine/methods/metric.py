@@ -7,11 +7,10 @@ to mine. Non-contrastive (``center``, ``cosine``, ``arc``): classification with 
 a head used only in training (a linear layer and learned class centres; or a normalised weight matrix
 without bias, one or more sub-centres per class).
 
-Besides ``training_step``, each method offers what the training job and the window need:
-``notes`` (sentences for the run log, e.g. sampling with replacement), ``retrieval_metric`` (the
-distance its embedding is meant for: give it to ``retrieval_metrics``), and
-``evaluation_stats(embeddings, labels)`` (triplet categories, distance histograms or centre angles
-on an evaluation subset).
+Besides ``training_step``, each method fills the hooks of ``Method`` the training job and the window
+use: ``notes`` (e.g. sampling with replacement), ``retrieval_metric`` (the distance its embedding is
+meant for), and ``evaluation_stats(embeddings, labels)`` (triplet categories, distance histograms or
+centre angles on an evaluation subset).
 """
 from __future__ import annotations
 
@@ -56,12 +55,10 @@ class MetricMethod(Method):
     """Shared parts: notes for the run log, the distance for retrieval, a skipped step."""
 
     family = "metric learning"
-    retrieval_metric: str = "euclidean"
 
     def __init__(self, encoder, info, **params):
         params = resolve(self.params, params)
         super().__init__(encoder, info, **params)
-        self.notes: list[str] = []
         if info.num_classes < 2 or not info.labelled:
             raise ValueError(f"method '{self.name()}' needs class labels (two classes at least); "
                              f"{info.dataset} has {info.num_classes}: use a self-supervised method")

@@ -207,18 +207,6 @@ class HeatStrip(QWidget):
         p.end()
 
 
-def place_on_map(points: np.ndarray, embeddings: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
-    """2D positions (n, 2) for new embeddings ``points`` (n, D) on a map of ``embeddings`` (N, D) laid
-    out at ``coords`` (N, 2): the mean position of each point's ``k`` nearest map points (cosine), the
-    way a new point would fall among its neighbours without re-running the projection. For the line
-    between a clicked image's two SimCLR views (``ContrastiveInspector.views_embedded``)."""
-    from engine.neighbours import knn
-
-    _, idx = knn(np.asarray(points, np.float32), np.asarray(embeddings, np.float32), min(k, len(embeddings)),
-                 metric="cosine")
-    return np.asarray(coords, float)[idx].mean(1)
-
-
 # --------------------------------------------------------------------------------------------------
 
 class Pending(Exception):

@@ -389,7 +389,7 @@ class TrainingPanel(QWidget):
                 self.encoder_fields[key].set_text(str(value))
 
     def _method_encoder_defaults(self) -> dict:
-        from engine.training import method_encoder_defaults
+        from engine.config import method_encoder_defaults
 
         name = self.encoder_combo.currentData()
         return method_encoder_defaults(self.methods.get(self.method), name) if name and self.method else {}
@@ -439,7 +439,7 @@ class TrainingPanel(QWidget):
 
     def build_config(self, out: str = "runs"):
         """The TrainConfig of the form, or ValueError (the bad fields are marked, Start refuses)."""
-        from engine.training import TrainConfig
+        from engine.config import TrainConfig
 
         bad = self.invalid_fields()
         if bad:

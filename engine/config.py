@@ -1,0 +1,115 @@
+"""Every setting of a training run (``TrainConfig``) and its checks.
+
+``TrainConfig()`` is what a person asked for (``None``: the method's preference, else the global
+default); ``resolved()`` fills those in and checks every value, raising ``ValueError`` that names the
+flag, the value and what is allowed. The resolved settings are what ``config.json`` records.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet"}
+FIXED_EVAL_SIZE = 2000  # points on the map: the fixed evaluation subset of the test split
+
+
+def method_encoder_defaults(method, encoder: str) -> dict[str, Any]:
+    """The encoder settings a method prefers (``defaults["encoder_params"]``), those the encoder has."""
+    from engine.encoders import ENCODERS
+
+    known = {p.name for p in ENCODERS.get(encoder).params}
+    return {k: v for k, v in method.defaults.get("encoder_params", {}).items() if k in known}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. ``None`` means: the method's default, else the global default."""
+
+    method: str = "supervised"
+    dataset: str = "digits"
+    encoder: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 5e-4
+    embedding_dim: int = 128
+    device: str = "auto"
+    seed: int = 0
+    out: str = "runs"
+    run_name: str | None = None
+    data_root: str | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    imbalance: float | None = None
+    eval_every: float = 1.0  # in epochs (0.5: twice an epoch); 0 turns evaluation off until the end
+    eval_size: int = FIXED_EVAL_SIZE
+    probe_train_size: int = 5000  # train images the probe fits on at intermediate evaluations
+    knn_k: int = 10
+    checkpoint_every: int = 5  # epochs; a checkpoint is also written at the end and on stop
+    time_limit: float | None = None  # minutes for the whole job: the run is shortened to fit (see engine/budget.py)
+    resume: str | None = None  # a run directory to continue
+    init_from: str | None = None  # a run directory whose encoder weights start this run
+    amp: bool = True  # mixed precision on CUDA
+    projection: str = "umap"
+    final_eval: bool = True  # the full-protocol evaluation at the end (train split vs test split)
+    diagnostics: bool = True  # collapse, triplets, clusters, properties, map at each evaluation
+    method_params: dict[str, Any] = field(default_factory=dict)
+    encoder_params: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the method's preferred defaults filled in, every value checked."""
+        from engine.methods import METHODS
+
+        method = METHODS.get(self.method)
+        values = asdict(self)
+        for key in ("encoder", "epochs", "batch_size", "lr"):
+            if values[key] is None:
+                values[key] = method.defaults.get(key, DEFAULTS[key])
+        values["encoder_params"] = method_encoder_defaults(method, values["encoder"]) | values["encoder_params"]
+        config = TrainConfig(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        from engine.data import check_dataset_name
+        from engine.device import DEVICES
+        from engine.encoders import ENCODERS
+        from engine.methods import METHODS
+        from engine.params import resolve
+
+        method = METHODS.get(self.method)
+        check_dataset_name(self.dataset)
+        if self.encoder is not None:
+            resolve(ENCODERS.get(self.encoder).params, self.encoder_params)
+        resolve(method.params, self.method_params)
+
+        def positive(name: str, value, kind=int):
+            if value is not None and (not isinstance(value, (int, float)) or not value > 0
+                                      or (kind is float and not math.isfinite(value))):
+                allowed = "a whole number >= 1" if kind is int else "a number > 0"
+                raise ValueError(f"--{name.replace('_', '-')}: {value!r} is not valid; allowed: {allowed}")
+
+        for name in ("epochs", "batch_size", "embedding_dim", "eval_size", "probe_train_size", "knn_k",
+                     "checkpoint_every"):
+            positive(name, getattr(self, name))
+        positive("lr", self.lr, float)
+        positive("time_limit", self.time_limit, float)
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"--weight-decay: {self.weight_decay!r} is not valid; allowed: a number >= 0")
+        if not (isinstance(self.eval_every, (int, float)) and 0 <= self.eval_every < math.inf):
+            raise ValueError(f"--eval-every: {self.eval_every!r} is not valid; allowed: epochs >= 0 "
+                             "(0: evaluate only at the end)")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"--device: {self.device!r} is not valid; allowed: {', '.join(DEVICES)}")
+        if self.resume and self.init_from:
+            raise ValueError("--resume and --init-from cannot be used together: resume continues a run, "
+                             "init-from starts a new one from a run's encoder")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

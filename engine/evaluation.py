@@ -1,0 +1,171 @@
+"""The evaluation of a run's representation: probe and kNN accuracy, retrieval, the method's own
+figures, the diagnostics (collapse, triplets, clusters, properties, the map) and the references every
+result is read against (a random initialisation of the same encoder, the raw pixels).
+
+During training the quick protocol runs on fixed subsets (the same rows at every evaluation, so the
+map can animate); at the end (``final``) the probe is fitted on the whole train split and scored on the
+whole test split.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.config import TrainConfig
+
+
+class TrainingError(Exception):
+    """A failure with a message a person can act on (the cause and the fix)."""
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, Any]
+    embeddings: np.ndarray  # (n, D) of the fixed evaluation subset
+    arrays: dict[str, np.ndarray]  # what the snapshot saves: embeddings, indices, labels, coords, per point
+    diagnostics_seconds: float  # the map and the indicators (the same at the end)
+    references_seconds: float  # the random-init and pixel probes (step 0 and the end only)
+
+
+class Evaluator:
+    """Evaluates one run's method at any step. ``train_images`` are the run's training images as the
+    job holds them (uint8, on the device); the test images stay on the CPU, embedded in batches."""
+
+    def __init__(self, config: TrainConfig, data, method, device, encoder_params: dict[str, Any],
+                 train_images):
+        import torch
+
+        self.config, self.data, self.method, self.device = config, data, method, device
+        self.encoder_params = encoder_params
+        self.train_images = train_images
+        self.test_images = torch.from_numpy(data.test.images)
+        self.eval_rows = fixed_subset(data.test.labels, config.eval_size, config.seed)
+        self.probe_rows = fixed_subset(data.train.labels, config.probe_train_size, config.seed + 1)
+        self.diagnostics = _make_diagnostics(config, method.info, device, method) if config.diagnostics else None
+
+    @property
+    def final_scale(self) -> float:
+        """How many times more images the final evaluation's probes see than those on the way."""
+        return (len(self.data.train) + len(self.data.test)) / (len(self.probe_rows) + len(self.eval_rows))
+
+    def evaluate(self, step: int, final: bool) -> EvaluationResult:
+        import torch
+
+        from engine.encoders import embed
+        from engine.metrics.probe import knn_accuracy, linear_probe
+        from engine.metrics.retrieval import retrieval_metrics
+
+        cfg, data, dev = self.config, self.data, self.device
+        encoder = self.method.encoder
+        diagnostics_seconds, references_seconds = 0.0, 0.0
+        eval_x = embed(encoder, self.test_images[self.eval_rows], device=dev)
+        metrics: dict[str, Any] = {}
+        check_finite(eval_x, step)
+        if data.labelled:
+            train_imgs, train_y, test_imgs, test_y = self.probe_data(final)
+            train_x = embed(encoder, train_imgs, device=dev)
+            # the quick protocol scores on the map's points, already embedded
+            test_x = embed(encoder, test_imgs, device=dev) if final else eval_x
+            check_finite(train_x, step)
+            metrics["linear_probe_acc"] = linear_probe(train_x, train_y, test_x, test_y, device=dev)
+            metrics["knn_acc"] = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k, device=dev)
+            retrieval = retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y),
+                                          metric=self.method.retrieval_metric)
+            # "nmi" is the diagnostics' k-means NMI on the map's points; retrieval's is on the test split
+            retrieval["retrieval_nmi"] = retrieval.pop("nmi", None)
+            metrics.update(retrieval)
+            # the method's own figures, e.g. triplet shares, class-centre angles
+            metrics.update(self.method.evaluation_stats(
+                eval_x, torch.as_tensor(data.test.labels[self.eval_rows], device=eval_x.device)))
+            if step == 0 or final:
+                references_start = time.perf_counter()
+                metrics.update(self.references(final))
+                references_seconds = time.perf_counter() - references_start
+        eval_np = eval_x.float().cpu().numpy()
+        coords = None
+        if self.diagnostics is not None:
+            diagnostics_start = time.perf_counter()
+            factors = None
+            if data.test.factors is not None:
+                factors = {k: v[self.eval_rows] for k, v in data.test.factors.items()}
+            extra, coords = self.diagnostics.evaluate(encoder, self.test_images[self.eval_rows],
+                                                      data.test.labels[self.eval_rows], eval_np, factors, step)
+            metrics.update(extra)
+            diagnostics_seconds = time.perf_counter() - diagnostics_start
+        arrays = {"embeddings": eval_np, "indices": self.eval_rows, "labels": data.test.labels[self.eval_rows]}
+        if coords is not None:
+            arrays["coords"] = coords
+        if self.diagnostics is not None:  # per-point results the map colours with
+            arrays.update(self.diagnostics.arrays)
+            if "kmeans_clusters" in arrays:
+                arrays["clusters"] = arrays["kmeans_clusters"]
+        return EvaluationResult(metrics, eval_np, arrays, diagnostics_seconds, references_seconds)
+
+    def probe_data(self, final: bool):
+        """(train images, train labels, test images, test labels) the probe uses: the whole splits at
+        the end, the fixed probe and map subsets during training (quick enough for every evaluation)."""
+        import torch
+
+        data = self.data
+        if final:
+            return self.train_images, data.train.labels, self.test_images, data.test.labels
+        probe_rows = torch.as_tensor(self.probe_rows, device=self.device)
+        return (self.train_images[probe_rows], data.train.labels[self.probe_rows],
+                self.test_images[self.eval_rows], data.test.labels[self.eval_rows])
+
+    def references(self, final: bool) -> dict[str, float]:
+        """The figures every result is read against: a random initialisation of the same encoder and
+        the raw pixels. At step 0 they use the quick protocol, at the end the full one."""
+        import torch
+
+        from engine.encoders import build_encoder, embed
+        from engine.metrics.probe import knn_accuracy, linear_probe
+
+        cfg, data, dev = self.config, self.data, self.device
+        train_imgs, train_y, test_imgs, test_y = self.probe_data(final)
+        out = {}
+        params = dict(self.encoder_params)
+        if "random_init" in params:  # a pretrained backbone: its baseline is the same net, untrained
+            params["random_init"] = True
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            random_encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
+                                           **params).to(dev)
+        tr, te = embed(random_encoder, train_imgs, device=dev), embed(random_encoder, test_imgs, device=dev)
+        out["baseline_linear_probe_acc"] = linear_probe(tr, train_y, te, test_y, device=dev)
+        out["baseline_knn_acc"] = knn_accuracy(tr, train_y, te, test_y, k=cfg.knn_k, device=dev)
+        pixels = lambda imgs: torch.nn.functional.adaptive_avg_pool2d(  # noqa: E731
+            imgs.float().div(255), _pixel_grid(data.image_size)).flatten(1)
+        out["pixels_linear_probe_acc"] = linear_probe(pixels(train_imgs.cpu()), train_y,
+                                                      pixels(test_imgs.cpu()), test_y, device=dev)
+        return out
+
+
+def _pixel_grid(size: tuple[int, int]) -> tuple[int, int]:
+    """Raw pixels for the reference probe, pooled to at most 32x32 so large images stay tractable."""
+    return min(size[0], 32), min(size[1], 32)
+
+
+def fixed_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    from engine.data import stratified_subset
+
+    return stratified_subset(labels, size, np.random.default_rng(seed))
+
+
+def check_finite(x, step: int) -> None:
+    import torch
+
+    if not torch.isfinite(x).all():
+        raise TrainingError(f"the embeddings contain NaN or infinite values at step {step}: the model "
+                            "diverged; try a lower learning rate")
+
+
+def _make_diagnostics(cfg: TrainConfig, info, device, method):
+    from engine.metrics.diagnostics import Diagnostics
+
+    # triplet categories at the method's own margin, invariance under the method's own views
+    return Diagnostics(num_classes=info.num_classes, labelled=info.labelled, projection=cfg.projection,
+                       device=device, seed=cfg.seed, margin=method.margin, augment=method.augment)
