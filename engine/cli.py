@@ -1,7 +1,8 @@
-"""The headless command line: ``embedding-explorer train ...`` or ``python -m engine train ...``.
+"""The headless command line: ``embedding-explorer train ...`` or ``python -m engine train ...``, and
+``embedding-explorer export RUN_DIR`` (the encoder as safetensors + settings, TorchScript, ONNX).
 
 Exit status: 0 on success, 2 on a bad argument (the message names the argument, the value and what
-is allowed), 1 when training fails (the message names the cause and the fix).
+is allowed), 1 when training or an export fails (the message names the cause and the fix).
 """
 from __future__ import annotations
 
@@ -22,17 +23,35 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_ARGUMENT)
 
 
-def _component_params() -> dict[str, list[tuple[str, str, Param]]]:
+def _component_params(kinds: Sequence[str] = ("method", "encoder")) -> dict[str, list[tuple[str, str, Param]]]:
     """Every method and encoder parameter by name: where it comes from, for routing and --help."""
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
 
     found: dict[str, list[tuple[str, str, Param]]] = {}
     for kind, registry in (("method", METHODS), ("encoder", ENCODERS)):
+        if kind not in kinds:
+            continue
         for name, cls in registry.items():
             for p in cls.params:
                 found.setdefault(p.name, []).append((kind, name, p))
     return found
+
+
+def _add_component_flags(parser: argparse.ArgumentParser, title: str, kinds: Sequence[str]) -> None:
+    """One flag per parameter name; where encoders share a name with different meanings (--input-size of
+    the ImageNet backbones and of your own models), each meaning is listed with the encoders it has."""
+    group = parser.add_argument_group(title)
+    for name, owners in sorted(_component_params(kinds).items()):
+        meanings: dict[tuple, list[str]] = {}
+        for _, owner, p in owners:
+            meanings.setdefault((p.help, str(p.default), p.allowed()), []).append(owner)
+        text = " | ".join(f"[{', '.join(sorted(set(who)))}] {h} (default {d}; {a})"
+                          for (h, d, a), who in meanings.items())
+        p = owners[0][2]
+        kw: dict[str, Any] = {"nargs": "?", "const": "true"} if p.type is bool else {}
+        group.add_argument(p.flag, dest=f"param__{name}", metavar=name.upper() if p.type is not bool else None,
+                           help=text.replace("%", "%%"), **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = TrainConfig()
     methods = "\n".join(f"  {n:<16} [{c.family}] {c.summary}" for n, c in METHODS.items())
-    encoders = "\n".join(f"  {n:<18} {c.summary}" for n, c in ENCODERS.items())
+    encoders = "\n".join(f"  {u:<26} {c.summary}" for u, (_, c) in zip(ENCODERS.usages(), ENCODERS.items()))
     parser = _Parser(prog="embedding-explorer", description="Embedding Explorer, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser(
@@ -57,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="start from a named preset (its settings; flags override them)")
     t.add_argument("--method", help=f"the method (default {d.method}); see the list below")
     t.add_argument("--dataset", help=f"the dataset (default {d.dataset}), or folder:PATH for your images")
-    t.add_argument("--encoder", help="the encoder (default: the method's choice, usually convnet)")
+    t.add_argument("--encoder", help="the encoder (default: the method's choice, usually convnet), or one of "
+                                     "yours: timm:NAME, torchscript:PATH, onnx:PATH, python:package.module:function; "
+                                     "see the list below")
     t.add_argument("--epochs", type=int, help="passes over the training set (default: the method's)")
     t.add_argument("--batch-size", type=int, help="images per step (default: the method's)")
     t.add_argument("--lr", type=float, help="learning rate of AdamW (default: the method's)")
@@ -87,14 +108,85 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     t.add_argument("--no-diagnostics", action="store_true", help="probe and kNN only at each evaluation")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    group = t.add_argument_group("method and encoder parameters (each applies where named)")
-    for name, owners in sorted(_component_params().items()):
-        p = owners[0][2]
-        where = ", ".join(sorted({o[1] for o in owners}))
-        kw: dict[str, Any] = {"nargs": "?", "const": "true"} if p.type is bool else {}
-        group.add_argument(p.flag, dest=f"param__{name}", metavar=name.upper() if p.type is not bool else None,
-                           help=f"[{where}] {p.help} (default {p.default}; {p.allowed()})", **kw)
+    _add_component_flags(t, "method and encoder parameters (each applies where named)", ("method", "encoder"))
+    _add_export_parser(sub, encoders)
     return parser
+
+
+def _add_export_parser(sub, encoders: str) -> None:
+    from engine.export import FILES, ONNX_TOLERANCE
+
+    e = sub.add_parser(
+        "export", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="export a run's encoder (safetensors + settings, TorchScript, ONNX)",
+        description="Export a trained encoder from a run directory, or any encoder by its name, as "
+                    f"{FILES['safetensors']} + encoder.json (reload it with engine.export.load_encoder), "
+                    f"{FILES['torchscript']} (torch.jit.load) and {FILES['onnx']} (onnxruntime, dynamic batch, "
+                    "checked against torch). Every file takes float32 images in [0, 1], (N, C, H, W), C, H and W "
+                    "as encoder.json says.",
+        epilog="examples:\n  embedding-explorer export runs/20260101-120000-simclr-digits\n"
+               "  embedding-explorer export RUN_DIR --format onnx --out my-encoder\n"
+               "  embedding-explorer export --encoder timm:resnet18 --weights resnet18.safetensors --out resnet18\n\n"
+               f"encoders:\n{encoders}")
+    e.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="the run whose encoder to export")
+    e.add_argument("--encoder", help="instead of a run: an encoder by its name, as --encoder of train takes it")
+    e.add_argument("--format", default=",".join(FILES),
+                   help=f"formats, separated by commas: {', '.join(FILES)} (default: all three)")
+    e.add_argument("--out", help="folder to write (default: RUN_DIR/encoder, or ./exported-encoder)")
+    e.add_argument("--channels", type=int, help="with --encoder: channels of the images it takes (default: "
+                                                "the model's own)")
+    e.add_argument("--image-size", help="with --encoder: size of the images it takes, N or HxW (default: the "
+                                        "model's own)")
+    e.add_argument("--embedding-dim", type=int, default=128, help="with --encoder convnet or resnet18: the "
+                                                                  "embedding size (default 128)")
+    e.add_argument("--onnx-tolerance", type=float, default=ONNX_TOLERANCE,
+                   help=f"largest max abs difference allowed between onnxruntime and torch (default {ONNX_TOLERANCE:g})")
+    _add_component_flags(e, "encoder parameters, with --encoder (each applies where named)", ("encoder",))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``embedding-explorer export``: what was written and each file's check, or the error."""
+    from engine.encoders import ENCODERS
+    from engine.encoders.external import parse_size
+    from engine.export import ExportError, export_named, export_run, parse_formats
+
+    try:
+        formats = parse_formats(args.format)
+        if bool(args.run_dir) == bool(args.encoder):
+            raise ValueError("give a run directory (embedding-explorer export RUN_DIR) or --encoder NAME, one of them")
+        params = {k[len("param__"):]: v for k, v in vars(args).items() if k.startswith("param__") and v is not None}
+        if args.run_dir:
+            if params:
+                raise ValueError(f"--{next(iter(params)).replace('_', '-')} applies with --encoder only: a run's "
+                                 "encoder keeps the settings it was trained with")
+            print(f"exporting the encoder of {args.run_dir} …", flush=True)
+            result = export_run(args.run_dir, args.out, formats, args.onnx_tolerance)
+        else:
+            known = {p.name for p in ENCODERS.get(args.encoder).params}
+            for name in params:
+                if name not in known:
+                    raise ValueError(f"--{name.replace('_', '-')} does not apply to encoder '{args.encoder}'")
+            size = parse_size(args.image_size) if args.image_size else None
+            print(f"exporting {args.encoder} …", flush=True)
+            result = export_named(args.encoder, args.out or "exported-encoder", formats, args.channels, size,
+                                  args.embedding_dim, args.onnx_tolerance, **params)
+    except ExportError as error:
+        for line in error.result.lines():
+            print(f"  {line}")
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENT
+    except Exception as error:  # a failure while exporting: the cause in one line, no traceback
+        print(f"error: export failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"exported to {result.folder}:")
+    for line in result.lines():
+        print(f"  {line}")
+    print(f"  encoder.json, README.md\nload it with: from engine.export import load_encoder; "
+          f"encoder = load_encoder({str(result.folder)!r})")
+    return EXIT_OK
 
 
 def config_from_args(args: argparse.Namespace):
@@ -145,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "export":
+        configure_threads(leave_one_core=False)
+        return run_export(args)
     if args.command != "train":
         parser.error(f"unknown command {args.command}")
     try:

@@ -74,13 +74,14 @@ class TrainConfig:
     def validate(self) -> None:
         from engine.data import check_dataset_name
         from engine.device import DEVICES
-        from engine.encoders import ENCODERS
+        from engine.encoders import ENCODERS, check_encoder_name
         from engine.methods import METHODS
         from engine.params import resolve
 
         method = METHODS.get(self.method)
         check_dataset_name(self.dataset)
         if self.encoder is not None:
+            check_encoder_name(self.encoder)
             resolve(ENCODERS.get(self.encoder).params, self.encoder_params)
         resolve(method.params, self.method_params)
 

@@ -192,7 +192,8 @@ class _Job:
         encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim, **encoder_params)
         if init_state is not None:
             _load_encoder(encoder, init_state, cfg.init_from)
-        self.trainable = type(encoder).trainable
+        self.trainable = encoder.trainable
+        notes += encoder.notes  # what building it decided: resized, pooled, weights left out
         self.method = method_cls(encoder, info, **resolve(method_cls.params, cfg.method_params))
         self.method.to(self.device)
         self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)

@@ -3,6 +3,7 @@
     embedding-explorer                 the window, with the digits preset ready
     embedding-explorer open RUN_DIR    the window with a saved run (followed while it is written)
     embedding-explorer train ...       headless training (engine.cli; Qt is never imported)
+    embedding-explorer export RUN_DIR  the run's encoder as safetensors + settings, TorchScript, ONNX
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
+    if argv and argv[0] in ("train", "export"):
         from engine.cli import main as cli_main  # the headless path: no Qt, works on a GPU box
 
         return cli_main(argv)
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     op = sub.add_parser("open", help="open a run directory (followed live while another process writes it)")
     op.add_argument("run_dir")
     sub.add_parser("train", help="headless training: see 'embedding-explorer train --help'")
+    sub.add_parser("export", help="export a run's encoder: see 'embedding-explorer export --help'")
     parser.add_argument("--runs", help="folder that receives the runs started in the window (default ./runs)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme")
     args = parser.parse_args(argv)

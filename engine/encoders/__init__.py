@@ -3,6 +3,10 @@
 Every encoder takes float images in [0, 1], shape (B, C, H, W), and returns (B, embedding_dim).
 Normalisation, channel repetition and resizing an encoder needs happen inside it, so a method or an
 augmentation never has to know which encoder it feeds.
+
+An encoder is named by its registry name (``convnet``), or, for the kinds that need to be told which
+model (``engine/encoders/external.py``), by ``KIND:ARGUMENT``, as a folder of images is the dataset
+``folder:PATH``: ``timm:resnet18``, ``onnx:model.onnx``, ``python:mypackage.models:make_encoder``.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ class Encoder(nn.Module):
     params: ClassVar[tuple[Param, ...]] = ()
     trainable: ClassVar[bool] = True  # False for the hand-made representations (pixels, colour)
     pretrained: ClassVar[str] = ""  # where pretrained weights come from, "" when randomly initialised
+    argument: ClassVar[str] = ""  # what follows "kind:" for the kinds that take one ("PATH", "NAME")
+    example: ClassVar[str] = ""  # a whole name of such a kind, for messages ("timm:resnet18")
     embedding_dim: int
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], embedding_dim: int, **params: Any):
@@ -29,6 +35,7 @@ class Encoder(nn.Module):
         self.in_channels = in_channels
         self.image_size = image_size
         self.embedding_dim = embedding_dim
+        self.notes: list[str] = []  # what building it decided (resized, pooled, ...): shown in the run log
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         """Parameters that came pretrained (fine-tuned with a smaller learning rate in transfer)."""
@@ -40,7 +47,41 @@ class Encoder(nn.Module):
         return [p for p in self.parameters() if id(p) not in backbone]
 
 
-ENCODERS: Registry[type[Encoder]] = Registry("encoder")
+class EncoderRegistry(Registry[type[Encoder]]):
+    """The encoder registry: ``get`` also takes ``KIND:ARGUMENT`` and returns the kind's class."""
+
+    def get(self, name: str) -> type[Encoder]:
+        kind, sep, _ = str(name).partition(":")
+        if kind not in self:
+            raise ValueError(f"unknown encoder '{name}': choose one of {', '.join(self.usages())}")
+        cls = super().get(kind)
+        if sep and not cls.argument:
+            raise ValueError(f"encoder '{name}': {kind} takes nothing after ':'; use --encoder {kind}")
+        return cls
+
+    def usages(self) -> list[str]:
+        """Each encoder as it is written on the command line (``timm:NAME``)."""
+        return [f"{n}:{c.argument}" if c.argument else n for n, c in self.items()]
+
+
+ENCODERS = EncoderRegistry("encoder")
+
+
+def encoder_argument(name: str) -> str:
+    """What follows ``KIND:`` in an encoder name ("" for the kinds that take nothing); ValueError
+    naming the form when a kind that needs one has none."""
+    cls = ENCODERS.get(name)
+    argument = str(name).partition(":")[2]
+    if cls.argument and not argument.strip():
+        kind = str(name).partition(":")[0]
+        raise ValueError(f"--encoder: {name!r} needs {cls.argument} after the colon: {kind}:{cls.argument}"
+                         + (f", e.g. {cls.example}" if cls.example else ""))
+    return argument
+
+
+def check_encoder_name(name: str) -> None:
+    """A bad encoder name (unknown, or a kind without its argument) raises ValueError saying the form."""
+    encoder_argument(name)
 
 
 def build_encoder(name: str, in_channels: int, image_size: tuple[int, int], embedding_dim: int = 128,
@@ -48,7 +89,10 @@ def build_encoder(name: str, in_channels: int, image_size: tuple[int, int], embe
     cls = ENCODERS.get(name)
     if embedding_dim < 1:
         raise ValueError(f"--embedding-dim: {embedding_dim} is not valid; allowed: a whole number >= 1")
-    return cls(in_channels, image_size, embedding_dim, **resolve(cls.params, params))
+    values = resolve(cls.params, params)
+    if cls.argument:
+        values["source"] = encoder_argument(name)
+    return cls(in_channels, image_size, embedding_dim, **values)
 
 
 @torch.no_grad()
