@@ -130,8 +130,8 @@ def _add_export_parser(sub, encoders: str) -> None:
                f"encoders:\n{encoders}")
     e.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="the run whose encoder to export")
     e.add_argument("--encoder", help="instead of a run: an encoder by its name, as --encoder of train takes it")
-    e.add_argument("--format", default=",".join(FILES),
-                   help=f"formats, separated by commas: {', '.join(FILES)} (default: all three)")
+    e.add_argument("--format", help=f"formats, separated by commas: {', '.join(FILES)} (default: all three; "
+                                    "onnx needs the onnx extra: pip install 'embedding-explorer[onnx]')")
     e.add_argument("--out", help="folder to write (default: RUN_DIR/encoder, or ./exported-encoder)")
     e.add_argument("--channels", type=int, help="with --encoder: channels of the images it takes (default: "
                                                 "the model's own)")
@@ -148,10 +148,12 @@ def run_export(args: argparse.Namespace) -> int:
     """``embedding-explorer export``: what was written and each file's check, or the error."""
     from engine.encoders import ENCODERS
     from engine.encoders.external import parse_size
-    from engine.export import ExportError, export_named, export_run, parse_formats
+    from engine.export import ExportError, default_formats, export_named, export_run, parse_formats
 
     try:
-        formats = parse_formats(args.format)
+        formats, note = (parse_formats(args.format), "") if args.format else default_formats()
+        if note:
+            print(f"[info] {note}")
         if bool(args.run_dir) == bool(args.encoder):
             raise ValueError("give a run directory (embedding-explorer export RUN_DIR) or --encoder NAME, one of them")
         params = {k[len("param__"):]: v for k, v in vars(args).items() if k.startswith("param__") and v is not None}

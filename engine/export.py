@@ -80,6 +80,16 @@ class ExportResult:
         return out
 
 
+def default_formats() -> tuple[list[str], str]:
+    """Every format this installation can write, and a note when ONNX is left out for want of onnx."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime")):
+        return list(FORMATS), ""
+    return ["safetensors", "torchscript"], ("onnx left out: it needs onnx and onnxruntime (pip install "
+                                            "'embedding-explorer[onnx]')")
+
+
 def parse_formats(formats: str | Iterable[str]) -> list[str]:
     names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
     bad = [f for f in names if f not in FILES]

@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
                                QMessageBox, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget)
 
-from explorer import export
+from explorer import export, jobs
 from explorer.session import Session
 from explorer.views import wrapped_tooltip
 from explorer.views.map_view import MapPanel
@@ -64,6 +64,8 @@ def process_memory_mb() -> float | None:
 
 
 class MainWindow(QMainWindow):
+    export_finished = Signal(str)  # what the export wrote (or why it failed), once the encoder part is done
+
     def __init__(self, settings: QSettings | None = None, runs_root: str | Path | None = None,
                  confirm_close: Callable[[], bool] | None = None):
         super().__init__()
@@ -494,15 +496,52 @@ class MainWindow(QMainWindow):
             self.open_run(path)
 
     def export_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export the map, plots, embeddings and projector files to")
-        if not folder:
+        """Ask where to and what (export.ExportDialog); the export starts when the dialog is accepted."""
+        run = self.session.current
+        if run is None or not run.snapshots:
+            self.show_error("Nothing to export yet: select a run that has a snapshot")
             return
+        previous = self.settings.value("export/folder", "")  # the next run's export goes beside the last one
+        folder = (Path(previous).parent if previous else Path.cwd() / "exports") / run.name
+        self.export_window = export.ExportDialog(run, str(folder), self)
+        dialog = self.export_window
+        dialog.accepted.connect(lambda: self.export_to(dialog.folder(), dialog.contents(), dialog.encoder_formats()))
+        dialog.open()
+
+    def export_to(self, folder: str | Path, contents, encoder_formats) -> None:
+        """Write the chosen contents now, and the encoder (``folder/encoder``) in a worker thread:
+        exporting ONNX and checking it takes seconds, and the window must not freeze meanwhile."""
+        run = self.session.current
+        folder = Path(folder).expanduser()
+        self.settings.setValue("export/folder", str(folder))
+        written = []
         try:
-            written = export.export_all(self, folder)
+            if contents:
+                written = export.export_all(self, folder, contents)
         except (ValueError, OSError) as error:
             self.show_error(f"Export failed: {error}")
+            self.export_finished.emit(f"failed: {error}")
             return
-        self.statusBar().showMessage(f"exported {len(written)} files to {folder}", 10_000)
+        done = f"exported {len(written)} files to {folder}"
+        if not encoder_formats:
+            self.statusBar().showMessage(done, 10_000)
+            self.export_finished.emit(done)
+            return
+        self.statusBar().showMessage(f"{done}; exporting the encoder ({', '.join(encoder_formats)})…")
+        from engine.export import ONNX_TOLERANCE, export_run
+
+        def on_done(_, result) -> None:
+            message = f"{done}; the encoder to {result.folder}: " + "; ".join(result.lines())
+            self.statusBar().showMessage(message, 20_000)
+            self.export_finished.emit(message)
+
+        def on_failed(_, error: str) -> None:
+            self.show_error(f"Export of the encoder failed: {error}")
+            self.export_finished.emit(f"failed: {error}")
+
+        # the run's images (already loaded, read-only) are the ones the files are checked on
+        jobs.run_in_background(export_run, run.path, folder / "encoder", list(encoder_formats), ONNX_TOLERANCE,
+                               run.dataset, on_done=on_done, on_failed=on_failed)
 
     # drag and drop: a run directory opens it, an image folder becomes the dataset -------------------
     def dragEnterEvent(self, event) -> None:

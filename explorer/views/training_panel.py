@@ -195,9 +195,14 @@ class TrainingPanel(QWidget):
             "give labels); you can also drop a folder onto the window."))
         self.encoder_combo = QComboBox(objectName="encoder_combo")
         for name, cls in ENCODERS.items():
-            self.encoder_combo.addItem(name, name)
+            # a kind that needs its model named (timm:NAME, onnx:PATH) asks for it when picked
+            self.encoder_combo.addItem(f"{name}:{cls.argument}…" if cls.argument else name, name)
             self.encoder_combo.setItemData(self.encoder_combo.count() - 1, cls.summary,
                                            Qt.ItemDataRole.ToolTipRole)
+        self.encoder_combo.setToolTip(wrapped_tooltip(
+            "The network whose output is the representation. The entries ending in '…' take a model of "
+            "yours: a timm architecture by name, a TorchScript or ONNX file, a Python factory, an exported "
+            "encoder or the encoder of an earlier run."))
         self.device_combo = QComboBox(objectName="device_combo")
         self._fill_devices()
 
@@ -271,10 +276,12 @@ class TrainingPanel(QWidget):
         self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.encoder_combo.currentIndexChanged.connect(self._rebuild_encoder_form)
         self.dataset_combo.activated.connect(self._on_dataset_activated)
+        self.encoder_combo.activated.connect(self._on_encoder_activated)
         self.start_button.clicked.connect(self.start_requested)
         self.pause_button.clicked.connect(self.pause_requested)
         self.stop_button.clicked.connect(self.stop_requested)
         self._last_dataset = self.dataset_combo.currentIndex()
+        self._last_encoder = 0
         self._on_method_changed()
         self.set_state("idle")
 
@@ -330,10 +337,18 @@ class TrainingPanel(QWidget):
         self._last_dataset = i
 
     def select_encoder(self, name: str) -> None:
+        """Select an encoder by name; a whole ``KIND:ARGUMENT`` (timm:resnet18) gets an entry of its own."""
         i = self.encoder_combo.findData(name)
         if i < 0:
-            raise ValueError(f"encoder {name!r} is not valid; allowed: {', '.join(self.encoders.names())}")
+            kind = name.partition(":")[0]
+            if ":" not in name or kind not in self.encoders or not self.encoders.get(kind).argument:
+                raise ValueError(f"encoder {name!r} is not valid; allowed: {', '.join(self.encoders.usages())}")
+            self.encoder_combo.insertItem(self.encoder_combo.findData(kind), name, name)
+            self.encoder_combo.setItemData(self.encoder_combo.findData(name), self.encoders.get(kind).summary,
+                                           Qt.ItemDataRole.ToolTipRole)
+            i = self.encoder_combo.findData(name)
         self.encoder_combo.setCurrentIndex(i)
+        self._last_encoder = i
 
     @property
     def method(self) -> str:
@@ -404,6 +419,33 @@ class TrainingPanel(QWidget):
             form.addRow(p.name.replace("_", " "), f)
         box.setVisible(bool(fields))
         return fields
+
+    def _on_encoder_activated(self, index: int) -> None:
+        """A kind that needs its model named (bare ``timm``, ``onnx``, ...) asks for it now."""
+        kind = self.encoder_combo.itemData(index)
+        cls = self.encoders.get(kind)
+        if not cls.argument or ":" in kind:
+            self._last_encoder = index
+            return
+        argument = self._ask_encoder_argument(kind, cls)
+        if argument:
+            self.select_encoder(f"{kind}:{argument}")
+        else:
+            self.encoder_combo.setCurrentIndex(self._last_encoder)
+
+    def _ask_encoder_argument(self, kind: str, cls) -> str:
+        files = {"torchscript": "TorchScript (*.pt *.pth *.ts *.jit);;All files (*)",
+                 "onnx": "ONNX (*.onnx);;All files (*)", "torch": "PyTorch (*.pt *.pth *.bin);;All files (*)"}
+        if kind in files:
+            path, _ = QFileDialog.getOpenFileName(self, cls.summary, "", files[kind])
+            return path
+        if cls.argument in ("DIR", "RUN_DIR"):
+            return QFileDialog.getExistingDirectory(self, cls.summary)
+        from PySide6.QtWidgets import QInputDialog
+
+        text, ok = QInputDialog.getText(self, f"Encoder {kind}:{cls.argument}",
+                                        f"{cls.summary}.\n{cls.argument}, e.g. {cls.example.partition(':')[2]}:")
+        return text.strip() if ok else ""
 
     def _on_dataset_activated(self, index: int) -> None:
         if self.dataset_combo.itemData(index) != FOLDER_ITEM:
