@@ -362,3 +362,12 @@ def test_the_kinds_need_their_argument():
         check_encoder_name("convnet:x")
     with pytest.raises(ValueError, match=r"unknown encoder 'nope:x'.*onnx:PATH, timm:NAME"):
         check_encoder_name("nope:x")
+
+
+def test_a_factory_in_the_current_folder_is_found(tmp_path, monkeypatch):
+    (tmp_path / "here_models.py").write_text("from torch import nn\n\ndef make():\n    return nn.Flatten()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    sys.modules.pop("here_models", None)
+    encoder = build_encoder("python:here_models:make", 1, (4, 4), 128)
+    assert encoder.embedding_dim == 16 and str(tmp_path) not in sys.path

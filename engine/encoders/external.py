@@ -534,7 +534,7 @@ class PythonEncoder(ExternalEncoder):
             raise ValueError(f"--encoder python:{source}: give the module and the function, "
                              "python:package.module:function, e.g. python:mypackage.models:make_encoder")
         try:
-            module = importlib.import_module(module_name)
+            module = _import_from_cwd(module_name)
         except Exception as error:
             raise ValueError(f"python:{source}: could not import {module_name} ({type(error).__name__}: "
                              f"{_first_line(error)}); install the package, or run from the folder that "
@@ -557,6 +557,23 @@ class PythonEncoder(ExternalEncoder):
             reinitialise(model)
         says = _says_from_timm_cfg(model, f"{function_name}()'s pretrained_cfg")
         return model, says
+
+
+def _import_from_cwd(module_name: str):
+    """Import a module, the current folder searched too (as ``python -m`` does; the installed
+    ``embedding-explorer`` command and the window's training process would not look there)."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)  # last: an installed package of the same name wins
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added:
+            sys.path.remove(cwd)
 
 
 @ENCODERS.register("torch")
