@@ -48,8 +48,11 @@ def load_trained_method(run_dir: str | Path, dataset=None, map_location: str = "
     method_cls = METHODS.get(cfg["method"])
     info = DataInfo(dataset.num_classes, tuple(int(c) for c in dataset.class_counts()), dataset.channels,
                     dataset.image_size, dataset.labelled, dataset.name)
+    from engine.export import rebuild_params
+
+    # the checkpoint holds every weight: no pretrained download or weights file is needed first
     encoder = build_encoder(cfg["encoder"], dataset.channels, dataset.image_size, cfg["embedding_dim"],
-                            **cfg.get("encoder_params", {}))
+                            **rebuild_params(cfg["encoder"], cfg.get("encoder_params", {})))
     try:
         params = resolve(method_cls.params, cfg.get("method_params", {}))
     except ValueError as error:  # a run saved by an earlier version of the method
