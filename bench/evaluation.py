@@ -32,6 +32,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from engine.augment import dataset_views
     from engine.data import load_dataset
     from engine.encoders import build_encoder, embed
     from engine.metrics.diagnostics import Diagnostics
@@ -48,7 +49,7 @@ def main() -> None:
     print(f"embedding the subset (the job's work, not timed below): {embed_s:.2f} s")
 
     diag = Diagnostics(num_classes=ds.num_classes, labelled=ds.labelled, projection=args.projection,
-                       seed=0)
+                       seed=0, augment=dataset_views(ds.channels, ds.image_size, args.dataset))
     factors = ds.test.factors
     for call in ("first (fresh map)", "second (refresh)", "third (refresh)"):
         start, cpu = time.perf_counter(), time.process_time()

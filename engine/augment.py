@@ -323,6 +323,15 @@ def flips_make_sense(dataset: str) -> bool:
     return not ("digit" in name or ("mnist" in name and "fashion" not in name))
 
 
+def dataset_views(channels: int, image_size: tuple[int, int], dataset: str) -> SimCLRAugment:
+    """The views the two-view methods train with on ``dataset`` at their default settings
+    (``AUGMENT_PARAMS``' defaults, flips as ``flips_make_sense`` decides): what a method without
+    views of its own is measured under (invariance, alignment)."""
+    from engine.params import resolve
+
+    return augment_from_params(channels, image_size, resolve(AUGMENT_PARAMS, {}), dataset)
+
+
 def augment_from_params(channels: int, image_size: tuple[int, int], values: dict[str, Any],
                         dataset: str = "") -> SimCLRAugment:
     """A ``SimCLRAugment`` from resolved ``AUGMENT_PARAMS`` values (extra keys are ignored); ``dataset``

@@ -166,6 +166,7 @@ def check_finite(x, step: int) -> None:
 def _make_diagnostics(cfg: TrainConfig, info, device, method):
     from engine.metrics.diagnostics import Diagnostics
 
-    # triplet categories at the method's own margin, invariance under the method's own views
+    # triplet categories with the method's own definition, invariance under the method's own views
     return Diagnostics(num_classes=info.num_classes, labelled=info.labelled, projection=cfg.projection,
-                       device=device, seed=cfg.seed, margin=method.margin, augment=method.augment)
+                       device=device, seed=cfg.seed, triplets=method.triplet_definition(method.hparams),
+                       augment=method.evaluation_views())

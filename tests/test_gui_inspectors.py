@@ -107,9 +107,11 @@ def test_load_trained_method_from_an_older_version_says_so(runs, tmp_path):
 # --- triplet inspector --------------------------------------------------------------------------------
 
 def brute_force_triplet(snap: dict, row: int) -> tuple[int, int, float, float]:
+    """Hardest positive and negative, and their D: the triplet loss's default squared euclidean
+    distance between l2-normalised embeddings (both runs use it: triplet's defaults, simclr's none)."""
     z = snap["embeddings"] / np.linalg.norm(snap["embeddings"], axis=1, keepdims=True)
     a = int(np.flatnonzero(snap["indices"] == row)[0])
-    d = np.sqrt(((z - z[a]) ** 2).sum(1))
+    d = ((z - z[a]) ** 2).sum(1)
     same = snap["labels"] == snap["labels"][a]
     same[a] = False
     other = snap["labels"] != snap["labels"][a]
@@ -143,12 +145,34 @@ def test_triplet_inspector_hardest_positive_and_negative_equal_brute_force(qtbot
 def test_triplet_inspector_margin_moves_the_category(qtbot, runs):
     snap = last_snapshot(runs["triplet"])
     w = shown(qtbot, TripletInspector, runs["triplet"], int(snap["indices"][3]))
-    assert w.margin_spin.value() == pytest.approx(0.2)  # the run's margin
+    assert w.margin_spin.value() == pytest.approx(0.2)  # the run's margin (the default)
     gap = w.result["d_an"] - w.result["d_ap"]
     w.margin_spin.setValue(0.0)
     assert w.result["category"] == ("hard" if gap < 0 else "easy")
     w.margin_spin.setValue(4.0)
     assert w.result["category"] == ("hard" if gap < 0 else "semi-hard")
+
+
+def test_triplet_inspector_takes_the_run_s_own_margin_and_distance(qtbot, runs, tmp_path):
+    """A triplet run trained with --margin 0.5 on plain cosine distances: the inspector counts with
+    them, as the evaluation's shares and the map do."""
+    import json
+    import shutil
+
+    from engine.metrics.triplets import TripletDefinition, anchor_categories
+
+    copy = tmp_path / "wide"
+    shutil.copytree(runs["triplet"], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["method_params"] |= {"margin": 0.5, "distance": "cosine", "squared": False}
+    (copy / "config.json").write_text(json.dumps(config))
+    snap = last_snapshot(str(copy))
+    w = shown(qtbot, TripletInspector, str(copy), int(snap["indices"][3]))
+    definition = TripletDefinition(margin=0.5, distance="cosine", squared=False)
+    assert w.margin_spin.value() == pytest.approx(0.5) and w.definition == definition
+    cats = anchor_categories(snap["embeddings"], snap["labels"], 3, definition)
+    assert w.result["d_an"] == pytest.approx(float(cats.distances[cats.hardest_negative]), abs=1e-6)
+    assert "cosine distance (1 - cos), margin 0.5" in w.status.text()
 
 
 def test_triplet_inspector_point_off_the_map(qtbot, runs):

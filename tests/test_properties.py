@@ -68,11 +68,37 @@ def test_invariance_is_one_for_an_invariant_encoder(digits):
     assert pr.invariance(f1, f2) < 0.9
 
 
-def test_view_embeddings_default_to_simclr_views(digits):
-    e1, e2 = pr.view_embeddings(Flatten(), digits.images, n=50, seed=3)
+def test_view_embeddings_are_seeded(digits):
+    from engine.augment import dataset_views
+
+    views = dataset_views(1, (8, 8), "digits")
+    e1, e2 = pr.view_embeddings(Flatten(), digits.images, views, n=50, seed=3)
     assert e1.shape == e2.shape == (50, 64) and not torch.equal(e1, e2)
-    again = pr.view_embeddings(Flatten(), digits.images, n=50, seed=3)
+    again = pr.view_embeddings(Flatten(), digits.images, views, n=50, seed=3)
     assert torch.equal(again[0], e1)  # same seed, same views
+
+
+@pytest.mark.parametrize("dataset, flips", [("digits", False), ("mnist", False), ("fashion-mnist", True),
+                                            ("shapes", True)])
+def test_a_method_without_views_is_measured_under_the_dataset_s_own(dataset, flips):
+    """Supervised training has no views: invariance is measured under those a two-view method would
+    train with on that dataset (a mirrored digit is no digit), not SimCLR's generic ones."""
+    from engine.augment import AUGMENT_PARAMS
+    from engine.encoders import build_encoder
+    from engine.methods import METHODS, DataInfo
+    from engine.params import resolve
+
+    def build(name, **params):
+        cls = METHODS.get(name)
+        return cls(encoder, info, **resolve(cls.params, params))
+
+    info = DataInfo(10, (10,) * 10, 1, (8, 8), True, dataset)
+    encoder = build_encoder("convnet", 1, (8, 8), 16, widths="8,16")
+    views = build("supervised").evaluation_views()
+    assert views.flip is flips
+    assert views.crop_scale[0] == next(p.default for p in AUGMENT_PARAMS if p.name == "crop_min")
+    simclr = build("simclr", flip=True, crop_min=0.5)
+    assert simclr.evaluation_views() is simclr.augment  # a two-view method: its own views
 
 
 def test_factor_invariance_on_shapes():

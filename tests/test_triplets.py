@@ -7,12 +7,13 @@ import pytest
 from engine.metrics import triplets as t
 
 
-def _brute(z, labels, margin, metric="euclidean"):
+def _brute(z, labels, margin, metric="euclidean", squared=False):
     u = z / np.linalg.norm(z, axis=1, keepdims=True)
     if metric == "cosine":
         d = 1 - u @ u.T
     else:
         d = np.sqrt(((u[:, None] - u[None]) ** 2).sum(-1))
+    d = d ** 2 if squared else d
     easy = semi = hard = 0
     n = len(z)
     for a, p, q in itertools.product(range(n), repeat=3):
@@ -29,13 +30,15 @@ def _brute(z, labels, margin, metric="euclidean"):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_fractions_match_brute_force(metric):
+@pytest.mark.parametrize("squared", [False, True])
+def test_fractions_match_brute_force(metric, squared):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 40)
     labels[:3] = -1  # unlabelled points take part in no triplet
     z = rng.normal(size=(40, 5)) + 1.5 * np.eye(5)[np.maximum(labels, 0)]
-    easy, semi, hard, total = _brute(z, labels, 0.3, metric)
-    got = t.triplet_fractions(z, labels, margin=0.3, metric=metric, chunk=7)
+    easy, semi, hard, total = _brute(z, labels, 0.3, metric, squared)
+    definition = t.TripletDefinition(margin=0.3, distance=metric, squared=squared)
+    got = t.triplet_fractions(z, labels, definition, chunk=7)
     assert got.triplets == total
     assert (got.easy, got.semi_hard, got.hard) == pytest.approx((easy, semi, hard), abs=1e-12)
     assert min(easy, semi, hard) > 0.05  # the case exercises all three categories
@@ -47,6 +50,7 @@ def test_sampled_anchors_estimate_the_fractions():
     z = rng.normal(size=(600, 8)) + np.eye(8)[labels]
     full = t.triplet_fractions(z, labels)
     part = t.triplet_fractions(z, labels, max_anchors=200)
+    assert full.note is None and full.anchors == 600
     assert part.anchors == 200 and "200 random anchors" in part.note
     assert part.hard == pytest.approx(full.hard, abs=0.03)
     assert part.easy == pytest.approx(full.easy, abs=0.03)
@@ -71,7 +75,7 @@ def test_anchor_categories_against_definitions():
     z = 0.5 * rng.normal(size=(50, 6)) + 2 * np.eye(6)[np.maximum(labels, 0)]
     anchor = int(np.flatnonzero(labels == labels[0])[0])
     m = 0.25
-    got = t.anchor_categories(z, labels, anchor, margin=m)
+    got = t.anchor_categories(z, labels, anchor, t.TripletDefinition(margin=m, squared=False))
     u = z / np.linalg.norm(z, axis=1, keepdims=True)
     d = np.linalg.norm(u - u[anchor], axis=1)
     pos = [i for i in range(50) if i != anchor and labels[i] == labels[anchor]]
@@ -95,7 +99,9 @@ def test_margin_histogram_counts_sampled_triplets():
     labels = rng.integers(0, 3, 80)
     z = rng.normal(size=(80, 4)) + 2 * np.eye(4)[labels]
     counts, edges = t.margin_histogram(z, labels, samples=20000, bins=40)
-    assert counts.sum() == 20000 and len(edges) == 41 and edges[0] == -2 and edges[-1] == 2
+    assert counts.sum() == 20000 and len(edges) == 41 and edges[0] == -4 and edges[-1] == 4  # squared: D in [0, 4]
+    plain = t.margin_histogram(z, labels, t.TripletDefinition(squared=False), samples=20000, bins=40)[1]
+    assert plain[0] == -2 and plain[-1] == 2
     # the share of negative differences estimates the hard fraction
     hard_share = counts[edges[:-1] < 0].sum() / 20000
     assert hard_share == pytest.approx(t.triplet_fractions(z, labels).hard, abs=0.02)
@@ -103,10 +109,12 @@ def test_margin_histogram_counts_sampled_triplets():
 
 def test_bad_arguments():
     z, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
-    with pytest.raises(ValueError, match="metric"):
-        t.triplet_fractions(z, y, metric="manhattan")
+    with pytest.raises(ValueError, match="distance"):
+        t.TripletDefinition(distance="manhattan")
     with pytest.raises(ValueError, match="margin"):
-        t.triplet_fractions(z, y, margin=-1)
+        t.TripletDefinition(margin=-1)
+    with pytest.raises(ValueError, match="margin"):
+        t.TripletDefinition(margin="wide")
     with pytest.raises(ValueError, match="anchor"):
         t.anchor_categories(z, y, 9)
     with pytest.raises(ValueError, match="unlabelled"):
@@ -121,9 +129,79 @@ def test_precomputed_distances_and_a_large_offset_give_the_same_fractions():
     # 2 - 2 cos in float32 would lose the order of the distances
     shifted = (z + 1000.0).astype(np.float32)
     easy, semi, hard, total = _brute(shifted.astype(np.float64), labels, 0.0005)
-    got = t.triplet_fractions(shifted, labels, margin=0.0005)
+    got = t.triplet_fractions(shifted, labels, t.TripletDefinition(margin=0.0005, squared=False))
     assert (got.easy, got.semi_hard, got.hard) == pytest.approx((easy, semi, hard), abs=1e-3)  # naive float32: off by 0.02
     assert min(easy, semi, hard) > 0.05
     d = t.distance_matrix(z)
-    assert (t.triplet_fractions(z, labels, distances=d).hard
-            == pytest.approx(t.triplet_fractions(z, labels).hard, abs=1e-12))
+    for squared in (False, True):  # the shared matrix holds plain distances; squared ones are derived
+        definition = t.TripletDefinition(squared=squared)
+        with_matrix = t.triplet_fractions(z, labels, definition, distances=d)
+        alone = t.triplet_fractions(z, labels, definition)
+        assert (with_matrix.easy, with_matrix.hard) == pytest.approx((alone.easy, alone.hard), abs=1e-12)
+
+
+# the peer: pytorch-metric-learning's miner sorts every (a, p, n) of a set by D_an - D_ap against the
+# margin (it puts exact ties the other way: D_an - D_ap = 0 is hard there, = m semi-hard; random
+# float data have none)
+PEER_DISTANCES = {  # our definition -> the peer's distance with the same D
+    (False, "euclidean"): dict(cls="LpDistance", kw=dict(normalize_embeddings=True, p=2, power=1)),
+    (True, "euclidean"): dict(cls="LpDistance", kw=dict(normalize_embeddings=True, p=2, power=2)),
+    (False, "cosine"): dict(cls="CosineSimilarity", kw={}),  # ranks by similarity: the same order as 1 - cos
+}
+
+
+@pytest.mark.parametrize("squared, metric", list(PEER_DISTANCES))
+def test_fractions_match_pytorch_metric_learning_miner(squared, metric):
+    import torch
+    from pytorch_metric_learning import distances, miners
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, 90)
+    z = (rng.normal(size=(90, 8)) + 1.2 * np.eye(8)[labels]).astype(np.float32)
+    margin = 0.3
+    peer = PEER_DISTANCES[(squared, metric)]
+    distance = getattr(distances, peer["cls"])(**peer["kw"])
+    counts = {}
+    for kind in ("easy", "semihard", "hard"):
+        miner = miners.TripletMarginMiner(margin=margin, type_of_triplets=kind, distance=distance)
+        counts[kind] = len(miner(torch.from_numpy(z), torch.from_numpy(labels))[0])
+    got = t.triplet_fractions(z, labels, t.TripletDefinition(margin=margin, distance=metric, squared=squared))
+    total = sum(counts.values())
+    assert got.triplets == total
+    want = (counts["easy"] / total, counts["semihard"] / total, counts["hard"] / total)
+    assert (got.easy, got.semi_hard, got.hard) == pytest.approx(want, abs=1e-9)
+    assert min(want) > 0.05  # all three categories are exercised
+
+
+@pytest.mark.parametrize("kw", [{}, {"margin": 0.5}, {"squared": False, "margin": 0.1},
+                                {"distance": "cosine", "margin": 0.05}, {"normalize": False, "margin": 1.0}])
+def test_fractions_equal_the_loss_s_own_shares_with_its_definition(kw):
+    """The evaluation's shares and the triplet loss's shares on the same points are one figure."""
+    import torch
+
+    from engine.losses.metric import TripletLoss
+
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 5, 120)
+    z = (rng.normal(size=(120, 6)) + 1.5 * np.eye(6)[labels]).astype(np.float32)
+    loss = TripletLoss(**kw)
+    loss(torch.from_numpy(z), torch.from_numpy(labels))
+    got = t.triplet_fractions(z, labels, loss.definition)
+    assert got.triplets == loss.stats["triplet_count"]
+    assert (got.easy, got.semi_hard, got.hard) == pytest.approx(
+        (loss.stats["triplet_easy"], loss.stats["triplet_semi_hard"], loss.stats["triplet_hard"]), abs=1e-6)
+    assert loss.definition.margin == loss.margin == kw.get("margin", t.TripletDefinition().margin)
+
+
+def test_the_margin_s_default_is_written_once():
+    """The loss, the method's parameter, the diagnostics and the window's inspector all take the
+    definition's default."""
+    import inspect
+
+    from engine.losses.metric import TripletLoss
+    from engine.methods import METHODS
+
+    default = t.TripletDefinition().margin
+    assert inspect.signature(TripletLoss).parameters["margin"].default == default
+    assert next(p for p in METHODS.get("triplet").params if p.name == "margin").default == default
+    assert METHODS.get("supervised").triplet_definition({}) == t.TripletDefinition()

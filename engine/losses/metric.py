@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.losses import LOSSES
+from engine.metrics.triplets import TripletDefinition
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -198,8 +199,11 @@ class TripletLoss(nn.Module):
 
     MININGS = ("batch-hard", "batch-all", "semi-hard", "random")
 
-    def __init__(self, margin: float = 0.2, distance: str | Distance = "euclidean", squared: bool = True,
-                 mining: str = "batch-hard", normalize: bool = True, bins: int = 40):
+    _DEFAULT = TripletDefinition()  # the one place the triplet margin's default is written
+
+    def __init__(self, margin: float = _DEFAULT.margin, distance: str | Distance = _DEFAULT.distance,
+                 squared: bool = _DEFAULT.squared, mining: str = "batch-hard", normalize: bool = _DEFAULT.normalize,
+                 bins: int = 40):
         super().__init__()
         self.margin = check_positive("margin", margin)
         if mining not in self.MININGS:
@@ -214,13 +218,17 @@ class TripletLoss(nn.Module):
         """The fixed histogram edges as plain floats (rounded: they go to metrics.jsonl every step)."""
         return [round(e, 6) for e in self.edges.tolist()]
 
+    @property
+    def definition(self) -> TripletDefinition | None:
+        """The triplet categories this loss trains with (its distance D and margin), for the
+        evaluation's shares, the panels and the map; None for a distance given as a callable."""
+        if self.distance_name not in DISTANCES:
+            return None
+        return TripletDefinition(self.margin, self.distance_name, self.squared, self.normalize)
+
     def difference_limit(self) -> float | None:
         """Largest possible |D_an − D_ap| when distances are bounded (unit sphere or cosine)."""
-        if self.distance_name == "cosine":
-            return 4.0 if self.squared else 2.0
-        if self.distance_name == "euclidean" and self.normalize:
-            return 4.0 if self.squared else 2.0
-        return None
+        return None if self.definition is None else self.definition.difference_limit()
 
     def pairwise(self, embeddings: torch.Tensor) -> torch.Tensor:
         """D (B, B): the distance the hinge compares (squared when ``squared``)."""

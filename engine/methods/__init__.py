@@ -6,14 +6,15 @@ every module it holds, so the command line's --help and the window's method list
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from engine.encoders import Encoder
-from engine.params import Param
+from engine.metrics.triplets import TripletDefinition
+from engine.params import Param, resolve
 from engine.registry import Registry, import_submodules
 
 FAMILIES = ("supervised", "transfer", "metric learning", "pretext task", "contrastive",
@@ -52,9 +53,11 @@ class Method(nn.Module):
       or ``steps_per_epoch``;
     - ``retrieval_metric``: the distance its embedding is meant for ("euclidean" or "cosine"),
       used by the retrieval figures;
-    - ``margin``: the margin the triplet diagnostics count easy / semi-hard / hard triplets with;
+    - ``triplet_definition(params)``: the distance and margin the triplet diagnostics count easy /
+      semi-hard / hard triplets with (the triplet loss's own for the triplet method);
     - ``augment``: the module that makes its training views (float images (B, C, H, W) in [0, 1],
-      takes ``generator=``), or None; the invariance property measures under it;
+      takes ``generator=``), or None; ``evaluation_views()`` gives it, or the dataset's own views,
+      to the invariance property and the alignment;
     - ``evaluation_stats(embeddings, labels)``: the method's own figures on an evaluation subset
       (triplet categories, distance histograms, class-centre angles), merged into the evaluation.
     """
@@ -67,7 +70,6 @@ class Method(nn.Module):
     # Defaults the method prefers for the generic settings (e.g. a larger batch for SimCLR)
     defaults: ClassVar[dict[str, Any]] = {}
     retrieval_metric: str = "euclidean"
-    margin: float = 0.2
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__()
@@ -105,7 +107,41 @@ class Method(nn.Module):
         unlabelled). Default: none."""
         return {}
 
+    @classmethod
+    def triplet_definition(cls, params: Mapping[str, Any]) -> TripletDefinition:
+        """The distance and margin that make a triplet easy, semi-hard or hard for this method's
+        representation (the evaluation's triplet shares, the Triplets panel, the triplet inspector,
+        the map's colouring), from its resolved ``params``. Default: the triplet loss's defaults; a
+        method that trains with a triplet loss returns that loss's."""
+        return TripletDefinition()
+
+    def evaluation_views(self) -> nn.Module:
+        """The random views the invariance property and the alignment are measured under: the
+        method's own (``augment``) where it trains on views, else the dataset's own views
+        (engine.augment.dataset_views: e.g. no flips on digits)."""
+        if self.augment is not None:
+            return self.augment
+        from engine.augment import dataset_views
+
+        return dataset_views(self.info.channels, self.info.image_size, self.info.dataset)
+
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+def run_triplet_definition(config: Mapping[str, Any]) -> TripletDefinition:
+    """The triplet definition of a saved run, from its ``config.json`` (``method``, ``method_params``),
+    for the window's views of it. Raises ValueError when the config names an unknown method or
+    values it does not take."""
+    method = config.get("method") if isinstance(config, Mapping) else None
+    params = config.get("method_params") if isinstance(config, Mapping) else None
+    if not isinstance(method, str) or not isinstance(params, (dict, type(None))):
+        raise ValueError(f"config.json: method {method!r} with method_params {params!r} is not valid; "
+                         "allowed: a method name and an object of its parameters")
+    cls = METHODS.get(method)
+    try:
+        return cls.triplet_definition(resolve(cls.params, params or {}))
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"config.json: method_params {params!r} do not fit method {method!r} ({error})") from error
 
 import_submodules(__name__, __path__)

@@ -9,8 +9,9 @@ without bias, one or more sub-centres per class).
 
 Besides ``training_step``, each method fills the hooks of ``Method`` the training job and the window
 use: ``notes`` (e.g. sampling with replacement), ``retrieval_metric`` (the distance its embedding is
-meant for), and ``evaluation_stats(embeddings, labels)`` (triplet categories, distance histograms or
-centre angles on an evaluation subset).
+meant for), ``evaluation_stats(embeddings, labels)`` (distance histograms or centre angles on an
+evaluation subset) and, for the triplet method, ``triplet_definition`` (the loss's own distance and
+margin, which the diagnostics count the evaluation's triplet shares with).
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import torch.nn.functional as F
 
 from engine.data.samplers import check_k_by_m, k_by_m_batches, k_by_m_notes, k_by_m_steps
 from engine.losses.metric import (ArcFaceLoss, CenterLoss, CosFaceLoss, PairLoss, TripletLoss, adaptive_margins,
-                                  parse_adaptive_margin, triplet_categories)
+                                  parse_adaptive_margin)
 from engine.methods import METHODS, Method, StepOutput
+from engine.metrics.triplets import TripletDefinition
 from engine.params import Param, resolve
 
 K_M_PARAMS = (
@@ -119,8 +121,8 @@ class Triplet(_KByM):
             "negative (Hermans et al. 2017); batch-all every triplet that still violates the margin. "
             "Easy triplets (already beyond the margin) teach nothing; their share rises as it learns.")
     params = (
-        Param("margin", 0.2, "Minimum separation m between the anchor-negative and anchor-positive "
-              "(squared) distances.", low=0, low_exclusive=True),
+        Param("margin", TripletDefinition.margin, "Minimum separation m between the anchor-negative and "
+              "anchor-positive (squared) distances.", low=0, low_exclusive=True),
         Param("mining", "batch-hard", "Which triplets of the batch the loss uses.", type=str,
               choices=TripletLoss.MININGS),
     ) + DISTANCE_PARAMS + K_M_PARAMS
@@ -128,23 +130,19 @@ class Triplet(_KByM):
 
     def __init__(self, encoder, info, **params):
         super().__init__(encoder, info, **params)
-        p = self.hparams
-        self.loss = TripletLoss(margin=p["margin"], distance=p["distance"], squared=p["squared"],
-                                mining=p["mining"], normalize=p["normalize"])
+        d = self.triplet_definition(self.hparams)
+        self.loss = TripletLoss(margin=d.margin, distance=d.distance, squared=d.squared,
+                                mining=self.hparams["mining"], normalize=d.normalize)
+
+    @classmethod
+    def triplet_definition(cls, params) -> TripletDefinition:
+        """The loss's own: the evaluation's triplet shares count with the margin and distance it
+        trains with (engine.metrics.diagnostics computes them on every anchor of the subset)."""
+        return TripletDefinition(params["margin"], params["distance"], params["squared"], params["normalize"])
 
     def training_step(self, images, labels):
         loss = self.loss(self.encoder(images).float(), labels)
         return self._step(loss, {"triplet": loss.detach()}, dict(self.loss.stats))
-
-    @torch.no_grad()
-    def evaluation_stats(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-        """Triplet categories and the D_an − D_ap histogram over all triplets of an evaluation subset."""
-        emb = torch.as_tensor(embeddings).float()
-        lab = torch.as_tensor(labels).long()
-        keep = lab >= 0
-        out = triplet_categories(self.loss.pairwise(emb[keep]), lab[keep], self.loss.margin, self.loss.edges)
-        out.update(dan_dap_bins=self.loss.bin_edges(), margin=self.loss.margin)
-        return out
 
 
 @METHODS.register("pair")

@@ -10,8 +10,13 @@ each metrics line.
 
 Budget: a full evaluation of 5k points must stay within ~3 s on a 2-core CPU, so the measures that
 run the encoder again (smoothness, invariance, alignment, per-factor invariance) use a fixed random
-subset of ``property_points`` images, and the triplet fractions ``triplet_anchors`` random anchors
-(each against all its positives and negatives). Both are seeded: the same rows at every evaluation.
+subset of ``property_points`` images, and the triplet fractions at most ``triplet_anchors`` random
+anchors (each against all its positives and negatives; every anchor of the default 2000-point
+evaluation subset). Both are seeded: the same rows at every evaluation.
+
+The triplet categories count with the method's ``TripletDefinition`` (its distance and margin: a
+triplet run's loss's own), and the invariance and alignment use the method's views (for a method
+without views of its own, the dataset's: engine.augment.dataset_views).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 
 from engine.metrics import clusters, collapse, properties, triplets
+from engine.metrics.triplets import TripletDefinition
 
 # The five properties of a good representation (the course's list) and the key holding each number.
 PROPERTIES = {"smoothness": "smoothness", "invariance": "invariance", "clustering": "silhouette",
@@ -31,26 +37,30 @@ PROPERTIES = {"smoothness": "smoothness", "invariance": "invariance", "clusterin
 PROPERTY_HELP: dict[str, str] = {
     "effective_rank": "RankMe: exp of the entropy of the normalised singular values of the centred embeddings; "
                       "how many dimensions the representation really uses (1 to min(N, D)).",
-    "relative_spread": "RMS distance of the embeddings to their mean over their RMS norm: 0 = all points identical.",
-    "l2_std": "Mean per-dimension std of the l2-normalised embeddings (SimSiam); about 1/sqrt(D) when spread, "
-              "0 when collapsed, but also tiny when all points share a large offset.",
+    "relative_spread": "RMS distance of the embeddings to their mean over their RMS norm: 0 = all points "
+                       "identical; under 0.001 the verdict is near collapse.",
+    "l2_std": "Mean per-dimension std of the l2-normalised embeddings, as SimSiam defines it (not centred): "
+              "about 1/sqrt(D) when spread, 0 when collapsed, but also tiny when all points share a large "
+              "offset (a fresh convnet); the verdict does not use it.",
     "l2_std_ratio": "l2_std x sqrt(D): 1 = SimSiam's ideal 1/sqrt(D).",
-    "alignment": "Wang & Isola alignment: mean squared distance between l2-normalised embeddings of two "
-                 "augmented views of the same image (0 = identical; lower is better).",
-    "uniformity": "Wang & Isola uniformity: log mean exp(-2 ||u_i - u_j||^2) over pairs of l2-normalised "
-                  "embeddings (0 = all together, about -4 = spread over the sphere; lower is better).",
-    "collapse": "healthy / dimensional collapse (effective rank under 5 % of the dimensions) / complete "
-                "collapse (all embeddings the same point).",
-    "mean_cosine": "Mean cosine similarity between embeddings of different images (near 1: they all point "
-                   "the same way, e.g. a shared offset).",
+    "alignment": "Wang & Isola alignment: mean squared distance between the centred, l2-normalised embeddings "
+                 "of two augmented views of the same image (0 = identical; lower is better).",
+    "uniformity": "Wang & Isola uniformity: log mean exp(-2 ||u_i - u_j||^2) over pairs of centred, "
+                  "l2-normalised embeddings (0 = all together, about -4 = spread around their mean).",
+    "collapse": "healthy / dimensional collapse (effective rank under 5 % of the dimensions) / near collapse "
+                "(relative spread under 0.001) / complete collapse (all embeddings the same point).",
+    "mean_cosine": "Mean cosine similarity between the centred embeddings of different images (near 0: "
+                   "spread around their mean; 1: all the same point).",
     "dead_dims": "Dimensions that do not vary at all across the evaluation images.",
     "singular_values": "The singular-value spectrum of the centred embeddings (top 64), largest first.",
     "triplet_easy": "Share of (anchor, positive, negative) triplets with d_an >= d_ap + margin: no triplet loss.",
     "triplet_semi_hard": "Share of triplets with d_ap <= d_an < d_ap + margin: right order, inside the margin.",
     "triplet_hard": "Share of triplets with d_an < d_ap: the other-class point is closer than the same-class one.",
-    "triplet_margin": "The margin m the triplet categories are counted with (distances between l2-normalised "
-                      "embeddings, in [0, 2]).",
-    "triplet_histogram": "Histogram of d_an - d_ap over sampled triplets (bins over triplet_histogram_range): "
+    "triplet_margin": "The margin m the triplet categories are counted with: the triplet loss's (a triplet "
+                      "run's own --margin).",
+    "triplet_definition": "The distance D and margin the triplet categories are counted with: the triplet "
+                          "loss's (a triplet run's own).",
+    "triplet_histogram": "Histogram of D_an - D_ap over sampled triplets (bins over triplet_histogram_range): "
                          "< 0 hard, [0, margin) semi-hard, >= margin easy.",
     "silhouette": "Clustering: mean silhouette of the classes, (b - a) / max(a, b) with a the mean distance "
                   "to its class and b to the nearest other class (-1 to 1, higher is better).",
@@ -114,12 +124,14 @@ class Diagnostics:
     previous embeddings (for neighbour drift). The evaluation images must be the same rows each call.
     """
 
-    def __init__(self, *, num_classes: int, labelled: bool, projection: str = "umap", margin: float = 0.2,
-                 device: str | torch.device = "cpu", seed: int = 0, augment: torch.nn.Module | None = None,
-                 property_points: int = 128, factor_points: int = 64, triplet_anchors: int | None = 500,
-                 with_hdbscan: bool = True, k: int = 10):
-        if not (isinstance(margin, (int, float)) and margin >= 0):
-            raise ValueError(f"margin: {margin!r} is not valid; allowed: a number >= 0")
+    def __init__(self, *, num_classes: int, labelled: bool, augment: torch.nn.Module, projection: str = "umap",
+                 triplets: TripletDefinition = TripletDefinition(), device: str | torch.device = "cpu",
+                 seed: int = 0, property_points: int = 128, factor_points: int = 64,
+                 triplet_anchors: int | None = 2000, with_hdbscan: bool = True, k: int = 10):
+        """``augment``: the views invariance and alignment are measured under (``Method.evaluation_views``);
+        ``triplets``: the definition the triplet categories are counted with (``Method.triplet_definition``)."""
+        if not isinstance(triplets, TripletDefinition):
+            raise ValueError(f"triplets: {triplets!r} is not valid; allowed: a TripletDefinition")
         for name, value in (("property_points", property_points), ("factor_points", factor_points), ("k", k)):
             if int(value) < 2:
                 raise ValueError(f"{name}: {value!r} is not valid; allowed: a whole number >= 2")
@@ -129,7 +141,7 @@ class Diagnostics:
         self.num_classes = int(num_classes)
         self.labelled = bool(labelled)
         self.projection = projection
-        self.margin = float(margin)
+        self.triplets = triplets
         self.device = torch.device(device)
         self.seed = int(seed)
         self.augment = augment
@@ -190,10 +202,10 @@ class Diagnostics:
         views = self._timed("views", lambda: properties.view_embeddings(
             encoder, images, self.augment, n=self.property_points, seed=self.seed, device=self.device))
 
-        # one (N, N) distance matrix between the l2-normalised embeddings serves the uniformity, the
-        # triplets, both silhouettes and the kNN accuracy (computed once instead of four times)
+        # one (N, N) distance matrix between the l2-normalised embeddings serves the triplets (when
+        # their definition is that distance), both silhouettes and the kNN accuracy
         dist = self._timed("distances", lambda: triplets.distance_matrix(z, device=self.device))
-        metrics.update(self._timed("collapse", lambda: collapse.collapse_indicators(z, *views, distances=dist)))
+        metrics.update(self._timed("collapse", lambda: collapse.collapse_indicators(z, *views)))
         self._timed("triplets", lambda: self._triplets(z, labels, dist, metrics, notes))
         self._timed("clusters", lambda: self._clusters(z, labels, dist, metrics, notes))
         self._timed("properties", lambda: self._properties(encoder, images, z, labels, views, factors, dist,
@@ -217,17 +229,21 @@ class Diagnostics:
         return out
 
     def _triplets(self, z, labels, dist, metrics, notes) -> None:
+        definition = self.triplets
         if not self.labelled:
             fr = triplets.TripletFractions(None, None, None, 0, 0, "triplets undefined: the data are unlabelled")
         else:
-            fr = triplets.triplet_fractions(z, labels, margin=self.margin, max_anchors=self.triplet_anchors,
-                                            seed=self.seed, device=self.device, distances=dist)
+            # the shared matrix holds plain euclidean distances between normalised embeddings
+            shared = dist if definition.distance == "euclidean" and definition.normalize else None
+            fr = triplets.triplet_fractions(z, labels, definition, max_anchors=self.triplet_anchors,
+                                            seed=self.seed, device=self.device, distances=shared)
         metrics.update(triplet_easy=fr.easy, triplet_semi_hard=fr.semi_hard, triplet_hard=fr.hard,
-                       triplet_margin=self.margin)
-        if fr.easy is None:
+                       triplet_margin=definition.margin, triplet_definition=definition.describe())
+        if fr.note:
             notes.append(fr.note)
+        if fr.easy is None:
             return
-        hist = triplets.margin_histogram(z, labels, seed=self.seed)
+        hist = triplets.margin_histogram(z, labels, definition, seed=self.seed)
         if hist is not None:
             metrics["triplet_histogram"] = [int(c) for c in hist[0]]
             metrics["triplet_histogram_range"] = [float(hist[1][0]), float(hist[1][-1])]

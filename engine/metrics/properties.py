@@ -100,18 +100,14 @@ def smoothness(encoder: torch.nn.Module, images, noise: float = 0.02, n: int = 2
 
 # --- invariance -----------------------------------------------------------------------------------
 
-def view_embeddings(encoder: torch.nn.Module, images, augment: torch.nn.Module | None = None, n: int = 256,
+def view_embeddings(encoder: torch.nn.Module, images, augment: torch.nn.Module, n: int = 256,
                     seed: int = 0, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of two random augmented views of ``n`` images (row i of both = the same image).
 
-    ``augment`` maps float images (B, C, H, W) in [0, 1] to views (and accepts ``generator=``);
-    default: SimCLR's views (engine.augment.SimCLRAugment with its default settings).
+    ``augment`` maps float images (B, C, H, W) in [0, 1] to views (and accepts ``generator=``): the
+    method's own views, or the dataset's (engine.augment.dataset_views; no flips on digits).
     """
     x = _float_images(images, _subset(len(images), n, seed))
-    if augment is None:
-        from engine.augment import SimCLRAugment
-
-        augment = SimCLRAugment(x.shape[1], (x.shape[2], x.shape[3]))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         v1, v2 = augment(x, generator=g), augment(x, generator=g)

@@ -10,10 +10,15 @@ Ties (d_an exactly d_ap, or d_ap + m) go where the triplet loss puts them: a tie
 m, so it is semi-hard; a tie at d_ap + m costs 0, so it is easy. Constant embeddings are therefore
 all semi-hard.
 
-Distances: euclidean on l2-normalised embeddings by default, so that distances lie in [0, 2] whatever
-the scale of the encoder's output and a margin means the same thing across runs and methods
-(``normalize=False`` gives raw euclidean distances); ``cosine`` is 1 - cos, also in [0, 2]
-(for unit vectors it equals half the squared euclidean distance).
+Which distance and which margin: a ``TripletDefinition``, the one the triplet loss trains with
+(engine.losses.metric.TripletLoss builds its own from it). Its defaults, the loss's defaults, are
+written only there: the squared euclidean distance between l2-normalised embeddings (D in [0, 4],
+the course's max{0, d_ap^2 - d_an^2 + m}) and its margin. A method declares the definition its
+representation is judged by (``Method.triplet_definition``): a triplet run its own margin and
+distance, every other method the default. The shares in an evaluation, the Triplets panel, the
+triplet inspector and the map's triplet colouring all count with it, so they agree with the loss's
+own shares on the same points (pytorch-metric-learning's ``TripletMarginMiner`` with the matching
+``LpDistance`` counts the same triplets).
 
 Counting all valid triplets without enumerating them: for one anchor, sort its negatives' distances;
 then the number of negatives closer than d_ap (hard) and closer than d_ap + m (hard + semi-hard) for
@@ -29,20 +34,56 @@ import numpy as np
 import torch
 
 METRICS = ("euclidean", "cosine")
+
+
+@dataclass(frozen=True)
+class TripletDefinition:
+    """When a triplet is easy, semi-hard or hard: the distance D the hinge max{0, D_ap - D_an + m}
+    compares and the margin m. ``distance``: "euclidean" or "cosine" (1 - cos); ``normalize``
+    projects the embeddings on the unit sphere first (always, for cosine); ``squared`` compares
+    D = d^2 instead of d. The defaults are the triplet loss's."""
+
+    margin: float = 0.2
+    distance: str = "euclidean"
+    squared: bool = True
+    normalize: bool = True
+
+    def __post_init__(self):
+        if self.distance not in METRICS:
+            raise ValueError(f"distance {self.distance!r} is not valid; allowed: {', '.join(METRICS)}")
+        try:
+            m = float(self.margin)
+        except (TypeError, ValueError):
+            m = float("nan")
+        if not (m >= 0 and np.isfinite(m)):
+            raise ValueError(f"margin: {self.margin!r} is not valid; allowed: a number >= 0")
+        object.__setattr__(self, "margin", m)
+
+    @property
+    def on_sphere(self) -> bool:
+        """Whether the embeddings are l2-normalised before the distance."""
+        return self.normalize or self.distance == "cosine"
+
+    def difference_limit(self) -> float | None:
+        """Largest possible |D_an - D_ap| (None when distances are unbounded): d lies in [0, 2] on
+        the sphere (cosine distance too), so D in [0, 4] when squared."""
+        if not self.on_sphere:
+            return None
+        return 4.0 if self.squared else 2.0
+
+    def describe(self) -> str:
+        """E.g. 'squared euclidean distance between l2-normalised embeddings, margin 0.2'."""
+        name = "cosine distance (1 - cos)" if self.distance == "cosine" else (
+            "euclidean distance between " + ("l2-normalised" if self.normalize else "raw") + " embeddings")
+        return f"{'squared ' if self.squared else ''}{name}, margin {self.margin:g}"
+
+
 CATEGORY_NAMES = ("anchor", "positive", "easy negative", "semi-hard negative", "hard negative",
                   "unlabelled", "negative")
 ANCHOR, POSITIVE, EASY, SEMI_HARD, HARD, UNLABELLED, NEGATIVE = range(len(CATEGORY_NAMES))
 
 
-def _check(embeddings, labels, margin: float, metric: str) -> tuple[torch.Tensor, np.ndarray]:
-    if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is not valid; allowed: {', '.join(METRICS)}")
-    try:
-        m = float(margin)
-    except (TypeError, ValueError):
-        m = float("nan")
-    if not m >= 0:
-        raise ValueError(f"margin: {margin!r} is not valid; allowed: a number >= 0")
+def _check(embeddings, labels) -> tuple[torch.Tensor, np.ndarray]:
     z = embeddings if torch.is_tensor(embeddings) else torch.from_numpy(np.asarray(embeddings))
     z = z.detach().to(torch.float32)
     labels = np.asarray(labels).astype(np.int64).ravel()
@@ -56,8 +97,10 @@ def _prepare(z: torch.Tensor, metric: str, normalize: bool) -> torch.Tensor:
     return torch.nn.functional.normalize(z, dim=1) if (normalize or metric == "cosine") else z
 
 
-def _distances(q: torch.Tensor, b: torch.Tensor, metric: str, shift: torch.Tensor | None = None) -> torch.Tensor:
-    """Distances between rows of q and rows of b (already normalised as the metric wants).
+def _distances(q: torch.Tensor, b: torch.Tensor, metric: str, shift: torch.Tensor | None = None,
+               squared: bool = False) -> torch.Tensor:
+    """Distances between rows of q and rows of b (already normalised as the metric wants), squared
+    when ``squared``.
 
     Both are centred on ``shift`` (default: the mean of b) first: euclidean distances do not change,
     but float32 no longer loses them when all points share a large offset (a fresh convnet's
@@ -67,7 +110,8 @@ def _distances(q: torch.Tensor, b: torch.Tensor, metric: str, shift: torch.Tenso
     shift = b.mean(0) if shift is None else shift
     q, b = q - shift, b - shift
     sq = ((q * q).sum(1, keepdim=True) - 2 * q @ b.T + (b * b).sum(1)).clamp_min(0)
-    return sq / 2 if metric == "cosine" else sq.sqrt()
+    d = sq / 2 if metric == "cosine" else (sq if squared else sq.sqrt())
+    return d * d if squared and metric == "cosine" else d
 
 
 @torch.no_grad()
@@ -77,7 +121,9 @@ def distance_matrix(embeddings, metric: str = "euclidean", normalize: bool = Tru
     embeddings by default (``normalize=False``: raw), or cosine distance 1 - cos. Computed once, it
     serves the triplets, the silhouettes, the kNN accuracy and the uniformity of one evaluation
     (``distances=`` arguments), 100 MB for 5k points."""
-    z, _ = _check(embeddings, np.zeros(len(embeddings)), 0.0, metric)
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not valid; allowed: {', '.join(METRICS)}")
+    z, _ = _check(embeddings, np.zeros(len(embeddings)))
     z = _prepare(z.to(device), metric, normalize)
     shift = z.mean(0)
     out = torch.empty(len(z), len(z), device=z.device)
@@ -112,21 +158,23 @@ def _single_class_note(labels: np.ndarray) -> str | None:
 
 
 @torch.no_grad()
-def triplet_fractions(embeddings, labels, margin: float = 0.2, metric: str = "euclidean",
-                      normalize: bool = True, max_anchors: int | None = None, chunk: int = 256,
-                      seed: int = 0, device: str | torch.device = "cpu",
-                      distances: torch.Tensor | None = None) -> TripletFractions:
-    """Fractions of easy, semi-hard and hard triplets among all valid (a, p, n) of the points.
+def triplet_fractions(embeddings, labels, definition: TripletDefinition = TripletDefinition(),
+                      max_anchors: int | None = None, chunk: int = 256, seed: int = 0,
+                      device: str | torch.device = "cpu", distances: torch.Tensor | None = None) -> TripletFractions:
+    """Fractions of easy, semi-hard and hard triplets among all valid (a, p, n) of the points, with
+    the distance and margin of ``definition``.
 
     Labels < 0 (unlabelled) take part in no triplet. ``max_anchors`` evaluates that many random
     anchors (each against all its positives and negatives) instead of all of them. ``distances``:
-    the ``distance_matrix`` of the same embeddings and metric, if already computed.
+    the plain (not squared) ``distance_matrix`` of the same embeddings with the definition's
+    distance and normalisation, if already computed.
     """
-    z, labels = _check(embeddings, labels, margin, metric)
+    z, labels = _check(embeddings, labels)
     note = _single_class_note(labels)
     if note:
         return _undefined(note)
-    z = _prepare(z.to(device), metric, normalize)
+    metric, squared, margin = definition.distance, definition.squared, definition.margin
+    z = _prepare(z.to(device), metric, definition.normalize)
     shift = z.mean(0)
     if distances is not None:
         z = distances  # rows are looked up instead of computed
@@ -141,7 +189,10 @@ def triplet_fractions(embeddings, labels, margin: float = 0.2, metric: str = "eu
     total = hard = not_easy = 0
     for start in range(0, len(anchors), chunk):
         a = torch.from_numpy(anchors[start:start + chunk]).to(z.device)
-        d = distances[a] if distances is not None else _distances(z[a], z, metric, shift)
+        if distances is not None:
+            d = distances[a] ** 2 if squared else distances[a]
+        else:
+            d = _distances(z[a], z, metric, shift, squared)
         same = lab[a][:, None] == lab[None]
         pos = same & valid[None]
         pos[torch.arange(len(a)), a] = False
@@ -161,19 +212,22 @@ def triplet_fractions(embeddings, labels, margin: float = 0.2, metric: str = "eu
 
 
 @torch.no_grad()
-def margin_histogram(embeddings, labels, metric: str = "euclidean", normalize: bool = True,
+def margin_histogram(embeddings, labels, definition: TripletDefinition = TripletDefinition(),
                      bins: int = 80, samples: int = 20_000, seed: int = 0,
                      value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Histogram of d_an - d_ap over ``samples`` triplets drawn uniformly from all valid triplets.
+    """Histogram of D_an - D_ap (the definition's distance) over ``samples`` triplets drawn
+    uniformly from all valid triplets.
 
     Returns (counts, edges) like ``np.histogram``, or None for fewer than two classes. Read it against
-    the margin: < 0 hard, [0, m) semi-hard, >= m easy. The default range is [-2, 2] for normalised
-    or cosine distances (both lie in [0, 2]) and +-(largest sampled |difference|) otherwise.
+    the margin: < 0 hard, [0, m) semi-hard, >= m easy. The default range is the definition's
+    ``difference_limit`` (e.g. [-4, 4] for squared distances on the sphere) when distances are
+    bounded, and +-(largest sampled |difference|) otherwise.
     """
-    z, labels = _check(embeddings, labels, 0.0, metric)
+    z, labels = _check(embeddings, labels)
     if _single_class_note(labels):
         return None
-    z = _prepare(z, metric, normalize)
+    metric = definition.distance
+    z = _prepare(z, metric, definition.normalize)
     rng = np.random.default_rng(seed)
     valid = np.flatnonzero(labels >= 0)
     order = valid[np.argsort(labels[valid], kind="stable")]  # valid points grouped by class
@@ -192,22 +246,22 @@ def margin_histogram(embeddings, labels, metric: str = "euclidean", normalize: b
     j = rng.integers(0, len(order) - size[c])  # a negative: skip the anchor's class block
     n_pos = np.where(j < start[c], j, j + size[c])
     a, p, n = (torch.from_numpy(order[x]) for x in (a_pos, p_pos, n_pos))
-    d_ap = _distances_rows(z[a], z[p], metric)
-    d_an = _distances_rows(z[a], z[n], metric)
+    d_ap = _distances_rows(z[a], z[p], metric, definition.squared)
+    d_an = _distances_rows(z[a], z[n], metric, definition.squared)
     diff = (d_an - d_ap).numpy()
     if value_range is None:
-        if normalize or metric == "cosine":
-            value_range = (-2.0, 2.0)
-        else:
-            r = float(np.abs(diff).max()) or 1.0
-            value_range = (-r, r)
+        limit = definition.difference_limit()
+        if limit is None:
+            limit = float(np.abs(diff).max()) or 1.0
+        value_range = (-limit, limit)
     counts, edges = np.histogram(diff, bins=bins, range=value_range)
     return counts, edges
 
 
-def _distances_rows(x: torch.Tensor, y: torch.Tensor, metric: str) -> torch.Tensor:
+def _distances_rows(x: torch.Tensor, y: torch.Tensor, metric: str, squared: bool) -> torch.Tensor:
     d = (x - y).norm(dim=1)  # differences first: exact even when all points share an offset
-    return d * d / 2 if metric == "cosine" else d
+    d = d * d / 2 if metric == "cosine" else d
+    return d * d if squared else d
 
 
 @dataclass(frozen=True)
@@ -215,7 +269,7 @@ class AnchorCategories:
     """The category of every point for one anchor (codes index ``CATEGORY_NAMES``)."""
 
     codes: np.ndarray  # int8 (N,)
-    distances: np.ndarray  # float32 (N,): distance of every point to the anchor
+    distances: np.ndarray  # float32 (N,): the definition's distance D of every point to the anchor
     hardest_positive: int | None  # the farthest positive (None: the anchor's class has no other point)
     hardest_negative: int | None  # the closest negative (None: no other class)
     reference_distance: float | None  # the d_ap the negatives are judged against
@@ -226,24 +280,26 @@ class AnchorCategories:
 
 
 @torch.no_grad()
-def anchor_categories(embeddings, labels, anchor: int, margin: float = 0.2, metric: str = "euclidean",
-                      normalize: bool = True, positive: int | None = None) -> AnchorCategories:
+def anchor_categories(embeddings, labels, anchor: int, definition: TripletDefinition = TripletDefinition(),
+                      positive: int | None = None) -> AnchorCategories:
     """Category of every point relative to ``anchor``: anchor, positive, easy / semi-hard / hard
-    negative, unlabelled (label < 0), or plain negative when the anchor has no positive.
+    negative, unlabelled (label < 0), or plain negative when the anchor has no positive; with the
+    distance D and margin of ``definition``.
 
-    A negative's category needs one d_ap: by default the hardest (farthest) positive's, as in
+    A negative's category needs one D_ap: by default the hardest (farthest) positive's, as in
     batch-hard mining; so an easy negative is easy with every positive, and a hard negative is
     closer than at least that positive. ``positive`` picks another positive as the reference.
     """
-    z, labels = _check(embeddings, labels, margin, metric)
+    z, labels = _check(embeddings, labels)
     n = len(labels)
     if not 0 <= int(anchor) < n:
         raise ValueError(f"anchor: {anchor} is not valid; allowed: 0 to {n - 1}")
     anchor = int(anchor)
     if labels[anchor] < 0:
         raise ValueError(f"anchor: point {anchor} is unlabelled; allowed: a labelled point")
-    z = _prepare(z, metric, normalize)
-    d = _distances(z[anchor:anchor + 1], z, metric)[0].numpy()
+    margin = definition.margin
+    z = _prepare(z, definition.distance, definition.normalize)
+    d = _distances(z[anchor:anchor + 1], z, definition.distance, squared=definition.squared)[0].numpy()
     pos = labels == labels[anchor]
     pos[anchor] = False
     neg = (labels >= 0) & (labels != labels[anchor])

@@ -476,11 +476,12 @@ class TripletInspector(Inspector):
         "the point you clicked on the map; among the map's points, the hardest positive is the one of its "
         "class that lies farthest from it, and the hardest negative the closest point of another class: "
         "the triplet batch-hard mining would train on (Hermans et al. 2017). With d_ap and d_an their "
-        "distances to the anchor and m the margin, the triplet is easy when d_an >= d_ap + m (the loss "
-        "max(0, d_ap - d_an + m) is already zero), semi-hard when the order is right but inside the margin, "
-        "and hard when the negative is closer than the positive. Distances are euclidean between "
-        "l2-normalised embeddings (in [0, 2]), as on the map's triplet colouring; a triplet run uses its "
-        "own distance and margin.")
+        "distances to the anchor and m the margin, the triplet is easy when D_an >= D_ap + m (the loss "
+        "max(0, D_ap - D_an + m) is already zero), semi-hard when the order is right but inside the margin, "
+        "and hard when the negative is closer than the positive. The distance D and the margin are the "
+        "triplet loss's, as in the evaluation's triplet shares and on the map's triplet colouring: a "
+        "triplet run's own, otherwise the loss's defaults (squared euclidean distance between "
+        "l2-normalised embeddings, D in [0, 4]).")
 
     triplet_shown = Signal(int, int, int)  # test rows of anchor, hardest positive, hardest negative
 
@@ -488,9 +489,13 @@ class TripletInspector(Inspector):
         super().__init__(parent)
         self.setObjectName("triplet_inspector")
         self.result: dict[str, Any] = {}
+        from engine.metrics.triplets import TripletDefinition
+
+        self.definition = TripletDefinition()  # the run's (see set_run); the spin box may change its margin
         self.margin_spin = QDoubleSpinBox(objectName="triplet_margin_spin", decimals=3, minimum=0.0,
-                                          maximum=4.0, singleStep=0.05, value=0.2)
-        self.margin_spin.setToolTip("Margin m of the categories: easy when d_an >= d_ap + m.")
+                                          maximum=4.0, singleStep=0.05, value=self.definition.margin)
+        self.margin_spin.setToolTip("Margin m of the categories: easy when D_an >= D_ap + m (starts at the "
+                                    "run's own).")
         self.margin_spin.valueChanged.connect(lambda _: self.refresh())
         head = QHBoxLayout()
         head.addWidget(QLabel("margin m"))
@@ -512,20 +517,18 @@ class TripletInspector(Inspector):
         layout.addStretch(1)
         self._margin_run: Path | None = None
 
-    def distance_setting(self) -> tuple[str, bool]:
-        """(distance, normalise) of the run's triplet loss, else the diagnostics' convention."""
-        p = self.config.get("method_params") or {}
-        if self.config.get("method") == "triplet":
-            return p.get("distance", "euclidean"), bool(p.get("normalize", True))
-        return "euclidean", True
-
     def set_run(self, run_dir, dataset=None, snapshot=None) -> None:
         super().set_run(run_dir, dataset, snapshot)
         if self.run_dir != self._margin_run and self.config:
+            from engine.methods import run_triplet_definition
+            from engine.metrics.triplets import TripletDefinition
+
             self._margin_run = self.run_dir
-            p = self.config.get("method_params") or {}
-            margin = float(p["margin"]) if self.config.get("method") == "triplet" and "margin" in p else 0.2
-            self.margin_spin.setValue(margin)  # refreshes when it changes
+            try:
+                self.definition = run_triplet_definition(self.config)
+            except ValueError:  # a config this version cannot read: the default, as the map does
+                self.definition = TripletDefinition()
+            self.margin_spin.setValue(self.definition.margin)  # refreshes when it changes
 
     def _clear(self, message: str) -> None:
         self.result = {}
@@ -549,10 +552,11 @@ class TripletInspector(Inspector):
         if labels[pos] < 0:
             self._clear("The anchor is unlabelled: it has no positives or negatives.")
             return
-        metric, normalize = self.distance_setting()
-        margin = self.margin_spin.value()
-        cats = anchor_categories(np.asarray(snap["embeddings"]), labels, pos, margin=margin, metric=metric,
-                                 normalize=normalize)
+        from dataclasses import replace
+
+        definition = replace(self.definition, margin=self.margin_spin.value())
+        margin = definition.margin
+        cats = anchor_categories(np.asarray(snap["embeddings"]), labels, pos, definition)
         if cats.hardest_positive is None or cats.hardest_negative is None:
             self._clear("The anchor's class has no other point on the map, or there is no other class.")
             return
@@ -568,22 +572,18 @@ class TripletInspector(Inspector):
         self.tiles["anchor"].set_image(data.thumbnail("test", self.row), "anchor",
                                        f"#{self.row} · {self._class_name(int(labels[pos]))}")
         self.tiles["positive"].set_image(data.thumbnail("test", int(rows[p])), "hardest positive",
-                                         f"#{rows[p]} · {self._class_name(int(labels[p]))}<br>d_ap = {d_ap:.3f}")
+                                         f"#{rows[p]} · {self._class_name(int(labels[p]))}<br>D_ap = {d_ap:.3f}")
         self.tiles["negative"].set_image(data.thumbnail("test", int(rows[n])), "hardest negative",
-                                         f"#{rows[n]} · {self._class_name(int(labels[n]))}<br>d_an = {d_an:.3f}")
+                                         f"#{rows[n]} · {self._class_name(int(labels[n]))}<br>D_an = {d_an:.3f}")
         colour = CATEGORY_COLOURS[category]
         c = self.result["counts"]
-        squared = ""
-        if self.config.get("method") == "triplet" and (self.config.get("method_params") or {}).get("squared"):
-            squared = (f"<br>the run's loss compares squared distances: d_an² − d_ap² = {d_an**2 - d_ap**2:+.3f}"
-                       f" against m = {margin:g}")
         self.verdict.setText(
-            f"d_an − d_ap = {d_an - d_ap:+.3f}, margin m = {margin:g}: "
-            f"<b style='color:{colour}'>{category}</b>{squared}<br>"
+            f"D_an − D_ap = {d_an - d_ap:+.3f}, margin m = {margin:g}: "
+            f"<b style='color:{colour}'>{category}</b><br>"
             f"this anchor's negatives against its hardest positive: {c['easy']} easy, {c['semi-hard']} "
             f"semi-hard, {c['hard']} hard")
-        self.status.setText(f"{metric} distance{' between l2-normalised embeddings' if normalize else ''}, "
-                            f"over the {len(labels)} points of the map (step {int(snap.get('step', 0))})")
+        self.status.setText(f"D: {definition.describe()}, over the {len(labels)} points of the map "
+                            f"(step {int(snap.get('step', 0))})")
         self.triplet_shown.emit(self.row, int(rows[p]), int(rows[n]))
 
 
