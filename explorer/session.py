@@ -49,8 +49,8 @@ class RunState:
     following: bool = False  # another process writes it; polled
     status: str = "running"  # running, paused, stopping, finished, stopped, failed
     message: str = ""
-    collapse_step: int | None = None  # the first evaluation whose verdict is not "healthy"
-    collapse_verdict: str = ""  # that verdict ("dimensional collapse", "complete collapse")
+    collapse_step: int | None = None  # the first evaluation with the worst verdict so far, if not "healthy"
+    collapse_verdict: str = ""  # that verdict ("dimensional collapse", "near collapse", "complete collapse")
     dataset: Any = None  # engine.data.ImageDataset once loaded (thumbnails)
     follower: Any = None
     known_snapshots: set[str] = field(default_factory=set)
@@ -439,10 +439,16 @@ class Session(QObject):
         self.view_changed.emit()
 
     def _note_collapse(self, run: RunState, record: dict) -> None:
-        """Mark the run at its first evaluation whose verdict is not healthy (the map's badge). Here,
+        """Mark the run with the worst verdict of its evaluations so far and the first step it came
+        (the map's badge): a near collapse that becomes complete is then badged as complete. Here,
         not in the collapse panel: a panel tabbed away reads its records only when shown."""
+        from engine.metrics.collapse import VERDICTS
+
         verdict = (record.get("metrics") or {}).get("collapse") if record.get("kind") == "evaluation" else None
-        if isinstance(verdict, str) and verdict and verdict != "healthy" and run.collapse_step is None:
+        if not (isinstance(verdict, str) and verdict in VERDICTS[1:]):
+            return
+        worst = VERDICTS.index(run.collapse_verdict) if run.collapse_verdict in VERDICTS else 0
+        if VERDICTS.index(verdict) > worst:
             run.collapse_step, run.collapse_verdict = int(record.get("step") or 0), verdict
             self.run_changed.emit(run.id)
 

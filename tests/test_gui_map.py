@@ -206,7 +206,7 @@ def test_colourings_agree_with_their_peers(qtbot, session, digits):
     session.set_colour_by("triplet")
     anchor = 17
     session.select_point(int(snap["indices"][anchor]))
-    cats = anchor_categories(emb, labels, anchor)
+    cats = anchor_categories(emb, labels, anchor)  # the triplet loss's default definition
     counts = np.bincount(cats.codes, minlength=len(CATEGORY_NAMES))
     legend = dict(view._legend_entries)
     for i, n in enumerate(CATEGORY_NAMES):
@@ -274,3 +274,54 @@ def test_trails_and_centroids(qtbot, session, digits):
     np.testing.assert_allclose(np.column_stack([view.centroid_marks.data["x"], view.centroid_marks.data["y"]]),
                                means, rtol=1e-5)
     assert [t.textItem.toPlainText() for t in view.centroid_labels[:10]] == digits.class_names
+
+
+def test_triplet_colouring_uses_the_run_s_own_margin(qtbot, session, digits):
+    """A triplet run's --margin (here 0.05 against the default 0.2) decides the colours, as in its
+    evaluations' shares."""
+    from engine.metrics.triplets import CATEGORY_NAMES, TripletDefinition, anchor_categories
+
+    run = fake_run(digits, "wide")
+    run.config |= {"method": "triplet", "method_params": {"margin": 0.05}}
+    view = MapView(session)
+    view.animate = False
+    qtbot.addWidget(view)
+    add(session, run)
+    session.set_colour_by("triplet")
+    snap = run.snapshots[-1]
+    session.select_point(int(snap["indices"][17]))
+    legend = dict(view._legend_entries)
+    mine = anchor_categories(snap["embeddings"], snap["labels"], 17, TripletDefinition(margin=0.05))
+    default = anchor_categories(snap["embeddings"], snap["labels"], 17)
+    assert (mine.codes != default.codes).any()  # the margin matters on this anchor
+    counts = np.bincount(mine.codes, minlength=len(CATEGORY_NAMES))
+    for i, n in enumerate(CATEGORY_NAMES):
+        if counts[i]:
+            assert f"{n} ({counts[i]})" in legend
+
+
+def test_the_map_badge_names_the_worst_verdict_so_far_in_its_colour(qtbot, session, digits):
+    """A near collapse that becomes complete is badged as complete, from the step it became so, in
+    the Collapse panel's red (amber before)."""
+    from explorer.views.curves import verdict_style
+
+    run = fake_run(digits, "c")
+    view = MapView(session)
+    qtbot.addWidget(view)
+    add(session, run)
+
+    def evaluate(step, verdict):
+        session._note_collapse(run, {"kind": "evaluation", "step": step, "metrics": {"collapse": verdict}})
+        view._update_badge(run)
+
+    evaluate(0, "healthy")
+    assert run.collapse_step is None and view.badge.isHidden()
+    evaluate(5, "near collapse")
+    assert (run.collapse_step, run.collapse_verdict) == (5, "near collapse")
+    assert "near collapse from step 5" in view.badge.text()
+    assert verdict_style("near collapse", False)[2] in view.badge.styleSheet()
+    evaluate(10, "complete collapse")
+    evaluate(15, "dimensional collapse")
+    assert (run.collapse_step, run.collapse_verdict) == (10, "complete collapse")
+    assert "complete collapse from step 10" in view.badge.text()
+    assert verdict_style("complete collapse", False)[2] in view.badge.styleSheet()

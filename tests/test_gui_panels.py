@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from engine.metrics import collapse
 from engine.runs import RunDir
 from explorer.views.curves import BAD, LossPlot, ProbePlot, bin_mean, decimate, ema
 from explorer.views.health import SOURCES, CollapsePanel, PropertiesPanel, TripletPanel
@@ -197,15 +198,22 @@ def test_collapse_panel_on_a_healthy_run(qtbot, run_records):
     assert evaluations, "the engine's diagnostics did not report collapse indicators"
     assert panel.embedding_dim == 128  # from the started record
     np.testing.assert_allclose(panel.rank.y, [e["metrics"]["effective_rank"] for e in evaluations])
-    np.testing.assert_allclose(panel.l2_std.y, [e["metrics"]["l2_std"] for e in evaluations])
+    np.testing.assert_allclose(panel.spread.y, [e["metrics"]["relative_spread"] for e in evaluations])
     np.testing.assert_allclose(panel.rank_reference.yData, [128, 128])
-    np.testing.assert_allclose(panel.std_reference.yData, [1 / math.sqrt(128)] * 2)
+    np.testing.assert_allclose(panel.rank_threshold.yData, [collapse.rank_threshold(128)] * 2)
+    np.testing.assert_allclose(panel.spread_threshold.yData, [collapse.NEAR_SPREAD] * 2)
     last = evaluations[-1]["metrics"]
     assert len(panel.spectrum_item.xData) == len(last["singular_values"])
     np.testing.assert_allclose(panel.spectrum_item.yData,
                                np.array(last["singular_values"]) / last["singular_values"][0])
     assert panel.verdict == last["collapse"] == "healthy" and panel.badge_state == "healthy"
     assert "healthy" in panel.badge.text() and BAD[False] not in panel.badge.styleSheet()
+    # the figures beside the verdict are the same evaluation's, and none of them reads "collapsed"
+    details = panel.details.text()
+    for key, label in (("alignment", "alignment"), ("uniformity", "uniformity"), ("mean_cosine", "mean cosine")):
+        assert f"{label} {last[key]:.3f}" in details
+    assert f"effective rank {last['effective_rank']:.1f}" in details
+    assert last["mean_cosine"] < 0.5 and last["uniformity"] < -1 and last["alignment"] > 0.001
 
 
 @pytest.mark.parametrize("size, mode", [((1100, 260), "row"), ((360, 700), "column"), ((360, 270), "tabs")])
@@ -217,7 +225,7 @@ def test_collapse_plots_are_never_squeezed_below_a_readable_size(qtbot, run_reco
     panel.resize(*size)
     panel.show()
     qtbot.waitUntil(lambda: panel.plot_mode == mode)
-    plots = (panel.rank_widget, panel.std_widget, panel.spectrum_widget)
+    plots = (panel.rank_widget, panel.spread_widget, panel.spectrum_widget)
     if mode == "tabs":
         assert [panel.plot_tabs.widget(i) for i in range(3)] == list(plots)
         qtbot.waitUntil(lambda: panel.rank_widget.width() > 300)  # the whole width for one plot
@@ -242,11 +250,52 @@ def test_collapse_badge_turns_red_and_remembers_the_first_collapsed_step(qtbot, 
     assert panel.collapse_step is None
     panel.add_records(later)
     assert panel.collapse_step == 30  # the first collapsed evaluation, not the latest
-    assert panel.badge_state == "collapse" and "complete collapse" in panel.badge.text()
+    assert panel.badge_state == "collapse" and "complete collapse from step 30" in panel.badge.text()
     assert BAD[False] in panel.badge.styleSheet()
+    assert "mean cosine 1.000" in panel.details.text() and "uniformity 0.000" in panel.details.text()
     panel.clear()
     assert panel.badge_state == "none" and len(panel.rank) == 0 and panel.rank_item.xData is None
     assert panel.collapse_step is None
+
+
+def _badge_colour(qtbot, panel) -> tuple[int, int, int]:
+    """The colour drawn at the badge's left edge, inside its border, under the app's style sheet."""
+    from PySide6.QtWidgets import QApplication
+
+    from explorer.main_window import RESOURCES
+
+    QApplication.instance().setStyleSheet((RESOURCES / "light.qss").read_text())
+    try:
+        panel.resize(900, 300)
+        panel.show()
+        qtbot.waitExposed(panel)
+        image = panel.badge.grab().toImage()
+        c = image.pixelColor(3, image.height() // 2)
+        return c.red(), c.green(), c.blue()
+    finally:
+        QApplication.instance().setStyleSheet("")
+
+
+def test_no_verdict_yet_is_not_drawn_in_the_alarm_red(qtbot):
+    """Before any run the badge says so in a neutral colour (the style sheet's red for the map's
+    badge used to show through)."""
+    panel = CollapsePanel()
+    qtbot.addWidget(panel)
+    assert panel.badge_state == "none" and panel.badge.text() == "no verdict yet"
+    r, g, b = _badge_colour(qtbot, panel)
+    assert abs(r - g) < 20 and abs(g - b) < 20, (r, g, b)  # grey or white: no hue
+
+
+@pytest.mark.parametrize("verdict, state, hue", [("dimensional collapse", "warning", "amber"),
+                                                 ("near collapse", "warning", "amber"),
+                                                 ("complete collapse", "collapse", "red")])
+def test_graded_verdicts_are_drawn_amber_or_red(qtbot, verdict, state, hue):
+    panel = CollapsePanel()
+    qtbot.addWidget(panel)
+    panel.add_records([{"kind": "evaluation", "step": 5, "metrics": {"collapse": verdict, "relative_spread": 1e-4}}])
+    assert panel.badge_state == state and verdict in panel.badge.text()
+    r, g, b = _badge_colour(qtbot, panel)
+    assert r > 180 and b < 80 and ((g > 120) if hue == "amber" else (g < 80)), (r, g, b)
 
 
 def test_triplet_panel_from_evaluations(qtbot, run_records):

@@ -38,7 +38,7 @@ PROPERTY_HELP: dict[str, str] = {
     "effective_rank": "RankMe: exp of the entropy of the normalised singular values of the centred embeddings; "
                       "how many dimensions the representation really uses (1 to min(N, D)).",
     "relative_spread": "RMS distance of the embeddings to their mean over their RMS norm: 0 = all points "
-                       "identical; under 0.001 the verdict is near collapse.",
+                       "identical; under 0.0005 the verdict is near collapse.",
     "l2_std": "Mean per-dimension std of the l2-normalised embeddings, as SimSiam defines it (not centred): "
               "about 1/sqrt(D) when spread, 0 when collapsed, but also tiny when all points share a large "
               "offset (a fresh convnet); the verdict does not use it.",
@@ -48,7 +48,7 @@ PROPERTY_HELP: dict[str, str] = {
     "uniformity": "Wang & Isola uniformity: log mean exp(-2 ||u_i - u_j||^2) over pairs of centred, "
                   "l2-normalised embeddings (0 = all together, about -4 = spread around their mean).",
     "collapse": "healthy / dimensional collapse (effective rank under 5 % of the dimensions) / near collapse "
-                "(relative spread under 0.001) / complete collapse (all embeddings the same point).",
+                "(relative spread under 0.0005) / complete collapse (all embeddings the same point).",
     "mean_cosine": "Mean cosine similarity between the centred embeddings of different images (near 0: "
                    "spread around their mean; 1: all the same point).",
     "dead_dims": "Dimensions that do not vary at all across the evaluation images.",

@@ -22,6 +22,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QCheckBox, QDockWidget, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
                                QVBoxLayout, QWidget)
 
+from engine.metrics import collapse
 from explorer.views import wrapped_tooltip
 
 # --- colours -------------------------------------------------------------------------------------
@@ -36,7 +37,21 @@ FOREGROUND = {False: "#202124", True: "#dcdfe4"}
 MUTED = {False: "#70757a", True: "#8f959e"}
 # the verdict colours: healthy / warning / collapse
 GOOD = {False: "#16834a", True: "#4fd08a"}
+WARN = {False: "#e0a21b", True: "#e0a21b"}
 BAD = {False: "#c0262d", True: "#ff6b6b"}
+
+
+def verdict_style(verdict: str | None, dark: bool) -> tuple[str, str, str | None]:
+    """(state, text colour, background or None) of a collapse badge: "none" before any verdict (no
+    alarm: neutral), "healthy" (green), "warning" for dimensional or near collapse (amber),
+    "collapse" for complete collapse (red)."""
+    if not verdict:
+        return "none", FOREGROUND[dark], None
+    if verdict == collapse.HEALTHY:
+        return "healthy", "#ffffff", "#1f7a46" if dark else GOOD[False]
+    if verdict in collapse.VERDICTS and verdict != collapse.COMPLETE:
+        return "warning", "#1b1f24", WARN[dark]
+    return "collapse", "#ffffff", BAD[False]
 
 
 def color(index: int, dark: bool) -> QColor:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,14 +19,17 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QBoxLayout, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
+from engine.metrics import collapse
 from explorer.views import wrapped_tooltip
-from explorer.views.curves import (BACKGROUND, BAD, FOREGROUND, GOOD, MUTED, LegendRow, Panel, Series,
-                                   bin_mean, color, new_plot, number, set_log_ticks)
+from explorer.views.curves import (BACKGROUND, FOREGROUND, MUTED, WARN, LegendRow, Panel, Series, bin_mean, color,
+                                   new_plot, number, set_log_ticks, verdict_style)
 
-HEALTHY = "healthy"
-# floors of the log axes: an effective rank of 0 (no variation at all) and an l2_std of 0 (complete
-# collapse) have no logarithm; they are drawn at the floor, and the badge says what happened
-RANK_FLOOR, STD_FLOOR = 1.0, 1e-6
+HEALTHY = collapse.HEALTHY
+# floors of the log axes: an effective rank of 0 and a relative spread of 0 (complete collapse) have
+# no logarithm; they are drawn at the floor, and the badge says what happened
+RANK_FLOOR, SPREAD_FLOOR = 1.0, 1e-7
+# the figures of the details line, all from the latest evaluation (never mixed across evaluations)
+DETAIL_KEYS = ("relative_spread", "alignment", "uniformity", "mean_cosine", "dead_dims", "effective_rank")
 
 
 def embedding_dim_of(record: dict) -> int | None:
@@ -48,24 +50,29 @@ def embedding_dim_of(record: dict) -> int | None:
 # --- collapse ------------------------------------------------------------------------------------
 
 class CollapsePanel(Panel):
-    """Effective rank against the embedding dimension D, l2_std against 1/sqrt(D), the singular
-    spectrum of the latest evaluation and the verdict of the engine (key ``collapse``) as a badge.
-    (The map's collapse mark comes from the session, which sees every record even while this panel
-    is tabbed away.)"""
+    """Effective rank against the embedding dimension D, the relative spread against the near-collapse
+    threshold, the singular spectrum of the latest evaluation and the verdict of the engine (key
+    ``collapse``) as a badge; every figure is the engine's (engine.metrics.collapse), from the latest
+    evaluation. (The map's collapse mark comes from the session, which sees every record even while
+    this panel is tabbed away.)"""
 
     title = "Collapse"
     help_text = (
         "Is the encoder still using its embedding space? A representation collapses when it maps "
         "different images to the same point (complete collapse: every output identical, a trivial way "
         "to be perfectly invariant) or onto a thin subspace (dimensional collapse: only a few of the D "
-        "dimensions vary). Self-supervised methods without negatives are most at risk. Left: the "
-        "effective rank (RankMe: exp of the entropy of the normalised singular values of the centred "
-        "embeddings), between 1 and D; a healthy representation uses many dimensions, a supervised one "
-        "may settle near the number of classes. Middle: l2_std, the standard deviation of the "
-        "l2-normalised embeddings per dimension (SimSiam): about 1/sqrt(D) when outputs spread over the "
-        "sphere, 0 when they coincide. Right: the singular spectrum of the latest evaluation, largest "
-        "first, relative to the largest: a cliff of near-zero values is dimensional collapse. The badge "
-        "gives the engine's verdict and turns red when collapse is detected.")
+        "dimensions vary). Self-supervised methods without negatives are most at risk. Effective rank: "
+        "RankMe, exp of the entropy of the normalised singular values of the centred embeddings, between "
+        "1 and D; a healthy representation uses many dimensions, a supervised one may settle near the "
+        "number of classes; under the dotted line (5 % of D) the verdict is dimensional collapse. "
+        "Spread: how far the embeddings lie from their mean, relative to their norm; 0 when they "
+        "coincide, under the dashed line (0.0005) near collapse, though a fresh network, whose outputs "
+        "share a large offset, reads about 0.005. Singular spectrum: the latest evaluation's, largest "
+        "first, relative to the largest: a cliff of near-zero values is dimensional collapse. The line "
+        "of figures is the latest evaluation's: alignment (two views of an image, 0 = identical), "
+        "uniformity (0 = all together, about -4 = spread out) and the mean cosine between images, all "
+        "three on the centred embeddings, so a shared offset does not count. The badge gives the "
+        "engine's verdict: amber for dimensional or near collapse, red for complete collapse.")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -91,7 +98,7 @@ class CollapsePanel(Panel):
         self.plot_mode = "row"
         views = []
         for left, bottom, title in (("effective rank", "step", "effective rank vs D"),
-                                    ("l2_std", "step", "l2_std vs 1/\u221aD"),
+                                    ("relative spread", "step", "spread vs near collapse"),
                                     ("\u03c3\u2096 / \u03c3\u2081", "k", "singular spectrum")):
             widget, plot = new_plot(self, left, bottom, title)
             # log axes: ranks and spreads shrink by factors when a representation collapses
@@ -99,7 +106,7 @@ class CollapsePanel(Panel):
             set_log_ticks(plot.getAxis("left"))
             self.plots_box.addWidget(widget, 1)
             views.append((widget, plot))
-        (self.rank_widget, self.rank_plot), (self.std_widget, self.std_plot), \
+        (self.rank_widget, self.rank_plot), (self.spread_widget, self.spread_plot), \
             (self.spectrum_widget, self.spectrum_plot) = views
         self.body.addWidget(self.plots, 1)
         self.empty_label = QLabel("No collapse indicators yet: they come with each evaluation of a run "
@@ -114,15 +121,17 @@ class CollapsePanel(Panel):
 
         self.rank_item = pg.PlotDataItem(name="effective rank", symbol="o", symbolSize=5)
         self.rank_reference = pg.PlotDataItem(name="D")
-        self.std_item = pg.PlotDataItem(name="l2_std", symbol="o", symbolSize=5)
-        self.std_reference = pg.PlotDataItem(name="1/\u221aD")
+        self.rank_threshold = pg.PlotDataItem(name="dimensional collapse below")
+        self.spread_item = pg.PlotDataItem(name="relative spread", symbol="o", symbolSize=5)
+        self.spread_threshold = pg.PlotDataItem(name="near collapse below")
         self.spectrum_item = pg.PlotDataItem(name="latest")
         self.rank_marker = pg.InfiniteLine(angle=90, movable=False)
         self.rank_marker.setVisible(False)
         self.rank_plot.addItem(self.rank_reference)
+        self.rank_plot.addItem(self.rank_threshold)
         self.rank_plot.addItem(self.rank_item)
-        self.std_plot.addItem(self.std_reference)
-        self.std_plot.addItem(self.std_item)
+        self.spread_plot.addItem(self.spread_threshold)
+        self.spread_plot.addItem(self.spread_item)
         self.spectrum_plot.addItem(self.spectrum_item)
         self.spectrum_plot.addItem(self.rank_marker)
         self._state()
@@ -131,12 +140,12 @@ class CollapsePanel(Panel):
 
     def _state(self) -> None:
         self.rank = Series()
-        self.l2_std = Series()
+        self.spread = Series()
         self.embedding_dim: int | None = None
         self.spectrum: np.ndarray | None = None
         self.spectrum_step: float | None = None
         self.verdict: str | None = None
-        self.verdict_step: float | None = None
+        self.verdict_step: float | None = None  # the evaluation that began the latest verdict's streak
         self.collapse_step: int | None = None  # first non-healthy evaluation of this run
         self.latest: dict[str, Any] = {}
         self._last_step = 0.0
@@ -157,13 +166,12 @@ class CollapsePanel(Panel):
         """'row' (side by side), 'column' (stacked) or 'tabs' (one plot at a time, each at full size)."""
         if mode == self.plot_mode:
             return
-        # "spread", not "l2_std": a tab cuts off an underscore's stroke, leaving "l2 std"
-        plots = ((self.rank_widget, "effective rank"), (self.std_widget, "spread"),
+        plots = ((self.rank_widget, "effective rank"), (self.spread_widget, "spread"),
                  (self.spectrum_widget, "singular spectrum"))
         if mode == "tabs":
             for widget, title in plots:
                 self.plot_tabs.addTab(widget, title)
-            self.plot_tabs.setTabToolTip(1, "l2_std: the spread of the l2-normalised embeddings against 1/\u221aD")
+            self.plot_tabs.setTabToolTip(1, "The relative spread of the embeddings against the near-collapse threshold")
         else:
             self.plot_tabs.clear()  # takes the pages out without deleting them
             for widget, _ in plots:
@@ -178,10 +186,9 @@ class CollapsePanel(Panel):
     # public -------------------------------------------------------------------------------------
     @property
     def badge_state(self) -> str:
-        """"none" (no verdict yet), "healthy" or "collapse" (drawn red)."""
-        if self.verdict is None:
-            return "none"
-        return "healthy" if self.verdict == HEALTHY else "collapse"
+        """"none" (no verdict yet), "healthy", "warning" (dimensional or near collapse, amber) or
+        "collapse" (complete collapse, red)."""
+        return verdict_style(self.verdict, self.dark)[0]
 
     def set_embedding_dim(self, d: int | None) -> None:
         self.embedding_dim = int(d) if d else None
@@ -189,7 +196,8 @@ class CollapsePanel(Panel):
 
     def _reset(self) -> None:
         self._state()
-        for item in (self.rank_item, self.rank_reference, self.std_item, self.std_reference, self.spectrum_item):
+        for item in (self.rank_item, self.rank_reference, self.rank_threshold, self.spread_item,
+                     self.spread_threshold, self.spectrum_item):
             item.setData([], [])
         self.rank_marker.setVisible(False)
         self.details.setText("")
@@ -218,19 +226,20 @@ class CollapsePanel(Panel):
             v = number(m.get("effective_rank"))
             if v is not None:
                 self.rank.append(step, v)
-            v = number(m.get("l2_std"))
+            v = number(m.get("relative_spread"))
             if v is not None:
-                self.l2_std.append(step, v)
+                self.spread.append(step, v)
             sv = m.get("singular_values")
             if isinstance(sv, (list, tuple)) and sv:
                 values = np.array([number(s) if number(s) is not None else np.nan for s in sv], dtype=float)
                 self.spectrum, self.spectrum_step = values, step
-            for key in ("alignment", "uniformity", "mean_cosine", "dead_dims", "effective_rank", "l2_std"):
-                if key in m:
-                    self.latest[key] = m[key]
+            # the figures beside the verdict: the same evaluation's, all of them
+            self.latest = {key: m.get(key) for key in DETAIL_KEYS}
             verdict = m.get("collapse")
             if isinstance(verdict, str) and verdict:
-                self.verdict, self.verdict_step = verdict, step
+                if verdict != self.verdict:
+                    self.verdict_step = step
+                self.verdict = verdict
                 if verdict != HEALTHY and self.collapse_step is None:
                     self.collapse_step = int(step)
         if changed:
@@ -238,14 +247,14 @@ class CollapsePanel(Panel):
 
     # drawing ------------------------------------------------------------------------------------
     def _show_empty(self) -> None:
-        empty = not (len(self.rank) or len(self.l2_std) or self.spectrum is not None)
+        empty = not (len(self.rank) or len(self.spread) or self.spectrum is not None)
         self.plots.setVisible(not empty)
         self.empty_label.setVisible(empty)
 
     def _draw(self) -> None:
         self._show_empty()
         self.rank_item.setData(self.rank.x, np.maximum(self.rank.y, RANK_FLOOR))
-        self.std_item.setData(self.l2_std.x, np.maximum(self.l2_std.y, STD_FLOOR))
+        self.spread_item.setData(self.spread.x, np.maximum(self.spread.y, SPREAD_FLOOR))
         self._draw_references()
         if self.spectrum is not None:
             top = self.spectrum[0] if len(self.spectrum) and self.spectrum[0] > 0 else np.nan
@@ -265,15 +274,19 @@ class CollapsePanel(Panel):
     def _draw_references(self) -> None:
         d = self.embedding_dim
         x = [0.0, max(self._last_step, 1.0)]
+        self.spread_threshold.setData(x, [collapse.NEAR_SPREAD] * 2)
         if d:
             self.rank_reference.setData(x, [d, d])
-            self.std_reference.setData(x, [1 / math.sqrt(d)] * 2)
+            self.rank_threshold.setData(x, [collapse.rank_threshold(d)] * 2)
         else:
             self.rank_reference.setData([], [])
-            self.std_reference.setData([], [])
+            self.rank_threshold.setData([], [])
 
     def _show_details(self) -> None:
         parts = []
+        spread = number(self.latest.get("relative_spread"))
+        if spread is not None:
+            parts.append(f"spread {spread:.3g}")
         fmt = {"alignment": ("alignment", "{:.3f}"), "uniformity": ("uniformity", "{:.3f}"),
                "mean_cosine": ("mean cosine", "{:.3f}")}
         for key, (label, f) in fmt.items():
@@ -286,36 +299,40 @@ class CollapsePanel(Panel):
         rank = number(self.latest.get("effective_rank"))
         if rank is not None:
             parts.append(f"effective rank {rank:.1f}" + (f" of {self.embedding_dim}" if self.embedding_dim else ""))
-        self.details.setText("   \u00b7   ".join(parts))
+        self.details.setText("  \u00b7  ".join(parts))
 
     def _show_badge(self) -> None:
         dark = self.dark
+        _, fg, bg = verdict_style(self.verdict, dark)
         if self.verdict is None:
-            text, fg, bg = "no verdict yet", FOREGROUND[dark], None
+            text = "no verdict yet"
         elif self.verdict == HEALTHY:
-            text, fg, bg = "\u2713 healthy", "#ffffff", GOOD[dark] if not dark else "#1f7a46"
+            text = "\u2713 healthy"
         else:
-            text, fg, bg = f"\u26a0 {self.verdict}", "#ffffff", BAD[False]
+            text = f"\u26a0 {self.verdict}"
         if self.collapse_step is not None and self.verdict == HEALTHY:
             text += f" (collapsed at step {self.collapse_step})"
         elif self.verdict and self.verdict != HEALTHY and self.verdict_step is not None:
-            text += f" (step {int(self.verdict_step)})"
+            text += f" from step {int(self.verdict_step)}"  # as the map's badge says it
         self.badge.setText(text)
         border = MUTED[dark]
-        style = f"color: {fg}; border: 1px solid {border if bg is None else bg}; border-radius: 4px; padding: 2px 8px;"
-        if bg is not None:
-            style += f" background: {bg}; font-weight: bold;"
-        self.badge.setStyleSheet(style)
+        # the background is always set: the style sheets' red for the map's collapse badge must not
+        # show through before any verdict
+        style = (f"color: {fg}; border: 1px solid {border if bg is None else bg}; border-radius: 4px; "
+                 f"padding: 2px 8px; background: {bg or 'transparent'};")
+        self.badge.setStyleSheet(style + (" font-weight: bold;" if bg else " font-weight: normal;"))
 
     def _restyle(self) -> None:
         dark = self.dark
         main, ref = color(0, dark), QColor(MUTED[dark])
-        for item in (self.rank_item, self.std_item):
+        for item in (self.rank_item, self.spread_item):
             item.setPen(pg.mkPen(main, width=2))
             item.setSymbolBrush(pg.mkBrush(main))
             item.setSymbolPen(pg.mkPen(main))
-        for item in (self.rank_reference, self.std_reference):
-            item.setPen(pg.mkPen(ref, width=1.5, style=Qt.PenStyle.DashLine))
+        self.rank_reference.setPen(pg.mkPen(ref, width=1.5, style=Qt.PenStyle.DashLine))
+        warn = QColor(WARN[dark])
+        self.rank_threshold.setPen(pg.mkPen(warn, width=1.5, style=Qt.PenStyle.DotLine))
+        self.spread_threshold.setPen(pg.mkPen(warn, width=1.5, style=Qt.PenStyle.DashLine))
         self.spectrum_item.setPen(pg.mkPen(color(1, dark), width=2))
         self.rank_marker.setPen(pg.mkPen(color(0, dark), width=1, style=Qt.PenStyle.DotLine))
         self._show_badge()
@@ -337,19 +354,21 @@ class TripletPanel(Panel):
     """Shares of easy / semi-hard / hard triplets over time as a stacked area, from the evaluation
     subset (keys triplet_easy, triplet_semi_hard, triplet_hard of an evaluation) or from the training
     batches (the same keys in a step's stats, for metric-learning methods); and, when the method
-    reports it, the histogram of d_an - d_ap of the latest batch with the margin band."""
+    reports it, the histogram of D_an - D_ap of the latest batch with the margin band."""
 
     title = "Triplets"
     help_text = (
         "A triplet is an anchor image, a positive (same class) and a negative (another class), with "
-        "distances d_ap and d_an in embedding space and a margin m. It is easy when d_an >= d_ap + m "
-        "(the triplet loss max(0, d_ap - d_an + m) is already zero, nothing left to learn), semi-hard "
+        "distances D_ap and D_an in embedding space and a margin m. It is easy when D_an >= D_ap + m "
+        "(the triplet loss max(0, D_ap - D_an + m) is already zero, nothing left to learn), semi-hard "
         "when the negative is farther than the positive but inside the margin, and hard when the "
-        "negative is closer than the positive (the order is wrong). Left: the share of each kind among "
-        "all valid triplets, over time, on the fixed evaluation subset or (metric-learning methods) in "
-        "the training batches. As training succeeds easy triplets take over, which is why online mining "
-        "(Hermans et al. 2017: batch-hard, semi-hard) looks for the few informative ones. Right: the "
-        "histogram of d_an - d_ap in the latest batch; bars left of 0 are hard, the shaded band [0, m) "
+        "negative is closer than the positive (the order is wrong). D and m are the triplet loss's: a "
+        "triplet run's own, otherwise its defaults (squared euclidean distance between l2-normalised "
+        "embeddings, D in [0, 4]), in both sources alike. Left: the share of each kind among all valid "
+        "triplets, over time, on the fixed evaluation subset or (metric-learning methods) in the training "
+        "batches. As training succeeds easy triplets take over, which is why online mining (Hermans et "
+        "al. 2017: batch-hard, semi-hard) looks for the few informative ones. Right: the histogram of "
+        "D_an - D_ap in the latest batch or evaluation; bars left of 0 are hard, the shaded band [0, m) "
         "is semi-hard, bars right of the band are easy.")
 
     max_points = 1500  # drawn points of the stacked area (means over bins above)
@@ -371,8 +390,8 @@ class TripletPanel(Panel):
                                                     legend=False)
         self.area_plot.setYRange(0, 1, padding=0.02)
         self.area_plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
-        self.hist_widget, self.hist_plot = new_plot(self, "share of triplets", bottom="d_an \u2212 d_ap",
-                                                    title="d_an \u2212 d_ap", legend=False)
+        self.hist_widget, self.hist_plot = new_plot(self, "share of triplets", bottom="D_an \u2212 D_ap",
+                                                    title="D_an \u2212 D_ap", legend=False)
         row.addWidget(self.area_widget, 3)
         row.addWidget(self.hist_widget, 2)
         self.body.addLayout(row, 1)
@@ -410,7 +429,7 @@ class TripletPanel(Panel):
         # per source: steps and the (hard, semi-hard, easy) shares
         self._steps: dict[str, list[float]] = {s: [] for s in SOURCES}
         self._shares: dict[str, list[tuple[float, float, float]]] = {s: [] for s in SOURCES}
-        # per source: the latest histogram of d_an - d_ap as (shares, bin edges, margin or None, step)
+        # per source: the latest histogram of D_an - D_ap as (shares, bin edges, margin or None, step)
         self.histograms: dict[str, tuple[np.ndarray, np.ndarray, float | None, float]] = {}
 
     # public -------------------------------------------------------------------------------------
@@ -530,7 +549,7 @@ class TripletPanel(Panel):
             if margin is not None:
                 self.margin_band.setRegion((0.0, margin))
             where = "evaluation" if hist_source == SOURCES[0] else "batch"
-            self._set_plot_title(self.hist_plot, f"d_an \u2212 d_ap, {where} at step {int(step)}"
+            self._set_plot_title(self.hist_plot, f"D_an \u2212 D_ap, {where} at step {int(step)}"
                                  + (f", margin {margin:g}" if margin is not None else ""))
         self._set_plot_title(self.area_plot, "triplet categories, " + self.source)
 

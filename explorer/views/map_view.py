@@ -531,7 +531,7 @@ class MapView(QWidget):
             entries = [(f"10-NN kept in 2D: 100% (mean {overlap.mean():.0%})", int(ramp(np.array([1.0]))[0])),
                        ("50%", int(ramp(np.array([0.5]))[0])), ("0%", int(ramp(np.array([0.0]))[0]))]
         else:  # triplet categories relative to the selected point
-            colours, entries = self._triplet_colours(snap, labels, anchor)
+            colours, entries = self._triplet_colours(run, snap, labels, anchor)
         colours = np.asarray(colours, dtype=np.uint32)
         self._legend_entries = entries
         self._cache[key] = (colours, entries)
@@ -550,14 +550,19 @@ class MapView(QWidget):
         np.add.at(counts, (np.repeat(np.arange(len(emb)), k), np.where(votes < 0, n_classes, votes).ravel()), 1)
         return counts[:, :n_classes].argmax(1) == labels
 
-    def _triplet_colours(self, snap, labels, anchor):
+    def _triplet_colours(self, run, snap, labels, anchor):
         entries = [(name, argb(c)) for name, c in TRIPLET_COLOURS.items() if name != "unlabelled"]
         if anchor is None:
             self._set_note("click a point: it becomes the anchor")
             return np.full(len(labels), argb("#c8c8c8"), dtype=np.uint32), entries
-        from engine.metrics.triplets import CATEGORY_NAMES, anchor_categories
+        from engine.methods import run_triplet_definition
+        from engine.metrics.triplets import CATEGORY_NAMES, TripletDefinition, anchor_categories
 
-        cats = anchor_categories(np.asarray(snap["embeddings"]), labels, int(anchor))
+        try:  # the run's own definition (a triplet run's margin and distance), as in its evaluations
+            definition = run_triplet_definition(run.config)
+        except ValueError:
+            definition = TripletDefinition()
+        cats = anchor_categories(np.asarray(snap["embeddings"]), labels, int(anchor), definition)
         lut = np.array([argb(TRIPLET_COLOURS[n]) for n in CATEGORY_NAMES], dtype=np.uint32)
         if self.dark:
             lut[CATEGORY_NAMES.index("anchor")] = argb("#ffffff")
@@ -643,10 +648,14 @@ class MapView(QWidget):
             self.badge.hide()
             self.plot.setStyleSheet("")
         else:
+            from explorer.views.curves import verdict_style
+
+            _, fg, bg = verdict_style(run.collapse_verdict or "complete collapse", self.dark)
             self.badge.setText(f"⚠ {run.collapse_verdict or 'collapse'} from step {step}")
+            self.badge.setStyleSheet(f"color: {fg}; background: {bg};")  # amber or red, as the Collapse panel
             self.badge.adjustSize()
             self.badge.show()
-            self.plot.setStyleSheet("border: 3px solid #d62728;")
+            self.plot.setStyleSheet(f"border: 3px solid {bg};")
         self._place_overlays()
 
     def _place_overlays(self) -> None:
