@@ -20,11 +20,11 @@ triplet inspector and the map's triplet colouring all count with it, so they agr
 own shares on the same points (pytorch-metric-learning's ``TripletMarginMiner`` with the matching
 ``LpDistance`` counts the same triplets).
 
-Counting all valid triplets without enumerating them: for one anchor, sort its negatives' distances;
-then the number of negatives closer than d_ap (hard) and closer than d_ap + m (hard + semi-hard) for
-every positive is one ``searchsorted`` each. Anchors are processed in chunks (memory chunk x N), and
-``max_anchors`` optionally evaluates a random subset of anchors, each still against all its
-positives and negatives.
+Counting all valid triplets without enumerating them: for one anchor, sort its positives' distances;
+then for every negative the number of positives farther than d_an (hard) and farther than d_an - m
+(hard + semi-hard) is one ``searchsorted`` each. Anchors are processed class by class in chunks
+(memory chunk x N), and ``max_anchors`` optionally evaluates a random subset of anchors, each still
+against all its positives and negatives.
 """
 from __future__ import annotations
 
@@ -178,37 +178,61 @@ def triplet_fractions(embeddings, labels, definition: TripletDefinition = Triple
     shift = z.mean(0)
     if distances is not None:
         z = distances  # rows are looked up instead of computed
-    lab = torch.from_numpy(labels).to(z.device)
     counts = np.bincount(labels[labels >= 0])
     # anchors that have at least one positive (a class of one forms no triplet)
     anchors = np.flatnonzero((labels >= 0) & (counts[np.maximum(labels, 0)] > 1))
     sampled = max_anchors is not None and len(anchors) > max_anchors
     if sampled:
         anchors = np.sort(np.random.default_rng(seed).choice(anchors, max_anchors, replace=False))
-    valid = lab >= 0
     total = hard = not_easy = 0
-    for start in range(0, len(anchors), chunk):
-        a = torch.from_numpy(anchors[start:start + chunk]).to(z.device)
-        if distances is not None:
-            d = distances[a] ** 2 if squared else distances[a]
-        else:
-            d = _distances(z[a], z, metric, shift, squared)
-        same = lab[a][:, None] == lab[None]
-        pos = same & valid[None]
-        pos[torch.arange(len(a)), a] = False
-        neg = ~same & valid[None]
-        neg_sorted = torch.where(neg, d, torch.full_like(d, float("inf"))).sort(dim=1).values
-        # non-positives query -inf: no negative is closer than that, so they add 0
-        q = torch.where(pos, d, torch.full_like(d, -float("inf")))
-        hard += int(torch.searchsorted(neg_sorted, q, side="left").sum())
-        not_easy += int(torch.searchsorted(neg_sorted, q + float(margin), side="left").sum())
-        total += int((pos.sum(1) * neg.sum(1)).sum())
+    # anchors class by class: their positives are the same few columns (P) of every row
+    for c in np.unique(labels[anchors]):
+        pos_np = np.flatnonzero(labels == c)
+        pos_cols = torch.from_numpy(pos_np).to(z.device)
+        neg_cols = torch.from_numpy(np.flatnonzero((labels >= 0) & (labels != c))).to(z.device)
+        class_anchors = anchors[labels[anchors] == c]
+        for start in range(0, len(class_anchors), chunk):
+            a_np = class_anchors[start:start + chunk]
+            a = torch.from_numpy(a_np).to(z.device)
+            if distances is not None:
+                d = distances[a] ** 2 if squared else distances[a]
+            else:
+                d = _distances(z[a], z, metric, shift, squared)
+            n_hard, n_not_easy = _count_below(d[:, pos_cols].double().cpu().numpy(),
+                                              d[:, neg_cols].double().cpu().numpy(),
+                                              np.searchsorted(pos_np, a_np), margin)
+            hard, not_easy = hard + n_hard, not_easy + n_not_easy
+            total += len(a_np) * (len(pos_np) - 1) * len(neg_cols)
     if total == 0:
         return _undefined("triplets undefined: no anchor has both a positive and a negative")
     note = (f"triplet fractions from {len(anchors)} random anchors (each against all its positives and "
             "negatives)") if sampled else None
     return TripletFractions((total - not_easy) / total, (not_easy - hard) / total, hard / total,
                             total, len(anchors), note)
+
+
+def _count_below(d_ap: np.ndarray, d_an: np.ndarray, self_col: np.ndarray, margin: float) -> tuple[int, int]:
+    """For rows of anchors: D to their positives (R, P), the anchor itself at ``self_col``, and to
+    their negatives (R, Q). Returns the (a, p, n) with D_an < D_ap (hard) and with D_an < D_ap + m
+    (not easy), i.e. for each negative the positives farther than D_an, or than D_an - m.
+
+    One sorted 1-D array of every row's positives (row r shifted by r strides, so rows never mix)
+    answers all R x Q queries in two ``searchsorted`` calls over sorted queries: numpy's, on sorted
+    input, is ~3x faster here than torch's batched row search (most of the evaluation's triplet
+    time). float64 keeps the shifted float32 distances exact."""
+    rows, p = d_ap.shape
+    low = min(d_ap.min(), d_an.min()) - margin - 1.0
+    stride = max(d_ap.max(), d_an.max()) - low + 1.0
+    d_ap = d_ap.copy()
+    d_ap[np.arange(rows), self_col] = low + 0.5  # below every query: counted by each, as no positive
+    shift = (np.arange(rows) * stride - low)[:, None]
+    positives = np.sort(d_ap, axis=1) + shift  # each row sorted, rows in order: sorted overall
+    queries = np.sort((d_an + shift).ravel())
+    # a query of row r finds r * p entries of the rows before it; (r + 1) * p - found = farther ones
+    base = d_an.shape[1] * p * rows * (rows + 1) // 2
+    hard = base - int(np.searchsorted(positives.ravel(), queries, side="right").sum())
+    not_easy = base - int(np.searchsorted(positives.ravel(), queries - margin, side="right").sum())
+    return hard, not_easy
 
 
 @torch.no_grad()
