@@ -20,7 +20,7 @@ import numpy as np
 
 from engine import events as ev
 from engine.budget import TimeBudget
-from engine.config import TrainConfig
+from engine.config import DEFAULTS, TrainConfig
 from engine.evaluation import EvaluationResult, Evaluator, TrainingError
 from engine.runs import RunDir, load_checkpoint
 
@@ -183,6 +183,13 @@ class _Job:
             raise ValueError(f"method '{cfg.method}' needs class labels but {cfg.dataset} is unlabelled: "
                              "choose a self-supervised method, or sort the images into class sub-folders")
         has_own_sampler = method_cls.batches is not Method.batches  # K x M samplers draw with replacement
+        default_batch = method_cls.defaults.get("batch_size", DEFAULTS["batch_size"])
+        if cfg.batch_size > len(data.train) and not has_own_sampler and cfg.batch_size == default_batch:
+            # the default shrinks to fit a small training set (a folder of a few images); a size chosen
+            # by hand is refused below instead
+            notes.append(f"batch size {len(data.train)} instead of the default {cfg.batch_size}: the "
+                         f"training set has {len(data.train)} images")
+            cfg.batch_size = len(data.train)
         if cfg.batch_size > len(data.train) and not has_own_sampler:
             raise ValueError(f"--batch-size: {cfg.batch_size} is larger than the training set "
                              f"({len(data.train)} images); allowed: 1 to {len(data.train)}")
@@ -205,6 +212,12 @@ class _Job:
         # the whole dataset lives on the device as uint8: a batch is one indexing away
         self.train_images = torch.from_numpy(data.train.images).to(self.device)
         self.train_labels = torch.from_numpy(data.train.labels).to(self.device)
+        per_class = min(cfg.probe_train_size, len(data.train)) // max(1, data.num_classes)
+        if data.labelled and cfg.knn_k > per_class:
+            notes.append(f"kNN accuracy with k = {max(1, per_class)} instead of {cfg.knn_k}: the probe's training "
+                         f"images have {per_class} per class on average, and a vote among more neighbours "
+                         "than a class has is won by the other classes")
+            cfg.knn_k = max(1, per_class)
         self.evaluator = Evaluator(cfg, data, self.method, self.device, encoder_params, self.train_images)
 
         groups = self.method.parameter_groups(cfg.lr)

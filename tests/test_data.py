@@ -79,7 +79,7 @@ def test_folder_errors_name_the_cause(tmp_path):
     _write_images(tmp_path / "only", 3)
     with pytest.raises(ValueError, match="only one class"):
         load_dataset(f"folder:{tmp_path}")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_dataset(f"folder:{tmp_path / 'missing'}")
 
 

@@ -90,7 +90,12 @@ def dataset_names() -> list[str]:
 
 
 def check_dataset_name(name: str) -> None:
-    if not name.startswith(FOLDER_PREFIX):
+    """ValueError for an unknown name, or a ``folder:PATH`` whose path is empty or not a folder."""
+    if name.startswith(FOLDER_PREFIX):
+        from engine.data.folder import check_folder_path
+
+        check_folder_path(name[len(FOLDER_PREFIX):])
+    else:
         DATASETS.get(name)
 
 
@@ -150,7 +155,7 @@ def load_dataset(name: str, *, data_root: str | Path | None = None, train_size: 
     if name.startswith(FOLDER_PREFIX):  # never cached: the user's folder may have changed
         from engine.data.folder import load_folder
 
-        ds = load_folder(Path(name[len(FOLDER_PREFIX):]).expanduser(), seed=seed)
+        ds = load_folder(name[len(FOLDER_PREFIX):], seed=seed)
     else:
         ds = _load_registered(name, root, seed)
     rng = np.random.default_rng(seed)

@@ -10,7 +10,8 @@ others (itself excluded). For a query of class y with R other points of class y:
 - recall@k (Oh Song et al. 2016): at least one of the k nearest is of class y.
 
 Each is the mean over queries. Queries of a class with no other member (R = 0) are left out, as
-pytorch-metric-learning's ``AccuracyCalculator`` does; unlabelled points (label −1) take no part.
+pytorch-metric-learning's ``AccuracyCalculator`` does (with none left, the figures are None);
+unlabelled points (label −1) take no part.
 NMI compares k-means clusters (k = the number of classes) with the labels.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ def retrieval_metrics(embeddings: np.ndarray, labels: np.ndarray, metric: str = 
                       ks: Sequence[int] = (1, 5, 10), nmi: bool = True, seed: int = 0) -> dict:
     """precision_at_1, r_precision, map_at_r, recall_at_{k} for each k, nmi (when asked) and
     precision_at_1_per_class (a list, one value per class label 0..C−1, None where a class has no
-    query): floats, ready for metrics.jsonl. Raises ValueError when no query has a same-class peer."""
+    query): floats, ready for metrics.jsonl. When no point has a same-class peer (one point per class)
+    the retrieval figures are None: they are undefined, not zero."""
     x = np.asarray(embeddings, dtype=np.float32)
     y = np.asarray(labels).astype(np.int64)
     if x.ndim != 2 or len(x) != len(y):
@@ -36,8 +38,13 @@ def retrieval_metrics(embeddings: np.ndarray, labels: np.ndarray, metric: str = 
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     r = counts[inverse] - 1  # same-class references of each query
     query = r > 0
-    if not query.any():
-        raise ValueError("retrieval metrics need at least one class with two labelled points")
+    n_classes = int(y.max()) + 1 if len(y) else 0
+    if not query.any():  # e.g. a small folder's test split, one image per class: nothing to retrieve
+        out = {"precision_at_1": None, "r_precision": None, "map_at_r": None,
+               **{f"recall_at_{k}": None for k in ks}, "precision_at_1_per_class": [None] * n_classes}
+        if nmi and len(classes) > 1 and len(x) > len(classes):
+            out["nmi"] = clustering_nmi(x, y, len(classes), metric, seed)
+        return out
     k_max = int(max(r.max(), max(ks)))
     k_max = min(k_max, len(x) - 1)
     _, idx = knn(x, x, k_max, metric=metric, exclude_self=True)
@@ -54,7 +61,6 @@ def retrieval_metrics(embeddings: np.ndarray, labels: np.ndarray, metric: str = 
     }
     for k in ks:
         out[f"recall_at_{k}"] = float(hit[:, :min(k, k_max)].any(1).mean())
-    n_classes = int(y.max()) + 1
     per_class = []
     for c in range(n_classes):
         rows = yq == c
