@@ -285,7 +285,7 @@ def run_headless(config, quiet: bool = False) -> int:
             if bar:
                 bar.close()
             print(f"error: {event.message}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_BAD_ARGUMENT if event.bad_input else EXIT_FAILED
         elif isinstance(event, ev.Finished):
             if bar:
                 bar.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet"}
@@ -103,6 +104,20 @@ class TrainConfig:
                              "(0: evaluate only at the end)")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ValueError(f"--device: {self.device!r} is not valid; allowed: {', '.join(DEVICES)}")
+        from engine.projection import PROJECTIONS
+
+        if self.projection not in PROJECTIONS:  # checked even without diagnostics: never silently ignored
+            raise ValueError(f"--projection: {self.projection!r} is not valid; "
+                             f"allowed: {', '.join(PROJECTIONS.names())}")
+        if not (type(self.seed) is int and 0 <= self.seed < 2**32):  # numpy's, torch's and scikit-learn's range
+            raise ValueError(f"--seed: {self.seed!r} is not valid; allowed: a whole number from 0 to {2**32 - 1}")
+        if self.run_name is not None and (self.run_name in ("", ".", "..")
+                                          or any(c in self.run_name for c in "/\\\0")):
+            raise ValueError(f"--run-name: {self.run_name!r} is not valid; allowed: a folder name (no '/'), "
+                             "created inside --out")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out: {self.out} is a file; allowed: a folder (created if missing) that "
+                             "receives the run directory")
         if self.resume and self.init_from:
             raise ValueError("--resume and --init-from cannot be used together: resume continues a run, "
                              "init-from starts a new one from a run's encoder")

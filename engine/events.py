@@ -131,3 +131,6 @@ class Failed(Event):
     message: str
     step: int = 0
     cause: str = ""  # the exception's type, for logs
+    # the job never started because something asked for is not usable (a setting, a folder, a run to
+    # resume); the command line exits 2 for it, 1 for a failure of the training itself
+    bad_input: bool = False

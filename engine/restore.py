@@ -15,6 +15,44 @@ from typing import Any
 from engine.runs import CHECKPOINT, CONFIG, RunDir, load_checkpoint
 
 
+def read_run(run_dir: str | Path, flag: str = "", map_location: str = "cpu") -> tuple[RunDir, dict[str, Any], dict]:
+    """(run, config, checkpoint state) of a run directory that holds a trained model: the one check
+    behind ``--resume``, ``--init-from`` and the window's inspectors. Raises FileNotFoundError when the
+    folder, its config or its checkpoint is missing, ValueError when one is damaged or incomplete; the
+    message starts with ``flag`` (the argument that named the folder) and says what to do."""
+    who = f"{flag} {run_dir}" if flag else f"run {run_dir}"
+    path = Path(run_dir).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{who}: the folder does not exist; give a run directory (a folder holding "
+                                f"{CONFIG} and {CHECKPOINT}, as train writes under --out)")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{who}: this is a file, not a run directory (a folder holding {CONFIG} "
+                                f"and {CHECKPOINT})")
+    run = RunDir(path)
+    if not run.file(CONFIG).is_file():
+        raise FileNotFoundError(f"{who}: not a run directory: it has no {CONFIG}")
+    try:
+        cfg = run.config()
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+        raise ValueError(f"{who}: its {CONFIG} cannot be read ({error}): the run directory is damaged; "
+                         "start a new run") from error
+    needed = {"method": str, "dataset": str, "encoder": str, "embedding_dim": int}
+    bad = [k for k, kind in needed.items() if not isinstance(cfg, dict) or not isinstance(cfg.get(k), kind)]
+    if bad:
+        raise ValueError(f"{who}: its {CONFIG} has no valid {', '.join(bad)}: it was not written by this "
+                         "program, or not completely; start a new run")
+    if not run.file(CHECKPOINT).exists():
+        every = cfg.get("checkpoint_every", 5)
+        raise FileNotFoundError(f"{who}: the run has no {CHECKPOINT} yet: a checkpoint is written every "
+                                f"{every} epochs and at the end, and this run stopped before its first; "
+                                "start a new run")
+    try:
+        state = load_checkpoint(run.file(CHECKPOINT), map_location)
+    except ValueError as error:
+        raise ValueError(f"{who}: {error}") from error
+    return run, cfg, state
+
+
 def load_run_dataset(config: dict[str, Any]):
     """The dataset of a run, sliced exactly as the run saw it (same sizes, imbalance and seed)."""
     from engine.data import load_dataset
@@ -29,20 +67,13 @@ def load_trained_method(run_dir: str | Path, dataset=None, map_location: str = "
 
     ``dataset``: the run's ``ImageDataset`` if the caller already holds it (loading Fashion-MNIST
     again costs a second). Raises FileNotFoundError when the run has no config or no checkpoint
-    yet, ValueError when the checkpoint does not fit the configuration.
+    yet, ValueError when one is damaged or the checkpoint does not fit the configuration (read_run).
     """
     from engine.encoders import build_encoder
     from engine.methods import METHODS, DataInfo
     from engine.params import resolve
 
-    run = RunDir(run_dir)
-    if not run.file(CONFIG).exists():
-        raise FileNotFoundError(f"{run.path} is not a run directory: it has no {CONFIG}")
-    cfg = run.config()
-    if not run.file(CHECKPOINT).exists():
-        raise FileNotFoundError(f"run {run.path.name} has no {CHECKPOINT} yet: a checkpoint is written every "
-                                f"{cfg.get('checkpoint_every', 5)} epochs and at the end")
-    state = load_checkpoint(run.path, map_location)
+    run, cfg, state = read_run(run_dir, map_location=map_location)
     if dataset is None:
         dataset = load_run_dataset(cfg)
     method_cls = METHODS.get(cfg["method"])

@@ -148,19 +148,29 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     import torch
 
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a run directory, or its {CHECKPOINT}")
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}: the run never saved one (it stopped before "
-                                "its first checkpoint); start a new run instead")
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}: the run never saved one (it stopped before "
+                                    "its first checkpoint); start a new run instead")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(error).__name__}): "
                          "it cannot be loaded; start a new run, or resume from a copy of the run "
                          "made before the damage") from error
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"checkpoint {path} is not an Embedding Explorer checkpoint (no 'model' entry)")
+    # what every checkpoint this program writes holds (the training job's _checkpoint)
+    problem = ("it is not a dictionary" if not isinstance(state, dict)
+               else "no 'model' weights" if not isinstance(state.get("model"), dict)
+               or not all(isinstance(v, torch.Tensor) for v in state["model"].values())
+               else "no 'step' count" if type(state.get("step")) is not int or state["step"] < 0
+               else "its 'optimizer' state is not a dictionary"
+               if not isinstance(state.get("optimizer"), (dict, type(None))) else None)
+    if problem:
+        raise ValueError(f"checkpoint {path} is incomplete or not an Embedding Explorer checkpoint ({problem}): "
+                         "it cannot be used; start a new run, or use a copy of the run made before the damage")
     return state
 
 

@@ -9,11 +9,14 @@ whoever drives it. A ``Control`` pauses, resumes and stops it between two steps,
 """
 from __future__ import annotations
 
+import errno
 import math
+import re
 import threading
 import time
 import traceback
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -22,7 +25,7 @@ from engine import events as ev
 from engine.budget import TimeBudget
 from engine.config import DEFAULTS, TrainConfig
 from engine.evaluation import EvaluationResult, Evaluator, TrainingError
-from engine.runs import RunDir, load_checkpoint
+from engine.runs import RunDir
 
 __all__ = ["Control", "TrainConfig", "TrainingError", "train"]
 
@@ -74,10 +77,13 @@ def train(config: TrainConfig, control: Control | None = None) -> Iterator[ev.Ev
         raise
     except Exception as error:  # every failure becomes an event a person can read
         message = _explain(error, job)
-        if job.run_dir is not None:
+        # a ValueError or missing file before the job started comes from what was asked for: a setting,
+        # a folder, a run to resume (a failure after that is the training's)
+        bad_input = not job.started and isinstance(error, (ValueError, FileNotFoundError))
+        if job.started:  # a run given to --resume that fails to set up keeps its files as they were
             job.log(ev.Failed(message, job.step, type(error).__name__))
             (job.run_dir.path / "error.log").write_text(traceback.format_exc())
-        yield ev.Failed(message, job.step, type(error).__name__)
+        yield ev.Failed(message, job.step, type(error).__name__, bad_input)
 
 
 def _explain(error: Exception, job: "_Job") -> str:
@@ -89,7 +95,33 @@ def _explain(error: Exception, job: "_Job") -> str:
                 + ("; the last checkpoint is kept" if job.saved_checkpoint else ""))
     if isinstance(error, (TrainingError, ValueError, FileNotFoundError)):
         return str(error)
+    memory = _memory_advice(error, job)
+    if memory:
+        return memory
     return f"training failed at step {job.step}: {type(error).__name__}: {error}"
+
+
+def _memory_advice(error: Exception, job: "_Job") -> str | None:
+    """The message for running out of CPU (or Apple MPS) memory, None for any other error: the
+    allocator's own words ("DefaultCPUAllocator: can't allocate memory: you tried to allocate
+    5120000000 bytes") say neither what to change nor how."""
+    text = str(error)
+    if not (isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text):
+        return None
+    asked = ""
+    if found := re.search(r"allocate (\d+) bytes", text):  # torch's allocator
+        asked = f" ({int(found[1]) / 2**30:.1f} GiB asked for at once)"
+    elif found := re.search(r"allocate ([\d.]+ [KMGTP]iB)", text):  # numpy's
+        asked = f" ({found[1]} asked for at once)"
+    cfg = job.config
+    fixes = [f"a smaller batch (--batch-size {max(1, (cfg.batch_size or 2) // 2)})"]
+    if "input_size" in (cfg.encoder_params or {}):
+        fixes.append("smaller images (--input-size)")
+    fixes += ["fewer training images (--train-size)", "a smaller --embedding-dim or --eval-size"]
+    return (f"out of {'MPS' if 'MPS' in text else 'CPU'} memory "
+            f"{f'at step {job.step}' if job.started else 'while loading the data and building the model'}"
+            f"{asked}: try {', '.join(fixes)}, or close other programs"
+            + ("; the last checkpoint is kept" if job.saved_checkpoint else ""))
 
 
 class _Job:
@@ -125,6 +157,7 @@ class _Job:
         self.images_seen = 0
         self.final_evaluation_seconds = 0.0
         self.last_eval: dict[str, Any] = {}
+        self.started = False  # set once the run directory is written and Started is out
 
     def log(self, event: ev.Event) -> ev.Event:
         if self.run_dir is not None:
@@ -140,15 +173,12 @@ class _Job:
         from engine.encoders import ENCODERS, build_encoder
         from engine.methods import METHODS, DataInfo, Method
         from engine.params import resolve
+        from engine.restore import read_run
 
         resume_state = None
         if self.requested.resume:
-            source = RunDir(self.requested.resume)
-            if not source.file("config.json").exists():
-                raise FileNotFoundError(f"--resume: {self.requested.resume} is not a run directory "
-                                        "(no config.json)")
-            resume_state = load_checkpoint(source.path)
-            saved = TrainConfig.from_dict(source.config())
+            source, saved_config, resume_state = read_run(self.requested.resume, "--resume")
+            saved = TrainConfig.from_dict(saved_config)
             saved.epochs = self.requested.epochs or saved.epochs  # resuming may extend the run
             saved.device = self.requested.device
             saved.resume = str(source.path)
@@ -165,8 +195,7 @@ class _Job:
         init_state = None
         notes: list[str] = []
         if cfg.init_from:
-            init_state = load_checkpoint(cfg.init_from)
-            src_cfg = RunDir(cfg.init_from).config()
+            _, src_cfg, init_state = read_run(cfg.init_from, "--init-from")
             cfg.encoder, cfg.embedding_dim = src_cfg["encoder"], src_cfg["embedding_dim"]
             cfg.encoder_params = src_cfg.get("encoder_params", {})
             notes.append(f"encoder initialised from run {cfg.init_from} ({cfg.encoder}, trained with "
@@ -202,6 +231,14 @@ class _Job:
         self.trainable = encoder.trainable
         notes += encoder.notes  # what building it decided: resized, pooled, weights left out
         self.method = method_cls(encoder, info, **resolve(method_cls.params, cfg.method_params))
+        batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.method.modules())
+        if self.trainable and batch_norm and cfg.batch_size < 2 and not has_own_sampler:
+            # torch would stop at the first step with "Expected more than 1 value per channel"
+            if len(data.train) < 2:
+                raise ValueError(f"the training set has {len(data.train)} image: {cfg.encoder}'s batch norm needs 2 "
+                                 "a batch at least; give more images (a larger --train-size or folder)")
+            raise ValueError(f"--batch-size: {cfg.batch_size} is not valid with {cfg.encoder}: its batch norm "
+                             f"needs 2 images a batch at least; allowed: 2 to {len(data.train)}")
         self.method.to(self.device)
         self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)
         notes += self.method.notes  # after steps_per_epoch, which may add one
@@ -229,11 +266,16 @@ class _Job:
         self.scheduler = _cosine_schedule(self.optimizer, lambda: self.total_steps) if self.optimizer else None
         self.start_step = 0
         if resume_state is not None:
-            self.method.load_state_dict(resume_state["model"])
-            if self.optimizer and resume_state.get("optimizer"):
-                self.optimizer.load_state_dict(resume_state["optimizer"])
-                # the schedule continues where it was; its length follows the (maybe extended) run
-                self.scheduler.last_epoch = int(resume_state["step"])
+            try:
+                self.method.load_state_dict(resume_state["model"])
+                if self.optimizer and resume_state.get("optimizer"):
+                    self.optimizer.load_state_dict(resume_state["optimizer"])
+                    # the schedule continues where it was; its length follows the (maybe extended) run
+                    self.scheduler.last_epoch = int(resume_state["step"])
+            except (RuntimeError, ValueError, KeyError) as error:
+                raise ValueError(f"--resume {source.path}: its checkpoint does not fit its config.json "
+                                 f"({str(error).splitlines()[0]}): the run directory is damaged or mixed "
+                                 "from two runs; start a new run") from error
             self.start_step = int(resume_state["step"])
             notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g})")
         self.step = self.start_step
@@ -241,7 +283,14 @@ class _Job:
         if self.run_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             name = cfg.run_name or f"{stamp}-{cfg.method}-{cfg.dataset.replace('/', '_').replace(':', '-')}"
-            self.run_dir = RunDir.create(cfg.out, name)
+            try:
+                self.run_dir = RunDir.create(cfg.out, name)
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST,
+                                       errno.ENOENT):
+                    raise  # a full disk, say: not the argument's fault
+                raise ValueError(f"--out: cannot create the run directory {Path(cfg.out) / name} "
+                                 f"({error.strerror}); choose a folder you can write to") from error
         record = cfg.to_dict() | {"encoder_params": encoder_params,
                                   "method_params": dict(self.method.hparams),
                                   "device_resolved": str(self.device),
@@ -251,6 +300,7 @@ class _Job:
                                   "embedding_dim_actual": self.method.encoder.embedding_dim}
         if resume_state is None:
             self.run_dir.write_config(record)
+        self.started = True
         yield self.log(ev.Started(str(self.run_dir.path), record, str(self.device), device_name(self.device),
                                   self.steps_per_epoch, self.total_steps, self.start_step, tuple(notes)))
         for note in notes:

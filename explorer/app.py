@@ -30,8 +30,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", help="folder that receives the runs started in the window (default ./runs)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme")
     args = parser.parse_args(argv)
+    if args.command == "open":  # a mistyped path is an argument error (exit 2), not a window with a dialog
+        problem = _not_a_run(args.run_dir)
+        if problem:
+            parser.print_usage(sys.stderr)
+            print(f"error: open {args.run_dir}: {problem}", file=sys.stderr)
+            return 2
     return run_window(open_dir=args.run_dir if args.command == "open" else None, runs_root=args.runs,
                       theme=args.theme)
+
+
+def _not_a_run(path: str) -> str | None:
+    """Why ``path`` cannot be opened as a run directory, or None when it can."""
+    from pathlib import Path
+
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        return "the folder does not exist; give a run directory (a folder holding config.json)"
+    if not folder.is_dir():
+        return "this is a file, not a run directory (a folder holding config.json)"
+    if not (folder / "config.json").is_file():
+        return "not a run directory: it has no config.json"
+    return None
 
 
 def run_window(open_dir: str | None = None, runs_root: str | None = None, theme: str | None = None) -> int:

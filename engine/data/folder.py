@@ -68,6 +68,8 @@ def _why_unreadable(error: Exception) -> str:
                 "downscale it to use it")
     if isinstance(error, UnidentifiedImageError):
         return "not an image PIL can read"
+    if isinstance(error, PermissionError):
+        return "no permission to read it"
     return f"corrupt or truncated ({type(error).__name__}: {error})"
 
 
@@ -87,8 +89,8 @@ def _not_regular(path: Path) -> str | None:
 def _candidates(folder: Path, recursive: bool) -> list[Path]:
     """Non-hidden files with an image suffix, sorted; symlinked sub-folders are not followed (no loops)."""
     if not recursive:
-        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-                      and not p.is_dir())
+        return sorted(p for p in folder.iterdir()
+                      if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
