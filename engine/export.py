@@ -371,12 +371,10 @@ def encoder_from_run(run_dir: str | Path):
     Needs neither the dataset nor the window: the config says the channels and image size."""
     from engine.encoders import build_encoder
     from engine.encoders.weights import fit_state_dict
-    from engine.runs import CHECKPOINT, CONFIG, RunDir, load_checkpoint
+    from engine.restore import read_run_config
+    from engine.runs import CHECKPOINT, CONFIG, load_checkpoint
 
-    run = RunDir(run_dir)
-    if not run.file(CONFIG).exists():
-        raise FileNotFoundError(f"{run.path} is not a run directory: it has no {CONFIG}")
-    config = run.config()
+    run, config = read_run_config(run_dir)
     try:
         name, channels = config["encoder"], int(config["channels"])
         image_size = tuple(int(s) for s in config["image_size"])

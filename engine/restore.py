@@ -15,11 +15,10 @@ from typing import Any
 from engine.runs import CHECKPOINT, CONFIG, RunDir, load_checkpoint
 
 
-def read_run(run_dir: str | Path, flag: str = "", map_location: str = "cpu") -> tuple[RunDir, dict[str, Any], dict]:
-    """(run, config, checkpoint state) of a run directory that holds a trained model: the one check
-    behind ``--resume``, ``--init-from`` and the window's inspectors. Raises FileNotFoundError when the
-    folder, its config or its checkpoint is missing, ValueError when one is damaged or incomplete; the
-    message starts with ``flag`` (the argument that named the folder) and says what to do."""
+def read_run_config(run_dir: str | Path, flag: str = "") -> tuple[RunDir, dict[str, Any]]:
+    """(run, config) of a run directory, or FileNotFoundError when the folder or its config is missing,
+    ValueError when the config is not a JSON object naming the method, dataset, encoder and embedding
+    size. The message starts with ``flag`` (the argument that named the folder) and says what to do."""
     who = f"{flag} {run_dir}" if flag else f"run {run_dir}"
     path = Path(run_dir).expanduser()
     if not path.exists():
@@ -41,6 +40,15 @@ def read_run(run_dir: str | Path, flag: str = "", map_location: str = "cpu") -> 
     if bad:
         raise ValueError(f"{who}: its {CONFIG} has no valid {', '.join(bad)}: it was not written by this "
                          "program, or not completely; start a new run")
+    return run, cfg
+
+
+def read_run(run_dir: str | Path, flag: str = "", map_location: str = "cpu") -> tuple[RunDir, dict[str, Any], dict]:
+    """(run, config, checkpoint state) of a run directory that holds a trained model: the one check
+    behind ``--resume``, ``--init-from`` and the window's inspectors (read_run_config, then the
+    checkpoint: FileNotFoundError when there is none yet, ValueError when it is damaged or incomplete)."""
+    run, cfg = read_run_config(run_dir, flag)
+    who = f"{flag} {run_dir}" if flag else f"run {run_dir}"
     if not run.file(CHECKPOINT).exists():
         every = cfg.get("checkpoint_every", 5)
         raise FileNotFoundError(f"{who}: the run has no {CHECKPOINT} yet: a checkpoint is written every "

@@ -178,3 +178,12 @@ def test_open_of_a_folder_that_is_not_a_run_exits_2_before_any_window(runs, caps
                        (runs / "empty", "has no config.json")):
         assert app_main(["open", str(path)]) == 2
         assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, says", [("missing", "the folder does not exist"),
+                                        ("garbage-config", "config.json cannot be read"),
+                                        ("no-step", "no 'step' count")])
+def test_export_of_a_run_that_cannot_be_used_exits_2(runs, capsys, name, says):
+    assert main(["export", str(runs / name), "--out", str(runs / "exported")]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err

@@ -194,7 +194,7 @@ def test_command_line_export(digits_run, tmp_path, capsys):
     assert main(["export", str(digits_run), "--format", "pickle"]) == 2
     assert "--format: pickle is not valid; allowed: one or more of safetensors, torchscript, onnx" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere")]) == 2
-    assert "is not a run directory" in capsys.readouterr().err
+    assert "nowhere: the folder does not exist" in capsys.readouterr().err
     assert main(["export", str(digits_run), "--widths", "8"]) == 2
     assert "applies with --encoder only" in capsys.readouterr().err
     assert main(["export", "--encoder", "convnet", "--out", str(tmp_path / "c")]) == 2
