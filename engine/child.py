@@ -130,30 +130,37 @@ class ChildJob:
 
     def events(self) -> Iterator[ev.Event]:
         """The job's events until its last; a ``Failed`` event if the process dies on the way."""
+        complete = False
         try:
             while True:
                 try:
                     event = self._events.recv()
                 except EOFError:  # killed, out of memory, crashed in native code
+                    complete = True
                     self.process.join(5)
                     yield ev.Failed(f"the training process ended unexpectedly (exit code {self.process.exitcode}); "
                                     "the run directory keeps what was saved: try a smaller batch or dataset",
                                     0, "ProcessExit")
                     return
                 if event is None:
+                    complete = True
                     return
                 yield event
         finally:  # also when the caller stops listening: the job stops at its next step
             self.control.stop()
-            self.discard()
+            # a complete job has saved everything: its process only exits (seconds, with torch loaded);
+            # one stopped on the way gets the time to save its checkpoint and summary
+            self.discard(timeout=1.0 if complete else 30.0)
 
     def discard(self, timeout: float = 30.0) -> None:
-        """Close the pipes and wait for the process (an unused child exits at once)."""
+        """Close the pipes and give the process ``timeout`` seconds to exit (an unused child exits at
+        once, one still warming up or saving is ended after that)."""
         for conn in (self._configs, self._events):
             conn.close()
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.terminate()
+            self.process.join(1.0)
 
 
 _standby: ChildJob | None = None
@@ -179,9 +186,10 @@ def take_child() -> ChildJob:
 
 
 def discard_standby() -> None:
-    """End the waiting child (the window closes)."""
+    """End the waiting child (the window closes). It holds nothing: one still warming up (imports,
+    seconds) is ended at once instead of waited for."""
     global _standby
     with _standby_lock:
         child, _standby = _standby, None
     if child is not None:
-        child.discard(timeout=5.0)
+        child.discard(timeout=0.2)

@@ -117,6 +117,23 @@ class Message(Event):
 
 
 @dataclass(frozen=True)
+class Paused(Event):
+    """The job holds between two steps, as ``Control.pause`` asked: a listener can say "paused" now
+    (not when it asked). Like ``Resumed``, a control acknowledgement, not written to metrics.jsonl."""
+
+    kind: ClassVar[str] = "paused"
+    step: int
+
+
+@dataclass(frozen=True)
+class Resumed(Event):
+    """The job goes on after a pause (not after a stop: the next event is its end)."""
+
+    kind: ClassVar[str] = "resumed"
+    step: int
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     kind: ClassVar[str] = "finished"
     summary: dict

@@ -113,6 +113,7 @@ class Projector:
     projector adjusted (e.g. fewer neighbours than asked), for the run log.
     """
 
+    label = ""  # the name a person reads (menus, titles)
     summary = ""
     warm = False  # True when refresh starts from the previous layout (not only aligns to it)
     params: list[Param] = [
@@ -146,6 +147,7 @@ PROJECTIONS: Registry[type[Projector]] = Registry("projection")
 
 @PROJECTIONS.register("pca")
 class PCAProjector(Projector):
+    label = "PCA"
     summary = "The plane of largest variance (linear: global distances kept, clusters may overlap)."
 
     def fit(self, x: np.ndarray) -> np.ndarray:
@@ -171,6 +173,7 @@ class TSNEProjector(Projector):
     """scikit-learn's Barnes-Hut t-SNE (van der Maaten & Hinton 2008); perplexity = 2 x n_neighbors
     (30 for the default 15, scikit-learn's default), reduced when there are too few points."""
 
+    label = "t-SNE"
     summary = "t-SNE (scikit-learn): local neighbourhoods kept, distances between clusters not meaningful."
     warm = True
 
@@ -486,6 +489,7 @@ def relocate(y: torch.Tensor, old_graph: tuple, new_graph: tuple, threshold: flo
 class UMAPProjector(Projector):
     """UMAP in torch (see the module docstring and ``params``)."""
 
+    label = "UMAP"
     summary = "UMAP (own torch version): local neighbourhoods kept, fast warm refreshes for live maps."
     warm = True
 
@@ -602,6 +606,17 @@ def project(method: str, embeddings: np.ndarray, seed: int = 0, device: DeviceLi
     if all_equal(x):
         return _degenerate_layout(len(x))
     return projector.fit(x)
+
+
+def layout(method: str, embeddings: np.ndarray, previous: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """A 2D map (N, 2) float32 of ``embeddings`` by ``method``, on the CPU. With ``previous`` (the map of
+    the same points at the snapshot before), the new one starts from it and is aligned to it
+    (``LiveProjection``), so a view can animate from one to the other."""
+    live = LiveProjection(method, seed=seed, device="cpu")
+    if previous is not None and len(previous) == len(embeddings):
+        live.layout = np.asarray(previous, dtype=np.float32)
+    # a writable copy: snapshot arrays may be read-only, and torch warns on those
+    return np.asarray(live.update(np.array(embeddings, dtype=np.float32)), dtype=np.float32)
 
 
 class LiveProjection:

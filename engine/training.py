@@ -334,7 +334,11 @@ class _Job:
             for i, rows in enumerate(batches):
                 if i < skip:
                     continue
-                self.control.wait_while_paused()
+                if self.control.paused:
+                    yield ev.Paused(self.step)  # the listener knows the job holds, after its last step
+                    self.control.wait_while_paused()
+                    if not self.control.stopped:
+                        yield ev.Resumed(self.step)
                 if self.control.stopped:
                     stopped = True
                     break

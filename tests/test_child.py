@@ -1,7 +1,6 @@
 """A training job in a child process (engine.child): the window's default way to train."""
 import os
 import signal
-import time
 
 from engine import events as ev
 from engine.child import ChildJob, discard_standby, prepare_standby, take_child
@@ -34,7 +33,12 @@ def test_pause_and_stop_reach_the_child(tmp_path):
     events = child.events()
     started = next(events)
     assert started.kind == "started"
-    time.sleep(1.0)
+    before = []
+    for event in events:  # the step-0 evaluation, then the job says it holds
+        before.append(event)
+        if event.kind == "paused":
+            break
+    assert before[-1].kind == "paused" and not any(e.kind == "step" for e in before)
     child.control.stop()  # wakes the paused job, which stops before its first step
     rest = list(events)
     assert not any(e.kind == "step" for e in rest)

@@ -127,15 +127,23 @@ def test_pause_holds_the_job_until_resumed(tmp_path):
                 control.pause()
                 paused_at.set()
 
+    def steps() -> int:
+        return sum(isinstance(e, ev.StepReport) for e in seen)
+
     worker = threading.Thread(target=consume)
     worker.start()
     assert paused_at.wait(60)
-    count = len(seen)
+    count = steps()
     worker.join(0.5)
-    assert worker.is_alive() and len(seen) == count  # no step while paused
+    assert worker.is_alive() and steps() == count  # no step while paused
     control.resume()
     worker.join(60)
     assert isinstance(seen[-1], ev.Finished) and not seen[-1].stopped
+    # the job said when it held and when it went on, between steps 3 and 4
+    kinds = [e.kind for e in seen]
+    held = kinds.index("paused")
+    assert seen[held].step == 3 and kinds[held + 1] == "resumed" and seen[held + 2].step == 4
+    assert not any(r.get("kind") in ("paused", "resumed") for r in RunDir(seen[0].run_dir).records())
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):

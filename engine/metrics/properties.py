@@ -167,13 +167,14 @@ def factor_invariance(encoder: torch.nn.Module, embeddings, factors: dict[str, n
 # --- clustering -----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def knn_accuracy_loo(embeddings, labels, k: int = 10, device: str | torch.device = "cpu",
-                     distances: torch.Tensor | None = None) -> float | None:
-    """Leave-one-out kNN accuracy on the evaluation subset (labelled points only): each point is
-    classified by its k nearest other points (cosine), each vote weighted by 2 - cosine distance
-    (as engine.metrics.probe.knn_accuracy). None without 2 classes. ``distances``: the euclidean
-    distance matrix of the l2-normalised embeddings if already computed (same neighbour order as
-    cosine; cosine distance = d^2 / 2)."""
+def knn_loo_correct(embeddings, labels, k: int = 10, device: str | torch.device = "cpu",
+                    distances: torch.Tensor | None = None) -> np.ndarray | None:
+    """Leave-one-out kNN vote on the evaluation subset, per point: True where a labelled point's k
+    nearest other labelled points (cosine) vote for its own class, each vote weighted by 2 - cosine
+    distance (as engine.metrics.probe.knn_accuracy); False for the others and the unlabelled. None
+    without 2 classes. ``distances``: the euclidean distance matrix of the l2-normalised embeddings if
+    already computed (same neighbour order as cosine; cosine distance = d^2 / 2). The one definition
+    behind the Properties panel's kNN figure and the map's "kNN correct / wrong" colouring."""
     labels = np.asarray(labels).astype(np.int64).ravel()
     keep = np.flatnonzero(labels >= 0)
     y = labels[keep]
@@ -200,7 +201,17 @@ def knn_accuracy_loo(embeddings, labels, k: int = 10, device: str | torch.device
         dist, idx = (dt * dt / 2).cpu().numpy(), it.cpu().numpy()
     votes = np.zeros((len(y), int(y.max()) + 1))
     np.add.at(votes, (np.arange(len(y))[:, None], y[idx]), 2.0 - dist)
-    return float((votes.argmax(1) == y).mean())
+    correct = np.zeros(len(labels), dtype=bool)
+    correct[keep] = votes.argmax(1) == y
+    return correct
+
+
+def knn_accuracy_loo(embeddings, labels, k: int = 10, device: str | torch.device = "cpu",
+                     distances: torch.Tensor | None = None) -> float | None:
+    """Leave-one-out kNN accuracy on the evaluation subset (labelled points only; ``knn_loo_correct``).
+    None without 2 classes."""
+    correct = knn_loo_correct(embeddings, labels, k, device, distances)
+    return None if correct is None else float(correct[np.asarray(labels).ravel() >= 0].mean())
 
 
 # --- sparsity -------------------------------------------------------------------------------------
