@@ -11,14 +11,14 @@ worker would. Prints the time per batch of each and the ratio (target: >= 5x on 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import engine  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import torch  # noqa: E402
 

@@ -15,8 +15,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import engine  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 BUDGET_S = 3.0
 

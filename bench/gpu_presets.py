@@ -73,7 +73,7 @@ def main() -> int:
     ap.add_argument("--extra", default="", help="more arguments for every job, one string: --extra='--device cpu'")
     args = ap.parse_args()
     jobs = {k: v for k, v in JOBS.items() if not args.only or k in args.only}
-    env = dict(os.environ, OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")  # engine sets OMP_WAIT_POLICY
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     procs = {}

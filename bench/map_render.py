@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import engine  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import numpy as np  # noqa: E402
 
-import explorer.jobs  # noqa: E402,F401  (the PySide6 reference-count guard)
 
 SIZE = (1200, 800)
 
@@ -52,7 +52,8 @@ def time_frames(plot, update, frames: int) -> list[float]:
 def bench_render(n: int, frames: int) -> dict[str, float]:
     import pyqtgraph as pg
 
-    from explorer.views.map_view import PointCloudItem, class_palette
+    from explorer.views.map_view import PointCloudItem
+    from explorer.views.palette import class_palette
 
     xy, labels = blobs(n)
     rng = np.random.default_rng(1)
@@ -90,7 +91,8 @@ def bench_render(n: int, frames: int) -> dict[str, float]:
 def bench_pan_zoom(n: int, frames: int) -> float:
     import pyqtgraph as pg
 
-    from explorer.views.map_view import PointCloudItem, class_palette
+    from explorer.views.map_view import PointCloudItem
+    from explorer.views.palette import class_palette
 
     xy, labels = blobs(n, seed=2)
     plot = pg.PlotWidget()
@@ -124,12 +126,13 @@ def bench_click(n: int, dim: int = 128, clicks: int = 10) -> tuple[float, float]
     from PySide6.QtWidgets import QApplication
 
     from explorer.session import RunState, Session
+    from explorer.state import MapSnapshot
     from explorer.views.neighbours import NeighboursPanel
 
     emb, labels = blobs(n, dim=dim, seed=4)
     session = Session()
     run = RunState("bench", "bench", config={"class_names": [str(i) for i in range(10)]})
-    run.snapshots.append({"step": 0, "epoch": 0.0, "embeddings": emb, "indices": np.arange(n), "labels": labels})
+    run.snapshots.append(MapSnapshot(step=0, epoch=0.0, embeddings=emb, indices=np.arange(n), labels=labels))
     run.dataset = _FakeDataset(n)
     session.runs[run.id] = run
     session.current_id = run.id

@@ -5,7 +5,7 @@ Embeddings: PCA-128 of the 70k Fashion-MNIST images (or random normal vectors wi
 Times are medians over repeated queries of different points; results must be identical (same
 indices; scikit-learn gets float64 input, in which it ranks exactly, as we do).
 
-    OMP_WAIT_POLICY=PASSIVE python bench/neighbours.py [--random] [--queries 50]
+    python bench/neighbours.py [--random] [--queries 50]
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import engine  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import numpy as np  # noqa: E402
 

@@ -13,7 +13,7 @@ Measured, all in this run on this machine:
 - 70k x 128 (all of Fashion-MNIST): our first map and refresh times, the approximate kNN's recall
   against exact on 2000 sampled points.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/projection.py [--n 10000] [--skip-70k] [--skip-umap-learn]
+    python bench/projection.py [--n 10000] [--skip-70k] [--skip-umap-learn]
 """
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import engine  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 
 import numpy as np  # noqa: E402
 

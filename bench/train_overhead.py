@@ -4,12 +4,10 @@ step, so the job's work before and after training is left out, as the loop has n
 (target >= 0.95). Runs alternate (job, loop, job, loop) and the best of each is kept, so a
 background hiccup does not decide the result.
 """
-import os
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+import engine  # noqa: F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

@@ -55,7 +55,7 @@ def _not_a_run(path: str) -> str | None:
 
 
 def run_window(open_dir: str | None = None, runs_root: str | None = None, theme: str | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle worker threads sleep
+    import engine  # noqa: F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
     from PySide6.QtWidgets import QApplication
 
     import pyqtgraph as pg
@@ -77,13 +77,14 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     if open_dir:
         window.open_run(open_dir)
     window.show()
-    from engine.child import prepare_standby, warm_up
+    window.session.warm_up()  # imports and a warm training process: Start then finds them ready
+    code = app.exec()
     from explorer import jobs
 
-    jobs.run_in_background(warm_up, on_done=lambda *_: None)
-    if not jobs.training_in_thread():
-        jobs.run_in_background(prepare_standby, on_done=lambda *_: None)  # Start then finds a warm process
-    code = app.exec()
+    if not jobs.shutdown(timeout_ms=3000):
+        # a computation nobody will see (a projection in C) cannot be interrupted, and the interpreter
+        # would wait for it at exit: everything is saved, leave without it
+        os._exit(code)
     window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)
     app.processEvents()
     del window

@@ -201,15 +201,15 @@ def export_all(window, folder: str | Path, contents=tuple(CONTENTS)) -> list[Pat
     snap = run.snapshots[frame]
     if "arrays" in contents:
         coords = run.coords.get((frame, session.projection))
-        written += export_arrays(folder, snap["embeddings"], coords, snap["indices"], snap["labels"], run.class_names)
+        written += export_arrays(folder, snap.embeddings, coords, snap.indices, snap.labels, run.class_names)
     if "metrics" in contents:
         written += export_metrics(folder, run.records, run.path)
     if "projector" in contents:
         images = None
         if run.dataset is not None:
-            images = np.stack([run.dataset.thumbnail("test", int(i)) for i in snap["indices"]])
-        written += export_projector(folder / "projector", snap["embeddings"], snap["labels"], run.class_names,
-                                    snap["indices"], images)
+            images = np.stack([run.dataset.thumbnail("test", int(i)) for i in snap.indices])
+        written += export_projector(folder / "projector", snap.embeddings, snap.labels, run.class_names,
+                                    snap.indices, images)
     return written
 
 

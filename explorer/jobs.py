@@ -1,30 +1,41 @@
-"""Background jobs of the window: the training job and short computations (projections, datasets).
+"""The window's background work: the training job's relay and short computations (projections,
+datasets, a rebuilt model, warm-ups), as workers in one thread pool. The session starts them; views
+never do.
 
 Which thread owns what:
-- A job's ``QThread`` runs only engine code (the training generator, a projection, a dataset load).
-  It never touches a widget; it hands results to the GUI thread through queued Qt signals.
-- The ``QObject`` of a job lives in the GUI thread, so its signals are delivered there.
-- Every job carries an id; a listener drops the results of a job it no longer waits for (a stopped
-  training job, a projection request overtaken by a newer one).
+- A ``Worker`` runs only engine code (the training generator or the relay of a child process's
+  events, a projection, a dataset load) in a thread of this module's pool. It never touches a widget;
+  its results reach the GUI thread through queued signals (``yielded``, ``returned``, ``failed``).
+- ``run(fn, *args, on_done=..., on_failed=...)`` is a function in a worker; ``TrainingJob`` the training.
+- Every worker started here is listed by ``live_jobs()`` from its start until the GUI thread has
+  handled its ``finished`` signal: results are queued before ``finished``, so once a worker leaves the
+  list its results have been delivered. The tests fail if any is left running; ``shutdown`` ends what
+  is left when the window has closed, without waiting long for a computation nobody will see.
 
-``live_jobs()`` lists the jobs whose thread has not finished, or whose ``finished`` signal the GUI
-thread has not handled yet: results are queued before ``finished``, so once a job leaves this list
-its results have been delivered. The window waits for them on close and the tests fail if any is
-left running.
+Why not superqt's workers (the model this follows): their ``run`` wraps the work in
+``warnings.catch_warnings()`` and replaces ``warnings.showwarning``, process-wide state that
+overlapping workers restore out of order. Here the training relay lives for a whole run beside short
+workers; a projection that starts before it and ends during it leaves the window with the filters
+"always" and every later warning sent to a finished worker's signal (tried: superqt 0.9). Their pause
+would also stop the relay reading, not the job in its child process: pausing goes through the job's
+``Control``, and the job says when it has paused.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
+import os
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal
-
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 _ids = itertools.count(1)
-# every job's thread from its creation until the GUI thread has handled its ``finished`` signal; the
-# strong references also keep a running QThread from being garbage collected
-_live: set["_Thread"] = set()
+_live: set["Worker"] = set()
+_pool: QThreadPool | None = None
+# the training relay holds a thread for a whole run and the pool's default is one thread per core:
+# on a 2-core machine a projection would wait behind a dataset load
+MAX_THREADS = 16
 
 
 def next_id() -> int:
@@ -34,60 +45,148 @@ def next_id() -> int:
 def training_in_thread() -> bool:
     """``EMBEDDING_EXPLORER_JOB=thread``: training jobs run in a thread of the window's process, not in
     a child process (see TrainingJob)."""
-    import os
-
     return os.environ.get("EMBEDDING_EXPLORER_JOB", "process") == "thread"
 
 
-def live_jobs() -> list["_Thread"]:
-    """Threads started by the window whose end the GUI thread has not seen yet."""
+def _thread_pool() -> QThreadPool:
+    global _pool
+    if _pool is None:
+        _pool = QThreadPool()
+        _pool.setMaxThreadCount(MAX_THREADS)
+    return _pool
+
+
+class _WorkerSignals(QObject):
+    yielded = Signal(object)  # each item of a generator, in order
+    returned = Signal(object)  # a function's result (None for a generator)
+    failed = Signal(str)  # the exception that ended the work: "Type: message"
+    finished = Signal()  # last, in every case
+
+
+class Worker(QRunnable):
+    """``fn(*args)`` in a thread of the pool: a function's result comes as ``returned``, a generator's
+    items as ``yielded``, an exception as ``failed``, then ``finished``. The signals live in the GUI
+    thread (made there), so their slots run there."""
+
+    def __init__(self, fn: Callable[..., Any], *args):
+        super().__init__()
+        self.signals = _WorkerSignals()
+        self._fn, self._args = fn, args
+
+    def run(self) -> None:  # worker thread
+        try:
+            try:
+                result = self._fn(*self._args)
+                if inspect.isgenerator(result):
+                    for item in result:
+                        self.signals.yielded.emit(item)
+                    result = None
+                self.signals.returned.emit(result)
+            except RuntimeError as error:
+                if _gone(error):
+                    raise
+                self._fail(error)
+            except Exception as error:
+                self._fail(error)
+            finally:
+                self.signals.finished.emit()
+        except RuntimeError as error:  # the interpreter is tearing the signals down: nobody listens
+            if not _gone(error):
+                raise
+
+    def _fail(self, error: Exception) -> None:
+        traceback.print_exc()
+        self.signals.failed.emit(f"{type(error).__name__}: {error}")
+
+
+def _gone(error: RuntimeError) -> bool:
+    return "has been deleted" in str(error) or "already deleted" in str(error)
+
+
+def start(worker: Worker) -> Worker:
+    """Run a worker in the pool and list it in ``live_jobs()`` until its end is handled."""
+    _live.add(worker)
+    worker.signals.finished.connect(lambda: _live.discard(worker))  # in the GUI thread, after its results
+    _thread_pool().start(worker)
+    return worker
+
+
+class _Delivery(QObject):
+    """Hands a worker's result to callbacks, as a child of their owner: once the owner is deleted (a
+    window closed before its projection ended), Qt drops the connection instead of calling into it."""
+
+    def __init__(self, owner: QObject, on_done, on_failed):
+        super().__init__(owner)
+        self._on_done, self._on_failed = on_done, on_failed
+
+    def returned(self, result) -> None:
+        if self._on_done is not None:
+            self._on_done(result)
+
+    def failed(self, message: str) -> None:
+        if self._on_failed is not None:
+            self._on_failed(message)
+
+    def finished(self) -> None:
+        self.deleteLater()
+
+
+def run(fn: Callable[..., Any], *args, owner: QObject | None = None, on_done: Callable[[Any], None] | None = None,
+        on_failed: Callable[[str], None] | None = None) -> Worker:
+    """``fn(*args)`` in a worker; ``on_done(result)`` or ``on_failed(message)`` in the GUI thread, unless
+    ``owner`` (the object the callbacks belong to) has been deleted by then."""
+    worker = Worker(fn, *args)
+    if owner is not None:
+        delivery = _Delivery(owner, on_done, on_failed)
+        worker.signals.returned.connect(delivery.returned)
+        worker.signals.failed.connect(delivery.failed)
+        worker.signals.finished.connect(delivery.finished)
+    else:
+        if on_done is not None:
+            worker.signals.returned.connect(on_done)
+        if on_failed is not None:
+            worker.signals.failed.connect(on_failed)
+    return start(worker)
+
+
+def live_jobs() -> list[Worker]:
+    """Workers started here whose end the GUI thread has not seen yet."""
     return list(_live)
 
 
 def wait_all(timeout_ms: int = 60_000) -> bool:
-    """Block until every job's thread has finished (used on close and by tests)."""
-    ok = True
-    for t in list(_live):
-        ok &= t.wait(timeout_ms)
-    return ok
+    """Block until every worker's thread has finished (tests). Their signals are delivered afterwards,
+    by the event loop."""
+    return _pool is None or _pool.waitForDone(timeout_ms)
 
 
-class _Thread(QThread):
-    """A QThread that runs ``body()`` once and records that it ended."""
-
-    def __init__(self, body: Callable[[], None]):
-        super().__init__()
-        self._body = body
-        self.done = False
-        _live.add(self)
-        self.finished.connect(self._on_finished)
-
-    def run(self) -> None:  # worker thread
-        try:
-            self._body()
-        finally:
-            self.done = True
-
-    def _on_finished(self) -> None:  # GUI thread
-        _live.discard(self)
+def shutdown(timeout_ms: int = 3000) -> bool:
+    """The window has closed: drop the work not started yet and wait ``timeout_ms`` at most for the
+    rest. False when a worker is still running (a long computation in C cannot be interrupted): the
+    caller then leaves without it."""
+    if _pool is None:
+        return True
+    _pool.clear()
+    return _pool.waitForDone(timeout_ms)
 
 
 class TrainingJob(QObject):
     """Runs ``engine.training.train(config, control)`` for the window.
 
-    By default the job runs in a child process (``engine.child``) and a worker thread here relays
-    its events: the training's Python then never holds this process's interpreter lock, so the
-    window keeps its frame rate. ``in_process=True`` (or ``EMBEDDING_EXPLORER_JOB=thread``) runs the
-    generator in the worker thread itself, which starts faster and shares memory.
+    By default the job runs in a child process (``engine.child``) and a worker here relays its events:
+    the training's Python then never holds this process's interpreter lock, so the window keeps its
+    frame rate. ``in_process=True`` (or ``EMBEDDING_EXPLORER_JOB=thread``) runs the generator in the
+    worker itself, which starts faster and shares memory.
 
-    Every event the generator yields is re-emitted as ``event_emitted(job_id, event)`` in the GUI
-    thread. For a ``Snapshot`` the worker also reads the engine's 2D map (``coords``) from the
-    snapshot file, so the GUI thread never touches the disk for it: ``snapshot_loaded(job_id, dict)``.
-    ``ended(job_id)`` comes after the last event, once the generator is exhausted.
+    ``emitted(job_id, item)`` comes in the GUI thread for every event the job yields, in order; a
+    ``Snapshot`` event is followed by its ``explorer.state.MapSnapshot``, read by the worker from the
+    snapshot file (with the engine's 2D map), so the GUI thread never touches the disk for it.
+    ``ended(job_id)`` comes once the worker is done (after the last event, and after the child process
+    has exited). Pause, resume and stop cross to the job through its ``Control``; the job says when it
+    has paused (``engine.events.Paused``).
     """
 
-    event_emitted = Signal(int, object)
-    snapshot_loaded = Signal(int, object)
+    emitted = Signal(int, object)
     ended = Signal(int)
 
     def __init__(self, config, parent: QObject | None = None, in_process: bool | None = None):
@@ -109,12 +208,15 @@ class TrainingJob(QObject):
                                   "training runs in the window's process instead")
         self.in_process = self._child is None
         self.control = Control() if self._child is None else self._child.control
-        self._thread = _Thread(self._run)
-        self._thread.finished.connect(lambda: self.ended.emit(self.id))
+        self._worker = Worker(self._relay)
+        self._worker.signals.yielded.connect(self._on_worker_yielded)
+        self._worker.signals.finished.connect(self._on_worker_finished)
+        self._running = False
 
     # controls (any thread: Control is thread-safe) -------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        self._running = True
+        start(self._worker)
 
     def pause(self) -> None:
         self.control.pause()
@@ -125,117 +227,47 @@ class TrainingJob(QObject):
     def stop(self) -> None:
         self.control.stop()
 
-    @property
-    def paused(self) -> bool:
-        return self.control.paused
-
     def is_running(self) -> bool:
-        return self._thread.isRunning() or not self._thread.done
+        """The worker has not ended yet (it may be tidying up after the job's last event)."""
+        return self._running
 
-    def wait(self, timeout_ms: int = 60_000) -> bool:
-        return self._thread.wait(timeout_ms)
+    # GUI thread ------------------------------------------------------------------------------------
+    def _on_worker_yielded(self, item) -> None:
+        self.emitted.emit(self.id, item)
+
+    def _on_worker_finished(self) -> None:
+        self._running = False
+        self.ended.emit(self.id)
 
     # worker thread -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        import numpy as np
-
+    def _relay(self):
         from engine import events as ev
-        from engine.child import prepare_standby
-        from engine.runs import load_snapshot
         from engine.training import train
+        from explorer.state import MapSnapshot
 
         try:
             if self._child is not None:
                 self._child.start(self.config)
             events = train(self.config, self.control) if self._child is None else self._child.events()
             for event in events:
-                self.event_emitted.emit(self.id, event)
+                yield event
                 if self._fallback and isinstance(event, ev.Started):  # the window shows a run's messages
-                    self.event_emitted.emit(self.id, ev.Message(self._fallback, "warning"))
+                    yield ev.Message(self._fallback, "warning")
                 if isinstance(event, ev.Snapshot):
-                    # writable copies (torch warns on read-only arrays); the event's own stay frozen
-                    snap = {"step": event.step, "epoch": event.epoch, "embeddings": np.array(event.embeddings),
-                            "indices": event.indices, "labels": event.labels, "path": event.path}
-                    if event.path:
-                        try:
-                            stored = load_snapshot(event.path)
-                            for key, value in stored.items():
-                                snap.setdefault(key, value)
-                        except OSError:
-                            pass  # the map then projects the embeddings itself
-                    self.snapshot_loaded.emit(self.id, snap)
+                    yield self._map_snapshot(event, MapSnapshot)
         except Exception as error:  # train() reports failures as events; this is a last resort
-            self.event_emitted.emit(self.id, ev.Failed(f"{type(error).__name__}: {error}", 0,
-                                                       type(error).__name__))
             traceback.print_exc()
-        if self._child is not None:
-            prepare_standby()  # the next Start finds a warm process
+            yield ev.Failed(f"{type(error).__name__}: {error}", 0, type(error).__name__)
 
+    @staticmethod
+    def _map_snapshot(event, cls):
+        """The snapshot as the views read it: the event's arrays and what the engine stored beside them."""
+        from engine.runs import load_snapshot
 
-class FunctionJob(QObject):
-    """``fn(*args)`` in a worker thread; ``done(request_id, result)`` or ``failed(request_id, message)``
-    in the GUI thread. The caller compares ``request_id`` with the request it still waits for."""
-
-    done = Signal(int, object)
-    failed = Signal(int, str)
-
-    def __init__(self, fn: Callable[..., Any], *args, request_id: int | None = None,
-                 parent: QObject | None = None):
-        super().__init__(parent)
-        self.id = next_id() if request_id is None else request_id
-        self._fn, self._args = fn, args
-        self._thread = _Thread(self._run)
-        self._thread.finished.connect(self.deleteLater)
-
-    def start(self) -> "FunctionJob":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:  # worker thread
-        try:
-            result = self._fn(*self._args)
-        except Exception as error:
-            self.failed.emit(self.id, f"{type(error).__name__}: {error}")
-            return
-        self.done.emit(self.id, result)
-
-
-def run_in_background(fn: Callable[..., Any], *args, on_done: Callable[[int, Any], None],
-                      on_failed: Callable[[int, str], None] | None = None,
-                      request_id: int | None = None) -> FunctionJob:
-    """Start ``fn(*args)`` in a worker thread and call ``on_done`` in the GUI thread."""
-    job = FunctionJob(fn, *args, request_id=request_id)
-    job.done.connect(on_done)
-    if on_failed is not None:
-        job.failed.connect(on_failed)
-    _pending.add(job)
-    job.done.connect(lambda *_: _pending.discard(job))
-    job.failed.connect(lambda *_: _pending.discard(job))
-    return job.start()
-
-
-_pending: set[FunctionJob] = set()  # keeps the QObject alive until its result is delivered
-
-
-# projections ----------------------------------------------------------------------------------
-PROJECTIONS = ("pca", "umap", "tsne")
-PROJECTION_LABELS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
-
-
-def project(method: str, embeddings, previous=None, seed: int = 0):
-    """2D coordinates of ``embeddings`` by ``engine.projection`` (worker thread).
-
-    With ``previous`` (the layout of the same points at the snapshot before), the new layout starts
-    from it and is aligned to it (``LiveProjection``), so the map can animate between snapshots.
-    """
-    import numpy as np
-
-    from engine.projection import LiveProjection
-
-    if method not in PROJECTIONS:
-        raise ValueError(f"projection {method!r} is not valid; allowed: {', '.join(PROJECTIONS)}")
-    live = LiveProjection(method, seed=seed, device="cpu")
-    if previous is not None and len(previous) == len(embeddings):
-        live.layout = np.asarray(previous, dtype=np.float32)
-    # a writable copy: snapshot arrays are read-only, and torch warns on those
-    return np.asarray(live.update(np.array(embeddings, dtype=np.float32)), dtype=np.float32)
+        arrays = {"embeddings": event.embeddings, "indices": event.indices, "labels": event.labels}
+        if event.path:
+            try:
+                arrays = load_snapshot(event.path) | arrays
+            except (OSError, ValueError):
+                pass  # the map then projects the embeddings itself
+        return cls.from_arrays(arrays, path=event.path, step=event.step, epoch=event.epoch)

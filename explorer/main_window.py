@@ -1,12 +1,11 @@
 """The main window: the map in the middle, docks around it, menus, shortcuts, status bar, settings.
 
-Wiring (all in the GUI thread): the training panel asks the session to start/pause/stop a job; the
-session turns the job's events into batched signals; the map, the neighbours panel, the runs list
-and the curve/health docks redraw from the session's signals. Nothing here computes.
+Wiring (all in the GUI thread): every dock holds an ``explorer.views.kit.Panel`` that follows the
+session itself; the training panel asks the session to start, pause or stop a job; the window only
+places the docks, answers the menus and shows the session's messages. Nothing here computes.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -14,40 +13,29 @@ from typing import Callable
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
-                               QMessageBox, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget)
+                               QMessageBox, QToolButton, QVBoxLayout, QWidget)
 
-from explorer import export, jobs
+from explorer import export
 from explorer.session import Session
-from explorer.views import wrapped_tooltip
+from explorer.state import RunStatus, TrainingState
+from explorer.views.collapse import CollapsePanel
+from explorer.views.inspectors import (POINT_INSPECTOR, AngleView, AugmentationPreview, ContrastiveInspector,
+                                       PairHistogram, PretextDebugger, TripletInspector)
+from explorer.views.kit import FRAMES, Panel, in_scroll_area
+from explorer.views.log_panel import LogPanel
+from explorer.views.loss import LossPlot
 from explorer.views.map_view import MapPanel
 from explorer.views.neighbours import NeighboursPanel, SelectionGrid
+from explorer.views.probe import ProbePlot
+from explorer.views.properties import PropertiesPanel
 from explorer.views.runs_panel import RunsPanel
-from explorer.views.training_panel import TrainingPanel
+from explorer.views.training_panel import FOLDER_ITEM, TrainingPanel
+from explorer.views.triplets import TripletPanel
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-
-# Tabbed docks share one width: five tabs behind the probe plot (~380 px) are readable only with
-# one-word titles. The menus say what each one is.
-LONG_TITLES = {"probe_plot": "Probe and kNN accuracy", "collapse_panel": "Collapse indicators",
-               "triplet_panel": "Triplet categories", "angle_view": "Class angles",
-               "pair_histogram": "Pair distances"}
-
-# (module, class, object name, dock title, area)
-PANELS = (
-    ("explorer.views.curves", "LossPlot", "loss_plot", "Loss", "bottom"),
-    ("explorer.views.curves", "ProbePlot", "probe_plot", "Probe", "bottom"),
-    ("explorer.views.health", "CollapsePanel", "collapse_panel", "Collapse", "bottom"),
-    ("explorer.views.health", "TripletPanel", "triplet_panel", "Triplets", "bottom"),
-    ("explorer.views.health", "PropertiesPanel", "properties_panel", "Properties", "bottom"),
-)
-
-
-def load_panel_class(module: str, name: str):
-    """A curves/health panel class, or None while its module is not there yet."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
+RECORD_PANELS = (LossPlot, ProbePlot, CollapsePanel, TripletPanel, PropertiesPanel)
+# closing while a job stops: the window waits this long for it to save its checkpoint and summary
+CLOSE_GRACE_MS = 5000
 
 
 def process_memory_mb() -> float | None:
@@ -75,7 +63,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("EmbeddingExplorer", "Embedding Explorer")
         self.runs_root = Path(runs_root or self.settings.value("runs/root", str(Path.cwd() / "runs")))
         self.confirm_close = confirm_close or self._ask_close
-        self._closing = False
+        self._closing = False  # a close waits for the stopped job to save
+        self._close_now = False  # ... or no longer (its grace is over, or a second close)
         self.dark = False
         self.session = Session(self)
 
@@ -100,54 +89,48 @@ class MainWindow(QMainWindow):
         centre_layout.addWidget(self.map_panel, 1)
         self.setCentralWidget(centre)
 
-        # docks
+        # the docks: each panel follows the session itself
+        s = self.session
         self.training_panel = TrainingPanel()
-        self.runs_panel = RunsPanel(self.session)
-        self.neighbours_panel = NeighboursPanel(self.session)
-        self.selection_grid = SelectionGrid(self.session)
-        self.log_view = QPlainTextEdit(objectName="log_view", readOnly=True)
-        self.log_view.setMaximumBlockCount(2000)
+        self.runs_panel = RunsPanel(s)
+        self.neighbours_panel = NeighboursPanel(s)
+        self.selection_grid = SelectionGrid(s)
+        self.log_panel = LogPanel()
+        self.log_view = self.log_panel.log_view
+        self.panels: dict[str, Panel] = {cls.name: cls() for cls in RECORD_PANELS}  # the record panels
+        for panel in self.panels.values():
+            panel.attach(s)
+        self.inspectors: dict[str, Panel] = {cls.name: cls() for cls in (
+            TripletInspector, ContrastiveInspector, PretextDebugger, AngleView, PairHistogram, AugmentationPreview)}
+        for inspector in self.inspectors.values():
+            inspector.attach(s)
         self.docks: dict[str, QDockWidget] = {}
-        self._add_dock("training", "Training", self.training_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._add_dock("runs", "Runs", self.runs_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._add_dock("neighbours", "Neighbours", self.neighbours_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._add_dock("selection", "Selection", self.selection_grid, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.tabifyDockWidget(self.docks["neighbours"], self.docks["selection"])
-        self.docks["neighbours"].raise_()
-        self.panels: dict[str, QWidget] = {}
-        # new records reach the panels one panel a frame (see _feed_panels)
-        self._panel_backlog: dict[str, list] = {}
-        self._feed_turn = 0
-        self._panel_feed = QTimer(self, interval=16)
-        self._panel_feed.timeout.connect(self._feed_panels)
-        bottom: list[QDockWidget] = []
-        for module, cls_name, obj_name, title, _ in PANELS:
-            cls = load_panel_class(module, cls_name)
-            if cls is not None:
-                widget = cls()
-                if not widget.objectName():
-                    widget.setObjectName(obj_name)
-                self.panels[obj_name] = widget
-            else:
-                widget = QLabel(f"{title}: this panel is not installed yet ({module}.{cls_name})",
-                                objectName=f"{obj_name}_placeholder")
-                widget.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            # the panels bring their own "what am I looking at?" button
-            bottom.append(self._add_dock(obj_name, title, widget, None, help_row=False))
-        bottom.append(self._add_dock("log", "Log", self.log_view, None))
-        # under the map only (the side columns keep the full height): loss | probe side by side,
-        # properties and log tabbed behind the loss, collapse and triplets behind the probe.
-        # Each dock is placed once: moving a placed dock leaves stray tab bars behind.
-        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        loss, probe, collapse, triplets, properties, log = bottom
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, loss)
-        self.splitDockWidget(loss, probe, Qt.Orientation.Horizontal)
-        for first, other in ((loss, properties), (loss, log), (probe, collapse), (probe, triplets)):
-            self.tabifyDockWidget(first, other)
-        bottom[0].raise_()
-        bottom[1].raise_()
-        self._add_inspectors()
+        self.dock_panels: dict[str, Panel] = {}  # the panel in each dock
+        d = {panel.dock_key(): self._add_dock(panel) for panel in (
+            self.training_panel, self.runs_panel, self.neighbours_panel, self.selection_grid,
+            *self.panels.values(), self.log_panel, *self.inspectors.values())}
+        left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
+                               Qt.DockWidgetArea.BottomDockWidgetArea)
+        # left: training over runs (augmentations behind them); right: neighbours (selection behind)
+        # over the point inspectors; under the map only (the side columns keep the full height):
+        # loss | probe side by side, properties and log behind the loss, collapse, triplets, angles and
+        # pairs behind the probe. Each dock is placed once: moving a placed dock leaves stray tab bars.
+        self.setCorner(Qt.Corner.BottomLeftCorner, left)
+        self.setCorner(Qt.Corner.BottomRightCorner, right)
+        self.addDockWidget(left, d["training"])
+        self.addDockWidget(left, d["runs"])
+        self.addDockWidget(right, d["neighbours"])
+        self.addDockWidget(right, d["triplet_inspector"], Qt.Orientation.Vertical)
+        self.addDockWidget(bottom, d["loss_plot"])
+        self.splitDockWidget(d["loss_plot"], d["probe_plot"], Qt.Orientation.Horizontal)
+        for first, others in (("runs", ("augmentation_preview",)), ("neighbours", ("selection",)),
+                              ("triplet_inspector", ("contrastive_inspector", "pretext_debugger")),
+                              ("loss_plot", ("properties_panel", "log")),
+                              ("probe_plot", ("collapse_panel", "triplet_panel", "angle_view", "pair_histogram"))):
+            for other in others:
+                self.tabifyDockWidget(d[first], d[other])
+        for front in ("runs", "neighbours", "triplet_inspector", "loss_plot", "probe_plot"):
+            d[front].raise_()  # tabbing raises the newcomer: keep the usual panel in front
         self._sized_docks = False
 
         self._build_menus()
@@ -158,92 +141,13 @@ class MainWindow(QMainWindow):
         self._restore_settings()
 
     # construction --------------------------------------------------------------------------------
-    def _add_inspectors(self) -> None:
-        """The method inspectors (triplet, class angles, pair distances, SimCLR views, pretext task,
-        augmentations): docked once each, tabbed where they belong, following the session."""
-        from explorer.views.inspectors import (AngleView, AugmentationPreview, ContrastiveInspector,
-                                               PairHistogram, PretextDebugger, TripletInspector, in_scroll_area)
-
-        self.inspectors: dict[str, QWidget] = {}
-
-        def dock(name: str, title: str, cls) -> QDockWidget:
-            widget = cls()
-            widget.attach(self.session)
-            self.inspectors[name] = widget
-            return self._add_dock(name, title, in_scroll_area(widget), None, help_row=False)
-
-        triplet = dock("triplet_inspector", "Triplet", TripletInspector)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, triplet, Qt.Orientation.Vertical)
-        for name, title, cls in (("contrastive_inspector", "SimCLR views", ContrastiveInspector),
-                                 ("pretext_debugger", "Pretext task", PretextDebugger)):
-            self.tabifyDockWidget(triplet, dock(name, title, cls))
-        triplet.raise_()
-        for name, title, cls in (("angle_view", "Angles", AngleView),
-                                 ("pair_histogram", "Pairs", PairHistogram)):
-            self.tabifyDockWidget(self.docks["triplet_panel"], dock(name, title, cls))
-        self.tabifyDockWidget(self.docks["runs"], dock("augmentation_preview", "Augmentations", AugmentationPreview))
-        for front in ("runs", "probe_plot"):  # tabbing raises the newcomer: keep the usual panel in front
-            self.docks[front].raise_()
-
-        def follow_method_form(*_):
-            self.inspectors["augmentation_preview"].follow_form(self.training_panel.method_fields)
-
-        self.training_panel.method_combo.currentIndexChanged.connect(follow_method_form)
-        follow_method_form()
-        self.training_panel.dataset_combo.currentIndexChanged.connect(self._preview_form_dataset)
-        QTimer.singleShot(0, self._preview_form_dataset)
-
-    def _preview_form_dataset(self, *_) -> None:
-        """Until a run is selected, the augmentation preview shows the dataset chosen in the training
-        form (loaded once, in a worker thread, by the session), so the views can be tuned before the
-        first run."""
-        from explorer.views.training_panel import FOLDER_ITEM
-
-        preview = self.inspectors["augmentation_preview"]
-        name = self.training_panel.dataset_combo.currentData()
-        if self.session.current is not None or not name or name == FOLDER_ITEM:
-            return
-
-        def ready(dataset) -> None:
-            if self.session.current is None and self.training_panel.dataset_combo.currentData() == name:
-                preview.set_dataset(dataset)
-
-        def failed(message: str) -> None:
-            if self.session.current is None:
-                preview.status.setText(f"The images of {name} could not be loaded for the preview: {message}")
-
-        preview.status.setText(f"Loading {name} for the preview…")
-        self.session.request_dataset({"dataset": name}, ready, failed)
-
-    def _add_dock(self, name: str, title: str, widget: QWidget, area, help_row: bool = True) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(f"{name}_dock")
-        if name in LONG_TITLES:  # the View and Help menus give the full name of a short tab title
-            dock.toggleViewAction().setText(LONG_TITLES[name])
-        help_text = getattr(widget, "help_text", None)
-        if help_text and help_row:
-            host = QWidget()
-            layout = QVBoxLayout(host)
-            layout.setContentsMargins(0, 0, 0, 0)
-            layout.setSpacing(0)
-            head = QHBoxLayout()
-            head.setContentsMargins(4, 0, 4, 0)
-            head.addStretch(1)
-            help_button = QToolButton(text="?", objectName=f"{name}_help")
-            help_button.setToolTip(wrapped_tooltip(help_text))
-            help_button.setAutoRaise(True)
-            help_button.clicked.connect(lambda _=False, t=LONG_TITLES.get(name, title), h=help_text:
-                                        self.show_help(t, h))
-            head.addWidget(QLabel("what am I looking at?", objectName="help_hint"))
-            head.addWidget(help_button)
-            layout.addLayout(head)
-            layout.addWidget(widget, 1)
-            dock.setWidget(host)
-        else:
-            dock.setWidget(widget)
-        if area is not None:
-            self.addDockWidget(area, dock)
-        self.docks[name] = dock
+    def _add_dock(self, panel: Panel) -> QDockWidget:
+        dock = QDockWidget(panel.dock_title, self)
+        dock.setObjectName(f"{panel.dock_key()}_dock")
+        dock.toggleViewAction().setText(panel.menu_title())  # the View menu gives the full name of a short tab
+        dock.setWidget(in_scroll_area(panel) if panel.scrolls else panel)
+        self.docks[panel.dock_key()] = dock
+        self.dock_panels[panel.dock_key()] = panel
         return dock
 
     def showEvent(self, event) -> None:
@@ -251,6 +155,26 @@ class MainWindow(QMainWindow):
         if not self._sized_docks and self.settings.value("window/state") is None:
             self._sized_docks = True  # first start: sizes that suit the content (later: the saved layout)
             QTimer.singleShot(0, self._default_dock_sizes)
+        QTimer.singleShot(0, self._hide_stray_tab_bars)
+
+    def _hide_stray_tab_bars(self) -> None:
+        """Hide the tab bars Qt has left behind. Tabbing a third dock into a group that is not the first
+        of its dock area gives the group a new tab bar and leaves the old one on screen, where it
+        stays, showing the first tabs only (PySide6 6.11: 'Loss | Properties' over the training form,
+        'Runs | Augmentations' twice). The bar in use sits under the front dock of its group, where the
+        layout puts it at every pass; any other bar is one of those (were it in use after all, the next
+        layout pass would show it again)."""
+        from PySide6.QtWidgets import QTabBar
+
+        by_title = {dock.windowTitle(): dock for dock in self.docks.values()}
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if not bar.isVisible() or bar.count() == 0:
+                continue
+            front = by_title.get(bar.tabText(bar.currentIndex()))
+            under = front is not None and front.isVisible() and abs(bar.y() - front.geometry().bottom()) <= 8 \
+                and abs(bar.x() - front.x()) <= 8
+            if not under:
+                bar.hide()
 
     def _default_dock_sizes(self) -> None:
         d = self.docks
@@ -258,6 +182,10 @@ class MainWindow(QMainWindow):
         self.resizeDocks([d["training"], d["runs"]], [int(self.height() * 0.68), int(self.height() * 0.24)],
                          Qt.Orientation.Vertical)
         self.resizeDocks([d["loss_plot"]], [int(self.height() * 0.3)], Qt.Orientation.Vertical)
+        # the loss column a little wider than the probe's: its tabs hold the properties table and the log
+        bottom = d["loss_plot"].width() + d["probe_plot"].width()
+        self.resizeDocks([d["loss_plot"], d["probe_plot"]], [int(bottom * 0.543), bottom - int(bottom * 0.543)],
+                         Qt.Orientation.Horizontal)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -279,14 +207,10 @@ class MainWindow(QMainWindow):
         self.theme_action.setCheckable(True)
         self._action(view_menu, "&Fit map", "Ctrl+0", self.map_panel.fit)
         help_menu = bar.addMenu("&Help")
-        for name, dock in self.docks.items():
-            widget = dock.widget()
-            inner = widget.layout().itemAt(1).widget() if widget.layout() and widget.layout().count() > 1 else widget
-            text = getattr(inner, "help_text", None) or getattr(widget, "help_text", None)
-            if text:
-                title = LONG_TITLES.get(name, dock.windowTitle())
-                self._action(help_menu, f"What am I looking at: {title}", None,
-                             lambda _=False, t=title, h=text: self.show_help(t, h))
+        for name, panel in self.dock_panels.items():
+            if panel.help_text:
+                self._action(help_menu, f"What am I looking at: {panel.menu_title()}", None,
+                             lambda _=False, n=name: self.show_help(n))
         help_menu.addSeparator()
         self._action(help_menu, "&About", None, lambda: QMessageBox.about(
             self, "Embedding Explorer", "Train representation-learning models with a few clicks and "
@@ -344,18 +268,26 @@ class MainWindow(QMainWindow):
         self.runs_panel.open_requested.connect(self.open_run_dialog)
         s.training_state_changed.connect(self._on_session_training_state_changed)
         s.progress_changed.connect(self._on_session_progress_changed)
-        s.records_added.connect(self._on_session_records_added)
         s.run_selected.connect(self._on_session_run_selected)
         s.run_changed.connect(self._on_session_run_changed)
         s.message_posted.connect(self._on_session_message_posted)
         s.rows_selected.connect(lambda rows: len(rows) and self.docks["selection"].raise_())
         s.point_selected.connect(self._on_session_point_selected)
+        preview = self.inspectors["augmentation_preview"]
+        tp.method_combo.currentIndexChanged.connect(lambda *_: preview.follow_form(tp.method_fields))
+        preview.follow_form(tp.method_fields)
+        tp.dataset_combo.currentIndexChanged.connect(self._preview_form_dataset)
+        QTimer.singleShot(0, self._preview_form_dataset)
+
+    def _preview_form_dataset(self, *_) -> None:
+        """Before any run, the augmentation preview shows the training form's dataset."""
+        name = self.training_panel.dataset_combo.currentData()
+        if name and name != FOLDER_ITEM:
+            self.inspectors["augmentation_preview"].preview_dataset(name)
 
     # training ------------------------------------------------------------------------------------
     def _on_session_point_selected(self, row: int) -> None:
         """A clicked point shows its neighbours, and the inspector of the run's method beside them."""
-        from explorer.views.inspectors import POINT_INSPECTOR
-
         if row < 0:
             return
         self.docks["neighbours"].raise_()
@@ -365,7 +297,7 @@ class MainWindow(QMainWindow):
             self.docks[inspector].raise_()
 
     def start_training(self) -> None:
-        if self.session.training_state != "idle":
+        if self.session.training_state != TrainingState.IDLE:
             return
         try:
             config = self.training_panel.build_config(out=str(self.runs_root))
@@ -374,25 +306,25 @@ class MainWindow(QMainWindow):
             return
         self.banner.hide()
         self.session.start_training(config)
-        self.training_panel.progress_bar.setValue(0)
-        self.training_panel.progress_bar.setFormat("starting: loading data and model…")
+        self.training_panel.show_starting()
 
     def toggle_pause(self) -> None:
-        if self.session.training_state == "running":
+        if self.session.training_state == TrainingState.RUNNING:
             self.session.pause_training()
-        elif self.session.training_state == "paused":
+        elif self.session.training_state in (TrainingState.PAUSING, TrainingState.PAUSED):
             self.session.resume_training()
 
     def _on_session_training_state_changed(self, state: str) -> None:
+        state = TrainingState(state)
         self.training_panel.set_state(state)
-        self.start_action.setEnabled(state == "idle")
-        self.stop_action.setEnabled(state in ("running", "paused"))
-        if state == "idle":
+        self.start_action.setEnabled(state == TrainingState.IDLE)
+        self.stop_action.setEnabled(state.active)
+        if state == TrainingState.IDLE:
             run = self.session.runs.get(self.session.current_run_live_id())
             if run is not None:
                 self.training_panel.show_finished(run.status)
             elif self.training_panel.progress_bar.format().startswith("starting"):
-                self.training_panel.show_finished("failed")
+                self.training_panel.show_finished(RunStatus.FAILED)
             if self._closing:
                 QTimer.singleShot(0, self.close)
 
@@ -401,69 +333,23 @@ class MainWindow(QMainWindow):
             self.training_panel.show_progress(p)
             self.throughput_label.setText(f"{p.get('images_per_second', 0):,.0f} img/s")
 
-    # panels --------------------------------------------------------------------------------------
-    def _on_session_records_added(self, run_id: str, records: list) -> None:
-        if run_id != self.session.current_id:
-            return
-        for name in self.panels:
-            self._panel_backlog.setdefault(name, []).extend(records)
-        if not self._panel_feed.isActive():
-            self._panel_feed.start()
-            self._feed_panels()
-
-    def _feed_panels(self) -> None:
-        """One frame's share of the new records: every panel nobody sees (it only keeps them) and
-        one panel on screen. An evaluation changes every plot at once; drawn in one frame they made it
-        late (p99 of a 16 ms timer 25-30 ms while training), one a frame they do not (17 ms)."""
-        names = list(self.panels)
-        for k in range(len(names)):
-            name = names[(self._feed_turn + k) % len(names)]
-            records = self._panel_backlog.get(name)
-            if not records:
-                continue
-            panel = self._feed(name)
-            if not (hasattr(panel, "tabbed_away") and panel.tabbed_away()):
-                self._feed_turn = (self._feed_turn + k + 1) % len(names)
-                return  # the next one in the next frame
-        self._panel_feed.stop()
-
-    def flush_panels(self) -> None:
-        """Feed every panel its waiting records now (before reading a panel in a test or an export)."""
-        self._panel_feed.stop()
-        for name in self._panel_backlog:
-            self._feed(name)
-
-    def _feed(self, name: str) -> QWidget:
-        """Hand a panel its waiting records."""
-        records, self._panel_backlog[name] = self._panel_backlog[name], []
-        panel = self.panels[name]
-        if records:
-            panel.add_records(records)
-        return panel
-
     def _on_session_run_selected(self, run_id: str) -> None:
         run = self.session.runs[run_id]
-        self._panel_feed.stop()
-        self._panel_backlog.clear()  # the run's whole record list follows
-        for panel in self.panels.values():
-            panel.clear()
-            panel.add_records(list(run.records))
         self.device_label.setText(f"device: {run.device or self._auto_device()}")
-        self.neighbours_panel.update_neighbours()
 
     def _on_session_run_changed(self, run_id: str) -> None:
         run = self.session.runs[run_id]
-        if run.status == "failed" and run.message:
+        if run.status == RunStatus.FAILED and run.message:
             self.show_error(f"Training failed: {run.message}")
 
     def plot_widgets(self) -> dict[str, QWidget]:
-        """The panels, up to date (for export)."""
-        self.flush_panels()
+        """The record panels, up to date (for export)."""
+        FRAMES.flush()
         return dict(self.panels)
 
     # messages ------------------------------------------------------------------------------------
     def _on_session_message_posted(self, level: str, text: str) -> None:
-        self.log_view.appendPlainText(f"[{level}] {text}")
+        self.log_panel.append(level, text)
         if level == "error":
             self.show_error(text[0].upper() + text[1:])
         else:
@@ -474,11 +360,11 @@ class MainWindow(QMainWindow):
         self.banner.show()
         self.statusBar().showMessage(text, 15_000)
 
-    def show_help(self, title: str, text: str) -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, f"What am I looking at? — {title}", text,
-                          QMessageBox.StandardButton.Close, self)
-        box.setModal(False)
-        box.show()
+    def show_help(self, name: str) -> None:
+        """Bring the dock ``name`` to the front with its help paragraph open (the Help menu)."""
+        self.docks[name].show()
+        self.docks[name].raise_()
+        self.dock_panels[name].show_help()
 
     # runs ----------------------------------------------------------------------------------------
     def open_run(self, path: str | Path) -> None:
@@ -528,20 +414,17 @@ class MainWindow(QMainWindow):
             self.export_finished.emit(done)
             return
         self.statusBar().showMessage(f"{done}; exporting the encoder ({', '.join(encoder_formats)})…")
-        from engine.export import ONNX_TOLERANCE, export_run
 
-        def on_done(_, result) -> None:
+        def on_done(result) -> None:
             message = f"{done}; the encoder to {result.folder}: " + "; ".join(result.lines())
             self.statusBar().showMessage(message, 20_000)
             self.export_finished.emit(message)
 
-        def on_failed(_, error: str) -> None:
+        def on_failed(error: str) -> None:
             self.show_error(f"Export of the encoder failed: {error}")
             self.export_finished.emit(f"failed: {error}")
 
-        # the run's images (already loaded, read-only) are the ones the files are checked on
-        jobs.run_in_background(export_run, run.path, folder / "encoder", list(encoder_formats), ONNX_TOLERANCE,
-                               run.dataset, on_done=on_done, on_failed=on_failed)
+        self.session.export_encoder(run, folder / "encoder", list(encoder_formats), on_done, on_failed)
 
     # drag and drop: a run directory opens it, an image folder becomes the dataset -------------------
     def dragEnterEvent(self, event) -> None:
@@ -566,9 +449,8 @@ class MainWindow(QMainWindow):
             app.setStyleSheet(qss.read_text())
         for view in self.map_panel.views:
             view.set_theme(dark)
-        for panel in self.panels.values():
-            if hasattr(panel, "set_theme"):
-                panel.set_theme(dark)
+        for panel in self.dock_panels.values():
+            panel.set_theme(dark)
         if hasattr(self, "theme_action"):
             self.theme_action.setChecked(dark)
         self.settings.setValue("view/theme", "dark" if dark else "light")
@@ -600,16 +482,32 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event) -> None:
-        if self.session.training_state != "idle":
-            if not self._closing:
-                if not self.confirm_close():
-                    event.ignore()
-                    return
+        """Closing asks only while a job trains (a finished run and the warm training process are never
+        waited for); Yes stops the job, and the window closes once the job has saved its checkpoint and
+        summary, after CLOSE_GRACE_MS at most (what it saved before stays saved); a second close does
+        not wait at all."""
+        s = self.session
+        if s.training_state.active:
+            if not self.confirm_close():
+                event.ignore()
+                return
+            s.stop_training()
+        if s.training_state == TrainingState.STOPPING and not self._close_now:
+            if self._closing:  # closed again while waiting: now
+                self._close_now = True
+            else:
                 self._closing = True
-                self.session.stop_training()
-                self.statusBar().showMessage("stopping the training job; the window closes once its run is saved…")
-            event.ignore()  # closes again when the job has ended (training_state_changed -> idle)
-            return
+                QTimer.singleShot(CLOSE_GRACE_MS, self._close_without_waiting)
+                self.statusBar().showMessage(
+                    f"stopping the training job: the window closes once its run is saved (at most "
+                    f"{CLOSE_GRACE_MS // 1000} s; close again to close now)…")
+                event.ignore()
+                return
         self.save_settings()
-        self.session.shutdown()
+        s.shutdown()
         event.accept()
+
+    def _close_without_waiting(self) -> None:
+        if self.isVisible():
+            self._close_now = True
+            self.close()

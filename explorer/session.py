@@ -6,9 +6,16 @@ compared beside it), the selected point and the selected points (as rows of the 
 split, so two runs on the same data share a selection), the projection, the colouring and the
 time-lapse frame. Views never call each other: they change the session and redraw on its signals.
 
-Threads: everything here runs in the GUI thread. Training events arrive through queued signals and
-are buffered; a 50 ms timer hands them on in batches (records to the curves, the latest snapshot to
-the map), so a fast job cannot flood the event loop.
+The session also owns the window's background work (Orange's t-SNE widget's way: a view asks, the
+session starts the job and hands the result on): the training job (``start_training``), the images of a
+run (``request_dataset``), the 2D maps in other projections than the engine's (``coords``, then
+``coords_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``) and the
+warm training process (``warm_up``). Views never start work.
+
+Threads: everything here runs in the GUI thread; the work runs in ``explorer.jobs`` workers, whose
+results arrive through queued signals. Training events are buffered; a 50 ms timer hands them on in
+batches (records to the panels, the latest snapshot to the map), so a fast job cannot flood the event
+loop.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer import jobs
+from explorer.state import MapSnapshot, RunStatus, TrainingState
 
 FLUSH_MS = 50
 FOLLOW_MS = 500
@@ -43,11 +51,11 @@ class RunState:
     path: Path | None = None
     config: dict = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
-    snapshots: list[dict] = field(default_factory=list)  # step, epoch, embeddings, indices, labels, coords?
-    coords: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (snapshot, method) -> (n, 2)
+    snapshots: list[MapSnapshot] = field(default_factory=list)
+    coords: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (snapshot, projection) -> (n, 2)
     live: bool = False  # trained by this window now
     following: bool = False  # another process writes it; polled
-    status: str = "running"  # running, paused, stopping, finished, stopped, failed
+    status: RunStatus = RunStatus.RUNNING
     message: str = ""
     collapse_step: int | None = None  # the first evaluation with the worst verdict so far, if not "healthy"
     collapse_verdict: str = ""  # that verdict ("dimensional collapse", "near collapse", "complete collapse")
@@ -68,14 +76,6 @@ class RunState:
     def class_names(self) -> list[str]:
         return list(self.config.get("class_names") or [])
 
-    def snapshot_row(self, snapshot: dict, test_row: int) -> int | None:
-        """Position of a test-split row in a snapshot (None when it is not on the map)."""
-        where = snapshot.get("_where")
-        if where is None:
-            where = {int(r): i for i, r in enumerate(snapshot["indices"])}
-            snapshot["_where"] = where
-        return where.get(int(test_row))
-
 
 class Session(QObject):
     run_added = Signal(str)
@@ -85,12 +85,13 @@ class Session(QObject):
     records_added = Signal(str, list)
     snapshot_added = Signal(str, int)  # run, index of the newest snapshot
     dataset_ready = Signal(str)
+    coords_ready = Signal(str, int, str)  # run, snapshot index, projection: run.coords has that map now
     progress_changed = Signal(str, dict)  # run, {step, epoch, total_steps, images_per_second, eta_s}
     point_selected = Signal(int)  # test-split row, -1 for none
     rows_selected = Signal(object)  # np.ndarray of test-split rows
     neighbours_changed = Signal(object)  # test-split rows of the selected point's neighbours
     view_changed = Signal()  # projection, colouring or frame
-    training_state_changed = Signal(str)  # idle, running, paused, stopping
+    training_state_changed = Signal(str)  # a TrainingState
     message_posted = Signal(str, str)  # level (info, warning, error), text
 
     def __init__(self, parent: QObject | None = None):
@@ -107,13 +108,17 @@ class Session(QObject):
         self.trails = False
         self.centroids = False
         self.job: jobs.TrainingJob | None = None
-        self.training_state = "idle"
+        self.training_state = TrainingState.IDLE
         self._job_run: dict[int, str] = {}
         self._pending_records: dict[str, list[dict]] = {}
         self._pending_snapshot: set[str] = set()
         self._pending_progress: dict[str, dict] = {}
         self._datasets: dict[tuple, Any] = {}
         self._dataset_waiters: dict[tuple, list[tuple[Callable, Callable | None]]] = {}  # while loading
+        self._projections: dict[tuple[str, int, str], Any] = {}  # (run, snapshot, projection) being computed
+        self._methods: dict[tuple, Any] = {}  # (run dir, checkpoint key) -> the rebuilt method
+        self._method_waiters: dict[tuple, list[tuple[Callable, Callable]]] = {}
+        self._closed = False
         self._flush = QTimer(self, interval=FLUSH_MS)
         self._flush.timeout.connect(self._on_flush_timeout)
         self._flush.start()
@@ -150,10 +155,11 @@ class Session(QObject):
         self.compare_id = run_id if run_id in self.runs and run_id != self.current_id else ""
         self.compare_changed.emit(self.compare_id)
 
-    def _add_run(self, run: RunState, select: bool = True) -> None:
+    def add_run(self, run: RunState, select: bool = True) -> None:
+        """Show ``run`` (made by a script or a test) as if it had been opened."""
         self.runs[run.id] = run
         self.run_added.emit(run.id)
-        self._request_dataset(run)
+        self._request_run_dataset(run)
         if select or not self.current_id:
             self.select_run(run.id)
 
@@ -169,14 +175,14 @@ class Session(QObject):
             if select:
                 self.select_run(run_id)
             return self.runs[run_id]
-        run = RunState(run_id, path.name, path, RunDir(path).config(), status="running")
+        run = RunState(run_id, path.name, path, RunDir(path).config(), status=RunStatus.RUNNING)
         run.follower = MetricsFollower(path / METRICS)
         run.following = True
         self._ingest_records(run, run.follower.poll())
         self._load_new_snapshots(run)
-        if run.status == "running":
-            run.status = "following"
-        self._add_run(run, select)
+        if run.status == RunStatus.RUNNING:
+            run.status = RunStatus.FOLLOWING
+        self.add_run(run, select)
         return run
 
     def poll_followed(self) -> None:
@@ -192,7 +198,7 @@ class Session(QObject):
                 self._pending_records.setdefault(run.id, []).extend(records)
             if len(run.snapshots) > n_before:
                 self._pending_snapshot.add(run.id)
-            if run.status in ("finished", "stopped", "failed"):
+            if run.status.ended:
                 run.following = False
                 self.run_changed.emit(run.id)
         self._on_flush_timeout()
@@ -209,29 +215,23 @@ class Session(QObject):
             elif kind == "plan":  # a time limit changed the run's length
                 run.total_steps = int(r.get("total_steps") or run.total_steps)
             elif kind == "finished":
-                run.status = "stopped" if r.get("stopped") else "finished"
+                run.status = RunStatus.STOPPED if r.get("stopped") else RunStatus.FINISHED
             elif kind == "failed":
-                run.status, run.message = "failed", r.get("message", "")
+                run.status, run.message = RunStatus.FAILED, r.get("message", "")
 
     def _load_new_snapshots(self, run: RunState) -> None:
-        from engine.runs import load_snapshot
-
         if run.path is None:
             return
         for p in sorted((run.path / "snapshots").glob("step_*.npz")):
             if p.name in run.known_snapshots:
                 continue
             try:
-                data = load_snapshot(p)
-            except (OSError, ValueError):
+                snap = MapSnapshot.load(p, run.steps_per_epoch)
+            except (OSError, ValueError, KeyError):
                 continue  # still being written by a writer that does not rename: next poll
             run.known_snapshots.add(p.name)
-            snap = dict(data)
-            snap["step"] = int(snap.get("step", 0))
-            snap["epoch"] = snap["step"] / max(1, run.steps_per_epoch)
-            snap["path"] = str(p)
             run.snapshots.append(snap)
-        run.snapshots.sort(key=lambda s: s["step"])
+        run.snapshots.sort(key=lambda s: s.step)
 
     # datasets (thumbnails) -----------------------------------------------------------------------
     def request_dataset(self, config: dict, on_ready: Callable[[Any], None],
@@ -247,9 +247,9 @@ class Session(QObject):
         if len(waiting) == 1:
             from engine.restore import load_run_dataset
 
-            jobs.run_in_background(load_run_dataset, dict(config),
-                                   on_done=lambda _request, dataset: self._on_dataset_done(key, dataset),
-                                   on_failed=lambda _request, message: self._on_dataset_failed(key, message))
+            jobs.run(load_run_dataset, dict(config), owner=self,
+                     on_done=lambda dataset: self._on_dataset_done(key, dataset),
+                     on_failed=lambda message: self._on_dataset_failed(key, message))
 
     def _on_dataset_done(self, key: tuple, dataset) -> None:
         self._datasets[key] = dataset
@@ -261,7 +261,7 @@ class Session(QObject):
             if on_failed is not None:
                 on_failed(message)
 
-    def _request_dataset(self, run: RunState) -> None:
+    def _request_run_dataset(self, run: RunState) -> None:
         if run.config.get("dataset"):
             self.request_dataset(run.config, lambda dataset: self._on_run_dataset(run.id, dataset),
                                  lambda message: self.message_posted.emit(
@@ -273,53 +273,152 @@ class Session(QObject):
             run.dataset = dataset
             self.dataset_ready.emit(run_id)
 
+    # maps ----------------------------------------------------------------------------------------
+    def coords(self, run: RunState, frame: int, projection: str) -> np.ndarray | None:
+        """The 2D map of a run's snapshot in ``projection``: kept from before, the engine's own (when the
+        run was trained with that projection), or None while a worker computes it (started here, once
+        however often it is asked; ``coords_ready`` says when it is there). Each map starts from the
+        previous snapshot's and is aligned to it, so the map can animate between snapshots."""
+        key = (frame, projection)
+        if key in run.coords:
+            return run.coords[key]
+        snap = run.snapshots[frame]
+        if snap.coords is not None and projection == run.config.get("projection", "umap"):
+            run.coords[key] = np.asarray(snap.coords, dtype=np.float32)
+            return run.coords[key]
+        request = (run.id, frame, projection)
+        if request not in self._projections:
+            from engine.projection import layout
+
+            self._projections[request] = jobs.run(
+                layout, projection, snap.embeddings, run.coords.get((frame - 1, projection)), owner=self,
+                on_done=lambda xy: self._on_projection_done(request, xy),
+                on_failed=lambda message: self._on_projection_failed(request, message))
+        return None
+
+    def projections_computing(self) -> list[tuple[str, int, str]]:
+        """(run, snapshot, projection) of the maps being computed, oldest first."""
+        return list(self._projections)
+
+    def _on_projection_done(self, request: tuple[str, int, str], xy: np.ndarray) -> None:
+        self._projections.pop(request, None)
+        run_id, frame, projection = request
+        run = self.runs.get(run_id)
+        if run is not None and frame < len(run.snapshots):
+            run.coords[(frame, projection)] = np.asarray(xy, dtype=np.float32)  # kept for scrubbing
+            self.coords_ready.emit(run_id, frame, projection)
+
+    def _on_projection_failed(self, request: tuple[str, int, str], message: str) -> None:
+        self._projections.pop(request, None)
+        run = self.runs.get(request[0])
+        self.message_posted.emit("warning", f"the {request[2]} map of {run.name if run else 'a run'} could not "
+                                            f"be drawn: {message}")
+
+    # the trained method (inspectors) ------------------------------------------------------------------
+    def request_trained_method(self, run_dir: Path, checkpoint_key: tuple, dataset,
+                               on_ready: Callable[[Any], None], on_failed: Callable[[str], None]) -> None:
+        """``on_ready(method)``: the run's method rebuilt from its checkpoint (``engine.restore``), in a
+        worker thread; once per checkpoint version however many inspectors ask."""
+        key = (str(run_dir), checkpoint_key)
+        if key in self._methods:
+            on_ready(self._methods[key])
+            return
+        waiting = self._method_waiters.setdefault(key, [])
+        waiting.append((on_ready, on_failed))
+        if len(waiting) == 1:
+            from engine.restore import load_trained_method
+
+            jobs.run(load_trained_method, run_dir, dataset, owner=self,
+                     on_done=lambda result: self._on_method_done(key, result),
+                     on_failed=lambda message: self._on_method_failed(key, message))
+
+    def _on_method_done(self, key: tuple, result) -> None:
+        method, _dataset = result
+        self._methods = {k: v for k, v in self._methods.items() if k[0] != key[0]}  # older checkpoints go
+        self._methods[key] = method
+        for on_ready, _ in self._method_waiters.pop(key, []):
+            on_ready(method)
+
+    def _on_method_failed(self, key: tuple, message: str) -> None:
+        for _, on_failed in self._method_waiters.pop(key, []):
+            on_failed(message)
+
+    # the encoder taken out (File > Export) ------------------------------------------------------------
+    def export_encoder(self, run: RunState, folder: Path, formats: list[str], on_done: Callable[[Any], None],
+                       on_failed: Callable[[str], None]) -> None:
+        """``engine.export.export_run`` in a worker (exporting ONNX and checking it takes seconds); the
+        run's images (already loaded, read-only) are the ones the files are checked on."""
+        from engine.export import ONNX_TOLERANCE, export_run
+
+        jobs.run(export_run, run.path, folder, formats, ONNX_TOLERANCE, run.dataset, owner=self,
+                 on_done=on_done, on_failed=on_failed)
+
     # training ------------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Imports and data a job needs, loaded ahead in a worker; with jobs in a child process, a
+        child started ahead that waits warm (the first step then comes 0.4 s after Start, not 3 s)."""
+        from engine.child import warm_up
+
+        jobs.run(warm_up)
+        self._prepare_standby()
+
+    def _prepare_standby(self) -> None:
+        if not jobs.training_in_thread() and not self._closed:
+            from engine.child import prepare_standby
+
+            jobs.run(prepare_standby)
+
     def start_training(self, config) -> int:
         """Start a training job (engine.config.TrainConfig); returns its id."""
-        if self.job is not None and self.job.is_running():
+        if self.training_state != TrainingState.IDLE:
             raise ValueError("a training job is already running: stop it first")
         job = jobs.TrainingJob(config, self)
-        job.event_emitted.connect(self._on_job_event)
-        job.snapshot_loaded.connect(self._on_job_snapshot)
+        job.emitted.connect(self._on_job_emitted)
         job.ended.connect(self._on_job_ended)
         self.job = job
-        self._set_training_state("running")
+        self._set_training_state(TrainingState.RUNNING)
         job.start()
         return job.id
 
     def pause_training(self) -> None:
-        if self.job is not None and self.training_state == "running":
+        """Ask the job to pause: it holds before its next step, and says so (then PAUSED)."""
+        if self.job is not None and self.training_state == TrainingState.RUNNING:
             self.job.pause()
-            self._set_training_state("paused")
-            self._set_status("paused")
+            self._set_training_state(TrainingState.PAUSING)
 
     def resume_training(self) -> None:
-        if self.job is not None and self.training_state == "paused":
+        if self.job is not None and self.training_state in (TrainingState.PAUSING, TrainingState.PAUSED):
             self.job.resume()
-            self._set_training_state("running")
-            self._set_status("running")
+            self._set_training_state(TrainingState.RUNNING)
+            self._set_status(RunStatus.RUNNING)
 
     def stop_training(self) -> None:
-        if self.job is not None and self.training_state in ("running", "paused"):
+        """Ask the job to stop after its step; it saves a checkpoint and its summary, then ends."""
+        if self.job is not None and self.training_state.active:
             self.job.stop()
-            self._set_training_state("stopping")
-            self._set_status("stopping")
+            self._set_training_state(TrainingState.STOPPING)
+            self._set_status(RunStatus.STOPPING)
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: RunStatus) -> None:
         run_id = self._job_run.get(self.job.id) if self.job else None
         if run_id and run_id in self.runs:
             self.runs[run_id].status = status
             self.run_changed.emit(run_id)
 
-    def _set_training_state(self, state: str) -> None:
-        self.training_state = state
-        self.training_state_changed.emit(state)
+    def _set_training_state(self, state: TrainingState) -> None:
+        if state != self.training_state:
+            self.training_state = state
+            self.training_state_changed.emit(str(state))
 
-    def _on_job_event(self, job_id: int, event) -> None:
+    def _on_job_emitted(self, job_id: int, item) -> None:
         from engine import events as ev
 
         if self.job is None or job_id != self.job.id:
             return  # an older job's late event
+        if isinstance(item, MapSnapshot):
+            self._on_job_snapshot(job_id, item)
+            return
+        event = item
         if isinstance(event, ev.Started):
             name = Path(event.run_dir).name
             run = RunState(str(Path(event.run_dir).resolve()), name, Path(event.run_dir), dict(event.config),
@@ -327,23 +426,32 @@ class Session(QObject):
                            start_step=event.start_step, device=event.device_name)
             run.known_snapshots = set()
             self._job_run[job_id] = run.id
-            self._add_run(run, select=True)
+            self.add_run(run, select=True)
         run_id = self._job_run.get(job_id)
+        if isinstance(event, ev.Paused):  # the job holds now: paused for real, not only asked to
+            if self.training_state == TrainingState.PAUSING:
+                self._set_training_state(TrainingState.PAUSED)
+                self._set_status(RunStatus.PAUSED)
+            return
+        if isinstance(event, ev.Resumed):
+            return
         if isinstance(event, ev.Failed):
             self.message_posted.emit("error", f"training failed: {event.message}")
             if run_id:
-                self.runs[run_id].status, self.runs[run_id].message = "failed", event.message
+                self.runs[run_id].status, self.runs[run_id].message = RunStatus.FAILED, event.message
                 self.run_changed.emit(run_id)
         if run_id is None:
+            if isinstance(event, ev.Failed):
+                self._end_training(job_id)
             return
         run = self.runs[run_id]
-        if self.training_state == "stopping" and isinstance(event, (ev.StepReport, ev.Snapshot)):
+        if self.training_state == TrainingState.STOPPING and isinstance(event, (ev.StepReport, ev.Snapshot)):
             return  # a stopped job's last steps are not drawn; its files are still written
         record = event.to_record()
         run.records.append(record)
         self._note_collapse(run, record)
         self._pending_records.setdefault(run_id, []).append(record)
-        # a Snapshot's arrays (and the engine's 2D map) arrive through snapshot_loaded
+        # a Snapshot's arrays (and the engine's 2D map) follow as a MapSnapshot
         if isinstance(event, ev.Message):
             self.message_posted.emit(event.level, event.text)
         elif isinstance(event, ev.Planned):
@@ -358,31 +466,42 @@ class Session(QObject):
                 "epochs": run.total_steps / max(1, run.steps_per_epoch),
                 "images_per_second": event.images_per_second, "eta_s": eta, "loss": event.losses.get("loss")}
         elif isinstance(event, ev.Finished):
-            run.status = "stopped" if event.stopped else "finished"
+            run.status = RunStatus.STOPPED if event.stopped else RunStatus.FINISHED
             self.run_changed.emit(run_id)
             self.message_posted.emit("info", f"run {run.name} {run.status}: {run.path}")
+        if isinstance(event, (ev.Finished, ev.Failed)):
+            self._end_training(job_id)
 
-    def _on_job_snapshot(self, job_id: int, snap: dict) -> None:
+    def _on_job_snapshot(self, job_id: int, snap: MapSnapshot) -> None:
         run_id = self._job_run.get(job_id)
-        if self.job is None or job_id != self.job.id or run_id is None or self.training_state == "stopping":
+        if run_id is None or self.training_state == TrainingState.STOPPING:
             return
         run = self.runs[run_id]
         run.snapshots.append(snap)
-        if snap.get("path"):
-            run.known_snapshots.add(Path(snap["path"]).name)
+        if snap.path:
+            run.known_snapshots.add(Path(snap.path).name)
         self._pending_snapshot.add(run_id)
 
-    def _on_job_ended(self, job_id: int) -> None:
-        if self.job is None or job_id != self.job.id:
+    def _end_training(self, job_id: int) -> None:
+        """The job's last event is in: training is over for the window (its worker only tidies up now:
+        the child process exits, the next one warms up), so Start and closing need not wait for it."""
+        if self.job is None or job_id != self.job.id or self.training_state == TrainingState.IDLE:
             return
         self._on_flush_timeout()
         run_id = self._job_run.get(job_id)
-        if run_id and self.runs[run_id].status in ("running", "paused", "stopping"):
-            self.runs[run_id].status = "stopped"
-            self.run_changed.emit(run_id)
         if run_id:
-            self.runs[run_id].live = False
-        self._set_training_state("idle")
+            run = self.runs[run_id]
+            if not run.status.ended:
+                run.status = RunStatus.STOPPED
+                self.run_changed.emit(run_id)
+            run.live = False
+        self._set_training_state(TrainingState.IDLE)
+        if not self.job.in_process:
+            self._prepare_standby()  # the next Start finds a warm process
+
+    def _on_job_ended(self, job_id: int) -> None:
+        """The job's worker has finished (after its last event, or without one: a job that died)."""
+        self._end_training(job_id)
 
     def _on_flush_timeout(self) -> None:
         records, self._pending_records = self._pending_records, {}
@@ -452,7 +571,7 @@ class Session(QObject):
             run.collapse_step, run.collapse_verdict = int(record.get("step") or 0), verdict
             self.run_changed.emit(run.id)
 
-    def snapshot(self, run: RunState | None = None, frame: int | None = None) -> dict | None:
+    def snapshot(self, run: RunState | None = None, frame: int | None = None) -> MapSnapshot | None:
         """The snapshot a view shows for ``run``: the time-lapse frame, or the newest."""
         run = run or self.current
         if run is None or not run.snapshots:
@@ -460,13 +579,14 @@ class Session(QObject):
         frame = self.frame if frame is None else frame
         return run.snapshots[frame if 0 <= frame < len(run.snapshots) else -1]
 
-    def shutdown(self, timeout_ms: int = 120_000) -> None:
-        """Stop the training job, wait for every worker thread (the run directory stays complete)."""
+    def shutdown(self) -> None:
+        """The window closes: stop the training job (it saves what it trained) and the warm training
+        process. Waits for nothing: ``explorer.jobs.shutdown`` ends the workers when the window has gone."""
+        self._closed = True
         self._flush.stop()
         self._follow.stop()
         if self.job is not None:
             self.job.stop()
-        jobs.wait_all(timeout_ms)
         from engine.child import discard_standby
 
-        discard_standby()  # the warm training process waiting for a next job
+        discard_standby()  # the warm training process waiting for a next job: nothing in it to keep

@@ -76,8 +76,8 @@ def test_export_dialog_writes_the_chosen_contents_and_the_encoder(qtbot, window,
     assert read_settings(out / "encoder")["files"] == {"safetensors": "encoder.safetensors",
                                                       "torchscript": "encoder.torchscript.pt"}
     encoder = load_encoder(out / "encoder")
-    images = run.dataset.test.images[run.snapshots[-1]["indices"]]
-    np.testing.assert_allclose(encoder.embed(images[:, 0]).numpy(), run.snapshots[-1]["embeddings"],
+    images = run.dataset.test.images[run.snapshots[-1].indices]
+    np.testing.assert_allclose(encoder.embed(images[:, 0]).numpy(), run.snapshots[-1].embeddings,
                                atol=1e-4, rtol=1e-4)
 
 

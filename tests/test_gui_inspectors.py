@@ -1,4 +1,4 @@
-"""Inspectors (explorer/views/inspectors.py) and engine/restore.py, on tiny real runs written by the
+"""Inspectors (explorer/views/inspectors/) and engine/restore.py, on tiny real runs written by the
 training job: each widget is driven through its API (set_run, show_point, its own controls) and what
 it shows is checked against a direct computation on the same run."""
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch
 
 from engine.runs import RunDir, load_snapshot
 from explorer.views.inspectors import (INSPECTORS, AngleView, AugmentationPreview, ContrastiveInspector,
-                                       PairHistogram, PretextDebugger, TripletInspector, in_scroll_area)
+                                       PairHistogram, PretextDebugger, TripletInspector)
+from explorer.views.kit import in_scroll_area
 
 # the offscreen platform says it cannot propagate size hints whenever a window is shown: not ours
 pytestmark = [pytest.mark.timeout(240), pytest.mark.qt_log_level_fail("WARNING"),
@@ -416,10 +417,10 @@ def test_attach_follows_the_sessions_run_and_point(qtbot, runs):
         triplet = widgets[0]
         qtbot.waitUntil(lambda: triplet.result.get("anchor") == row, timeout=10_000)
         assert all(w.row == row for w in widgets)
-        last_step = int(session.current.snapshots[-1]["step"])
+        last_step = int(session.current.snapshots[-1].step)
         assert f"(step {last_step})" in triplet.status.text() and last_step > 0
-        session.set_frame(0)  # the time-lapse back to the first evaluation
-        assert "(step 0)" in triplet.status.text()
+        session.set_frame(0)  # the time-lapse back to the first evaluation: redrawn in a later frame
+        qtbot.waitUntil(lambda: "(step 0)" in triplet.status.text(), timeout=10_000)
         session.set_frame(-1)
         session.open_run(runs["rotation"])
         qtbot.waitUntil(lambda: len(widgets[4].shown_images()) == 4, timeout=10_000)

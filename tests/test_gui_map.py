@@ -11,10 +11,13 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QPolygonF  # noqa: E402
 
+from engine.projection import layout  # noqa: E402
 from explorer import jobs  # noqa: E402
 from explorer.session import RunState, Session  # noqa: E402
-from explorer.views.map_view import MapPanel, MapView, PointCloudItem, argb, points_in_polygon  # noqa: E402
+from explorer.state import MapSnapshot  # noqa: E402
+from explorer.views.map_view import MapPanel, MapView, PointCloudItem, points_in_polygon  # noqa: E402
 from explorer.views.neighbours import SelectionGrid, ThumbnailGrid  # noqa: E402
+from explorer.views.palette import argb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,9 @@ def fake_run(digits, name: str, noise: float = 0.0) -> RunState:
     run.dataset = digits
     for step, eps in ((0, 0.0), (10, 0.05 + noise)):
         emb = x + eps * rng.normal(size=x.shape).astype(np.float32)
-        run.snapshots.append({"step": step, "epoch": step / 10, "embeddings": emb,
-                              "indices": np.arange(len(test)), "labels": test.labels})
-        run.coords[(len(run.snapshots) - 1, "pca")] = jobs.project("pca", emb)
+        run.snapshots.append(MapSnapshot(step=step, epoch=step / 10, embeddings=emb, indices=np.arange(len(test)),
+                                         labels=test.labels))
+        run.coords[(len(run.snapshots) - 1, "pca")] = layout("pca", emb)
     return run
 
 
@@ -183,7 +186,7 @@ def test_colourings_agree_with_their_peers(qtbot, session, digits):
     qtbot.addWidget(view)
     add(session, run)
     snap = run.snapshots[-1]
-    emb, labels = snap["embeddings"], snap["labels"]
+    emb, labels = snap.embeddings, snap.labels
 
     session.set_colour_by("class")
     assert [name for name, _ in view._legend_entries] == digits.class_names
@@ -205,7 +208,7 @@ def test_colourings_agree_with_their_peers(qtbot, session, digits):
 
     session.set_colour_by("triplet")
     anchor = 17
-    session.select_point(int(snap["indices"][anchor]))
+    session.select_point(int(snap.indices[anchor]))
     cats = anchor_categories(emb, labels, anchor)  # the triplet loss's default definition
     counts = np.bincount(cats.codes, minlength=len(CATEGORY_NAMES))
     legend = dict(view._legend_entries)
@@ -225,7 +228,7 @@ def test_side_by_side_maps_share_the_selection(qtbot, session, digits):
     session.set_compare("b")
     assert panel.secondary.isVisibleTo(panel) and panel.secondary.run() is b
     assert panel.primary.point_count == panel.secondary.point_count == 300
-    row = int(a.snapshots[-1]["indices"][42])
+    row = int(a.snapshots[-1].indices[42])
     session.select_point(row)
     for view, run in ((panel.primary, a), (panel.secondary, b)):
         np.testing.assert_allclose(view.point_mark.data["x"], [run.coords[(1, "pca")][42, 0]], rtol=1e-6)
@@ -247,9 +250,9 @@ def test_projection_is_computed_in_the_background_and_stale_results_are_not_draw
     qtbot.addWidget(view)
     add(session, run)
     assert view.point_count == 0 and "computing" in view.note.text()
-    first = view._request[0]
+    assert session.projections_computing() == [("a", 1, "pca")]
     session.set_frame(0)  # a newer request overtakes the first
-    assert view._request[0] != first
+    assert session.projections_computing()[-1] == ("a", 0, "pca")
     qtbot.waitUntil(lambda: view.point_count == 300 and view._frame == 0, timeout=60_000)
     qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=60_000)
     assert view._frame == 0  # the older request's result (frame 1) was cached, not drawn
@@ -269,7 +272,7 @@ def test_trails_and_centroids(qtbot, session, digits):
     np.testing.assert_allclose(np.column_stack([x, y])[1::3], run.coords[(1, "pca")])
     assert np.isnan(x[2::3]).all()
     session.set_centroids(True)
-    labels = run.snapshots[-1]["labels"]
+    labels = run.snapshots[-1].labels
     means = np.array([run.coords[(1, "pca")][labels == c].mean(0) for c in range(10)])
     np.testing.assert_allclose(np.column_stack([view.centroid_marks.data["x"], view.centroid_marks.data["y"]]),
                                means, rtol=1e-5)
@@ -289,10 +292,10 @@ def test_triplet_colouring_uses_the_run_s_own_margin(qtbot, session, digits):
     add(session, run)
     session.set_colour_by("triplet")
     snap = run.snapshots[-1]
-    session.select_point(int(snap["indices"][17]))
+    session.select_point(int(snap.indices[17]))
     legend = dict(view._legend_entries)
-    mine = anchor_categories(snap["embeddings"], snap["labels"], 17, TripletDefinition(margin=0.05))
-    default = anchor_categories(snap["embeddings"], snap["labels"], 17)
+    mine = anchor_categories(snap.embeddings, snap.labels, 17, TripletDefinition(margin=0.05))
+    default = anchor_categories(snap.embeddings, snap.labels, 17)
     assert (mine.codes != default.codes).any()  # the margin matters on this anchor
     counts = np.bincount(mine.codes, minlength=len(CATEGORY_NAMES))
     for i, n in enumerate(CATEGORY_NAMES):
@@ -303,7 +306,7 @@ def test_triplet_colouring_uses_the_run_s_own_margin(qtbot, session, digits):
 def test_the_map_badge_names_the_worst_verdict_so_far_in_its_colour(qtbot, session, digits):
     """A near collapse that becomes complete is badged as complete, from the step it became so, in
     the Collapse panel's red (amber before)."""
-    from explorer.views.curves import verdict_style
+    from explorer.views.palette import verdict_style
 
     run = fake_run(digits, "c")
     view = MapView(session)

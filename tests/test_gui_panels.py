@@ -1,5 +1,6 @@
-"""Curve and health panels (explorer/views/curves.py, explorer/views/health.py), fed the records of a
-real short run written by the command line, and records made by the engine's own computations."""
+"""The record panels (explorer/views/loss.py, probe.py, collapse.py, triplets.py, properties.py), fed
+the records of a real short run written by the command line, and records made by the engine's own
+computations."""
 from __future__ import annotations
 
 import math
@@ -9,8 +10,13 @@ import pytest
 
 from engine.metrics import collapse
 from engine.runs import RunDir
-from explorer.views.curves import BAD, LossPlot, ProbePlot, bin_mean, decimate, ema
-from explorer.views.health import SOURCES, CollapsePanel, PropertiesPanel, TripletPanel
+from explorer.views.collapse import CollapsePanel
+from explorer.views.loss import LossPlot
+from explorer.views.palette import BAD
+from explorer.views.probe import ProbePlot
+from explorer.views.properties import PropertiesPanel
+from explorer.views.series import bin_mean, decimate, ema
+from explorer.views.triplets import SOURCES, TripletPanel
 
 pytestmark = pytest.mark.timeout(120)
 

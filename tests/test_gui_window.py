@@ -1,7 +1,8 @@
 """The window end to end (pytest-qt, offscreen): training in a worker thread, the map, the neighbours
 panel, invalid fields, failed jobs, opened and followed runs, export, closing during training.
 
-Runs are tiny digits runs on the CPU. Nothing waits with time.sleep: qtbot.waitSignal/waitUntil.
+Runs are tiny digits runs on the CPU. Nothing waits with time.sleep: qtbot.waitSignal/waitUntil (the
+one fixed wait checks that nothing arrives while paused).
 """
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ def run_to_end(qtbot, w: MainWindow, **kw):
     qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.session.training_state == "idle", timeout=TIMEOUT)
     run = w.session.current
-    qtbot.waitUntil(lambda: w.map_panel.primary.point_count == len(run.snapshots[-1]["indices"]), timeout=TIMEOUT)
+    view = w.map_panel.primary
+    qtbot.waitUntil(lambda: view.point_count == len(run.snapshots[-1].indices)
+                    and view.shown_frame == len(run.snapshots) - 1, timeout=TIMEOUT)  # the newest snapshot
     return run
 
 
@@ -85,17 +88,18 @@ def test_start_pause_resume_stop(qtbot, window):
     assert w.training_panel.progress_bar.value() == 0
     with qtbot.waitSignal(s.records_added, timeout=TIMEOUT, check_params_cb=has_kind("step")):
         qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitSignal(s.snapshot_added, timeout=TIMEOUT, raising=False)
+    qtbot.waitUntil(lambda: len(s.current.snapshots) > 0, timeout=TIMEOUT)  # the step-0 evaluation's
     qtbot.waitUntil(lambda: w.map_panel.primary.point_count > 0, timeout=TIMEOUT)
     run = s.current
-    assert w.map_panel.primary.point_count == len(run.snapshots[-1]["indices"]) == 597  # the digits test split
+    assert w.map_panel.primary.point_count == len(run.snapshots[-1].indices) == 597  # the digits test split
     qtbot.waitUntil(lambda: w.training_panel.progress_bar.value() > 0, timeout=TIMEOUT)
     assert "img/s" in w.training_panel.progress_bar.format()
     assert w.findChild(type(w.map_panel.primary.plot), "projection_view") is not None
 
     qtbot.mouseClick(w.training_panel.pause_button, Qt.MouseButton.LeftButton)
+    # "paused" once the job holds (engine.events.Paused, after its last step's event), not at the click
+    qtbot.waitUntil(lambda: s.training_state == "paused", timeout=TIMEOUT)
     assert s.training_state == "paused" and w.training_panel.pause_button.text() == "Resume"
-    qtbot.wait(300)  # let a step already under way arrive
     paused_at = steps(run)
     qtbot.wait(800)
     assert steps(run) == paused_at, "steps arrived while paused"
@@ -110,6 +114,21 @@ def test_start_pause_resume_stop(qtbot, window):
     summary = json.loads((run.path / "summary.json").read_text())
     assert summary["stopped"] is True and summary["steps"] < 1000
     assert w.training_panel.start_button.isEnabled()
+
+
+def test_each_tab_group_shows_one_tab_bar(qtbot, window):
+    """Qt leaves a stale tab bar on screen when a dock is tabbed into a group that is not the first of
+    its area (it covered the training form); the window hides them."""
+    from PySide6.QtWidgets import QTabBar
+
+    def groups():
+        bars = [b for b in window.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+                if b.isVisible()]
+        return sorted(sorted(b.tabText(i) for i in range(b.count())) for b in bars)
+
+    expected = [["Angles", "Collapse", "Pairs", "Probe", "Triplets"], ["Augmentations", "Runs"],
+                ["Log", "Loss", "Properties"], ["Neighbours", "Selection"], ["Pretext task", "SimCLR views", "Triplet"]]
+    qtbot.waitUntil(lambda: groups() == expected, timeout=5000)
 
 
 def test_training_falls_back_to_a_thread_when_no_process_can_start(qtbot, window, monkeypatch):
@@ -152,29 +171,29 @@ def test_click_point_shows_its_embedding_neighbours(qtbot, window):
     hover_over(view.plot.viewport(), pos)  # hover: the thumbnail and the label
     qtbot.waitUntil(lambda: view.hover.isVisible(), timeout=5000)
     assert view.hover.image.pixmap() is not None and not view.hover.image.pixmap().isNull()
-    hovered = run.snapshot_row(snap, int(view.hover.text.text().split("test image ")[1]))
-    assert run.class_names[snap["labels"][hovered]] in view.hover.text.text()
+    hovered = snap.row_of(int(view.hover.text.text().split("test image ")[1]))
+    assert run.class_names[snap.labels[hovered]] in view.hover.text.text()
     qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert s.selected_row >= 0
-    clicked = run.snapshot_row(snap, s.selected_row)
+    clicked = snap.row_of(s.selected_row)
     assert np.hypot(*(view.cloud.positions[clicked] - view.cloud.positions[i])) < 1e-3 + \
         10 * max(view.vb.viewPixelSize())  # the point under the cursor (or one drawn on top of it)
 
     panel = w.neighbours_panel
     assert panel.objectName() == "neighbours_panel"
     k = panel.k_spin.value()
-    d, idx = knn(snap["embeddings"][clicked:clicked + 1], snap["embeddings"], k + 1, metric="cosine")
+    d, idx = knn(snap.embeddings[clicked:clicked + 1], snap.embeddings, k + 1, metric="cosine")
     keep = idx[0] != clicked
-    np.testing.assert_array_equal(panel.neighbour_rows, snap["indices"][idx[0][keep][:k]])
+    np.testing.assert_array_equal(panel.neighbour_rows, snap.indices[idx[0][keep][:k]])
     np.testing.assert_allclose(panel.neighbour_distances, d[0][keep][:k], atol=1e-5)
     shown = [b for b in panel.grid.buttons if b.isVisible()]
     assert len(shown) == k and not shown[0].icon().isNull()
     assert view.point_mark.data is not None and len(view.point_mark.data) == 1  # highlighted on the map
 
     panel.metric_combo.setCurrentText("euclidean")
-    d, idx = knn(snap["embeddings"][clicked:clicked + 1], snap["embeddings"], k + 1, metric="euclidean")
+    d, idx = knn(snap.embeddings[clicked:clicked + 1], snap.embeddings, k + 1, metric="euclidean")
     keep = idx[0] != clicked
-    np.testing.assert_array_equal(panel.neighbour_rows, snap["indices"][idx[0][keep][:k]])
+    np.testing.assert_array_equal(panel.neighbour_rows, snap.indices[idx[0][keep][:k]])
 
     first = int(panel.neighbour_rows[0])
     qtbot.mouseClick(shown[0], Qt.MouseButton.LeftButton)  # walk to the nearest neighbour
@@ -273,7 +292,8 @@ def test_the_collapse_control_marks_the_map_with_one_point(qtbot, window):
     run = w.session.current
     assert run.status == "finished" and run.collapse_verdict == "complete collapse"
     view = w.map_panel.primary
-    qtbot.waitUntil(lambda: view.point_count == len(run.snapshots[-1]["indices"]), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: view.point_count == len(run.snapshots[-1].indices)
+                    and view.shown_frame == len(run.snapshots) - 1, timeout=TIMEOUT)  # the newest snapshot
     assert view.badge.isVisibleTo(view) and "complete collapse from step" in view.badge.text()
     assert "one point" in view.title.text()
     assert not np.ptp(view.cloud.positions, axis=0).any()  # every point drawn at the same place
@@ -379,16 +399,16 @@ def test_export_writes_files_that_load_back(qtbot, window, cli_run, tmp_path):
     written = export_all(w, out)
     assert all(p.exists() for p in written)
     snap = run.snapshots[-1]
-    np.testing.assert_array_equal(np.load(out / "embeddings.npy"), snap["embeddings"])
-    np.testing.assert_array_equal(np.load(out / "indices.npy"), snap["indices"])
+    np.testing.assert_array_equal(np.load(out / "embeddings.npy"), snap.embeddings)
+    np.testing.assert_array_equal(np.load(out / "indices.npy"), snap.indices)
     table = np.loadtxt(out / "embeddings.csv", delimiter=",", skiprows=1)
-    np.testing.assert_allclose(table[:, 2:], snap["embeddings"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(table[:, 2:], snap.embeddings, rtol=1e-5, atol=1e-6)
     coords = np.load(out / "coords.npy")
     assert coords.shape == (597, 2)
     np.testing.assert_allclose(np.loadtxt(out / "coords.csv", delimiter=",", skiprows=1, usecols=(3, 4)),
                                coords, rtol=1e-5, atol=1e-6)
     proj = out / "projector"
-    np.testing.assert_allclose(np.loadtxt(proj / "tensors.tsv", delimiter="\t"), snap["embeddings"],
+    np.testing.assert_allclose(np.loadtxt(proj / "tensors.tsv", delimiter="\t"), snap.embeddings,
                                rtol=1e-5, atol=1e-6)
     meta = (proj / "metadata.tsv").read_text().splitlines()
     assert meta[0] == "index\tlabel\tclass" and len(meta) == 598

@@ -16,45 +16,24 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainterPath, QPen, QPixmap
+from PySide6.QtGui import QColor, QImage, QPainterPath
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
                                QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
-from explorer import jobs
+from engine.projection import PROJECTIONS
 from explorer.session import COLOURINGS, RunState, Session
+from explorer.state import MapSnapshot
 from explorer.views import wrapped_tooltip
+from explorer.views.kit import FRAMES, thumbnail_pixmap
+from explorer.views.palette import (BACKGROUND, RIGHT, SELECTION, UNLABELLED, WRONG, argb, class_palette,
+                                    map_triplet_colours, ramp, verdict_style)
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
-UNLABELLED = "#b0b0b0"
-TRIPLET_COLOURS = {"anchor": "#000000", "positive": "#1f77b4", "easy negative": "#c8c8c8",
-                   "semi-hard negative": "#ff9f1c", "hard negative": "#d62728", "unlabelled": "#e0e0e0",
-                   "negative": "#9a9a9a"}
 ANIMATION_MS = 300
 
 
-def argb(colour: str | QColor) -> int:
-    c = QColor(colour)
-    return (0xFF << 24) | (c.red() << 16) | (c.green() << 8) | c.blue()
-
-
-def class_palette(n: int) -> np.ndarray:
-    """``n`` distinct opaque ARGB colours (tab20, then evenly spaced hues)."""
-    colours = [argb(c) for c in PALETTE[:n]]
-    for i in range(len(colours), n):
-        colours.append(argb(QColor.fromHsvF((i * 0.618034) % 1.0, 0.65, 0.85)))
-    return np.asarray(colours, dtype=np.uint32)
-
-
-def ramp(values: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] as a red (0) - amber - green (1) ramp, ARGB."""
-    v = np.clip(np.nan_to_num(values, nan=0.0), 0, 1)
-    r = np.where(v < 0.5, 215, (1 - (v - 0.5) * 2) * 215 + (v - 0.5) * 2 * 40)
-    g = np.where(v < 0.5, 40 + v * 2 * 150, 190 - (v - 0.5) * 2 * 30)
-    b = np.full_like(v, 50.0)
-    return (0xFF000000 | (r.astype(np.uint32) << 16) | (g.astype(np.uint32) << 8) | b.astype(np.uint32)
-            ).astype(np.uint32)
+def projection_label(name: str) -> str:
+    """The name a person reads for a projection of ``engine.projection.PROJECTIONS``."""
+    return PROJECTIONS.get(name).label if name in PROJECTIONS else name
 
 
 class PointCloudItem(pg.GraphicsObject):
@@ -169,7 +148,7 @@ class MapViewBox(pg.ViewBox):
         self.select_mode = "pan"  # pan, rect, lasso
         self._path: list[QPointF] = []
         self._outline = pg.QtWidgets.QGraphicsPathItem()
-        self._outline.setPen(pg.mkPen("#ff9f1c", width=1.5, style=Qt.PenStyle.DashLine))
+        self._outline.setPen(pg.mkPen(SELECTION, width=1.5, style=Qt.PenStyle.DashLine))
         self._outline.setBrush(pg.mkBrush(255, 159, 28, 40))
         self._outline.setZValue(1e6)
         self._outline.hide()
@@ -246,19 +225,6 @@ class HoverCard(QFrame):
         self.hide()
 
 
-def thumbnail_pixmap(image: np.ndarray, size: int) -> QPixmap:
-    """A uint8 (H, W) or (H, W, 3) image as a pixmap of about ``size`` pixels, crisp (no smoothing)."""
-    image = np.ascontiguousarray(image)
-    h, w = image.shape[:2]
-    if image.ndim == 2:
-        q = QImage(image.data, w, h, w, QImage.Format.Format_Grayscale8)
-    else:
-        q = QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    q = q.copy()  # own the pixels: the numpy array may go away
-    mode = Qt.TransformationMode.FastTransformation if max(h, w) < size else Qt.TransformationMode.SmoothTransformation
-    return QPixmap.fromImage(q.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
-
-
 class MapView(QWidget):
     """One map bound to a run of the session: the current run ("primary") or the compared one."""
 
@@ -277,7 +243,7 @@ class MapView(QWidget):
         self.trails = pg.PlotCurveItem(pen=pg.mkPen(120, 120, 120, 60, width=1), connect="finite")
         self.trails.setZValue(-1)
         self.plot.addItem(self.trails, ignoreBounds=True)
-        self.selection_marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen("#ff9f1c", width=1.5), brush=None)
+        self.selection_marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen(SELECTION, width=1.5), brush=None)
         self.neighbour_marks = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#222222", width=1.5), brush=None)
         # the clicked point: a dark ring inside a white one, visible on every colouring and theme
         self.point_mark = pg.ScatterPlotItem(size=22, pen=pg.mkPen("#111111", width=3.5), brush=None)
@@ -310,9 +276,6 @@ class MapView(QWidget):
         self._target = np.zeros((0, 2), dtype=np.float32)
         self._start = np.zeros((0, 2), dtype=np.float32)
         self._colours = np.zeros(0, dtype=np.uint32)
-        self._request: tuple[int, tuple] | None = None
-        self._pending: set[tuple] = set()
-        self._request_keys: dict[int, tuple] = {}
         self._cache: dict[tuple, np.ndarray] = {}  # colourings: (run, frame, method, mode, anchor)
         self._anim = QTimer(self, interval=16)
         self._anim.timeout.connect(self._on_anim_timeout)
@@ -328,6 +291,7 @@ class MapView(QWidget):
         session.run_selected.connect(lambda _: self.refresh())
         session.compare_changed.connect(lambda _: self.refresh())
         session.run_changed.connect(self._on_session_run_changed)
+        session.coords_ready.connect(self._on_session_coords_ready)
         session.point_selected.connect(self._on_session_point_selected)
         session.rows_selected.connect(lambda _: self._update_marks())
         session.neighbours_changed.connect(lambda _: self._update_marks())
@@ -344,13 +308,18 @@ class MapView(QWidget):
     def point_count(self) -> int:
         return len(self.cloud.positions)
 
+    @property
+    def shown_frame(self) -> int:
+        """The index of the snapshot drawn now (the map redraws a frame after a snapshot arrives)."""
+        return self._frame
+
     def shown_rows(self) -> np.ndarray:
         """Test-split rows of the points now on the map (in drawing order)."""
         return self._indices
 
     def set_theme(self, dark: bool) -> None:
         self.dark = dark
-        self.plot.setBackground("#1e1f22" if dark else "#ffffff")
+        self.plot.setBackground(BACKGROUND[dark])
         self.neighbour_marks.setPen(pg.mkPen("#f0f0f0" if dark else "#222222", width=1.5))
         self.refresh()
 
@@ -358,12 +327,18 @@ class MapView(QWidget):
     def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
         run = self.run()
         if run is not None and run.id == run_id and self.session.frame < 0:
-            self.refresh()
+            FRAMES.add(self, self.refresh)  # in turn with the panels the snapshot changes: one a frame
 
     def _on_session_run_changed(self, run_id: str) -> None:
         run = self.run()
         if run is not None and run.id == run_id:
             self._update_badge(run)
+
+    def _on_session_coords_ready(self, run_id: str, frame: int, projection: str) -> None:
+        run = self.run()
+        if run is not None and run.id == run_id and run.snapshots and self.frame_index(run) == frame \
+                and projection == self.session.projection:
+            self.refresh()  # the map this view waits for; others (older frames) are only kept
 
     def refresh(self) -> None:
         """Show the run's snapshot of the current frame in the current projection and colouring."""
@@ -384,13 +359,13 @@ class MapView(QWidget):
         frame = self.frame_index(run)
         snap = run.snapshots[frame]
         method = self.session.projection
-        coords = self.coords_for(run, frame, method)
+        coords = self.session.coords(run, frame, method)
         self._update_badge(run)
-        label = jobs.PROJECTION_LABELS.get(method, method)
+        label = projection_label(method)
         from engine.projection import all_equal
 
-        one_point = len(snap["embeddings"]) > 1 and all_equal(np.asarray(snap["embeddings"]))
-        self.title.setText(f"{run.name} — step {snap['step']} (epoch {snap['epoch']:.2f}) — {label}"
+        one_point = len(snap.embeddings) > 1 and all_equal(snap.embeddings)
+        self.title.setText(f"{run.name} — step {snap.step} (epoch {snap.epoch:.2f}) — {label}"
                            + (" — every image has the same embedding: one point" if one_point else ""))
         self.title.adjustSize()
         if coords is None:
@@ -400,53 +375,8 @@ class MapView(QWidget):
         colours = self.colours_for(run, frame, snap, coords)
         same_points = run.id == self._run_id and len(coords) == len(self._target)
         self._run_id, self._frame = run.id, frame
-        self._show(coords, colours, np.asarray(snap["indices"]), np.asarray(snap["labels"]),
-                   animate=same_points and self.animate)
+        self._show(coords, colours, snap.indices, snap.labels, animate=same_points and self.animate)
         self._update_trails(run, frame, method)
-
-    def coords_for(self, run: RunState, frame: int, method: str) -> np.ndarray | None:
-        """The 2D map of a snapshot: cached, the engine's (when it drew this projection), or requested."""
-        key = (frame, method)
-        if key in run.coords:
-            return run.coords[key]
-        snap = run.snapshots[frame]
-        if "coords" in snap and method == run.config.get("projection", "umap"):
-            run.coords[key] = np.asarray(snap["coords"], dtype=np.float32)
-            return run.coords[key]
-        pending_key = (run.id, frame, method)
-        if pending_key not in self._pending:
-            self._pending.add(pending_key)
-            previous = run.coords.get((frame - 1, method))
-            request_id = jobs.next_id()
-            self._request = (request_id, pending_key)
-            jobs.run_in_background(jobs.project, method, np.asarray(snap["embeddings"]), previous,
-                                   on_done=self._on_projection_done, on_failed=self._on_projection_failed,
-                                   request_id=request_id)
-            self._request_keys[request_id] = pending_key
-        else:
-            for rid, k in self._request_keys.items():
-                if k == pending_key:
-                    self._request = (rid, pending_key)
-        return None
-
-    def _on_projection_done(self, request_id: int, coords) -> None:
-        key = self._request_keys.pop(request_id, None)
-        if key is None:
-            return
-        self._pending.discard(key)
-        run_id, frame, method = key
-        run = self.session.runs.get(run_id)
-        if run is not None and frame < len(run.snapshots):
-            run.coords[(frame, method)] = coords  # a valid map of that snapshot, kept for scrubbing
-        if self._request is not None and self._request[0] == request_id:
-            self._request = None
-            self.refresh()  # only the newest request redraws; older results were only cached
-
-    def _on_projection_failed(self, request_id: int, message: str) -> None:
-        key = self._request_keys.pop(request_id, None)
-        if key is not None:
-            self._pending.discard(key)
-        self._set_note(f"the map could not be drawn: {message}")
 
     def _set_note(self, text: str) -> None:
         self.note.setText(text)
@@ -491,10 +421,10 @@ class MapView(QWidget):
             self._anim.stop()
 
     # colourings ----------------------------------------------------------------------------------
-    def colours_for(self, run: RunState, frame: int, snap: dict, coords: np.ndarray) -> np.ndarray:
+    def colours_for(self, run: RunState, frame: int, snap: MapSnapshot, coords: np.ndarray) -> np.ndarray:
         mode = self.session.colour_by
-        labels = np.asarray(snap["labels"])
-        anchor = run.snapshot_row(snap, self.session.selected_row) if mode == "triplet" else None
+        labels = snap.labels
+        anchor = snap.row_of(self.session.selected_row) if mode == "triplet" else None
         key = (run.id, frame, self.session.projection if mode == "overlap" else "", mode, anchor, self.dark)
         if key in self._cache:
             colours, self._legend_entries = self._cache[key]
@@ -511,22 +441,27 @@ class MapView(QWidget):
             from engine.metrics.clusters import kmeans
 
             k = max(2, len(names) or 10)
-            clusters = (np.asarray(snap["clusters"]) if "clusters" in snap
-                        else np.asarray(kmeans(np.asarray(snap["embeddings"]), k, seed=0, n_init=1)))
+            clusters = (snap.clusters if snap.clusters is not None
+                        else np.asarray(kmeans(snap.embeddings, k, seed=0, n_init=1)))
             k = max(k, int(clusters.max(initial=0)) + 1)
             pal = class_palette(k)
             colours = pal[clusters % k]
             entries = [(f"cluster {i}", int(pal[i])) for i in range(k)]
         elif mode == "correct":
-            correct = self._knn_correct(snap)
-            colours = np.where(labels < 0, argb(UNLABELLED),
-                               np.where(correct, argb("#2ca02c"), argb("#d62728"))).astype(np.uint32)
-            entries = [(f"kNN right ({correct[labels >= 0].mean():.0%})", argb("#2ca02c")),
-                       ("kNN wrong", argb("#d62728"))]
+            from engine.metrics.properties import knn_loo_correct
+
+            # the Properties panel's leave-one-out 10-NN vote, point by point
+            correct = knn_loo_correct(snap.embeddings, labels, k=min(10, len(labels) - 1))
+            if correct is None:
+                colours = np.full(len(labels), argb(UNLABELLED), dtype=np.uint32)
+                entries = [("no kNN vote: fewer than two classes are labelled", argb(UNLABELLED))]
+            else:
+                colours = np.where(labels < 0, argb(UNLABELLED), np.where(correct, argb(RIGHT), argb(WRONG)))
+                entries = [(f"kNN right ({correct[labels >= 0].mean():.0%})", argb(RIGHT)), ("kNN wrong", argb(WRONG))]
         elif mode == "overlap":
-            engine_map = "coords" in snap and self.session.projection == run.config.get("projection", "umap")
-            overlap = (np.asarray(snap["neighbour_overlap"]) if engine_map and "neighbour_overlap" in snap
-                       else neighbour_overlap(np.asarray(snap["embeddings"]), coords))
+            engine_map = snap.coords is not None and self.session.projection == run.config.get("projection", "umap")
+            overlap = (snap.neighbour_overlap if engine_map and snap.neighbour_overlap is not None
+                       else neighbour_overlap(snap.embeddings, coords))
             colours = ramp(overlap)
             entries = [(f"10-NN kept in 2D: 100% (mean {overlap.mean():.0%})", int(ramp(np.array([1.0]))[0])),
                        ("50%", int(ramp(np.array([0.5]))[0])), ("0%", int(ramp(np.array([0.0]))[0]))]
@@ -537,35 +472,21 @@ class MapView(QWidget):
         self._cache[key] = (colours, entries)
         return colours
 
-    def _knn_correct(self, snap: dict, k: int = 10) -> np.ndarray:
-        """Leave-one-out kNN vote on the snapshot: is each point's label its neighbours' majority?"""
-        from engine.neighbours import knn
-
-        emb, labels = np.asarray(snap["embeddings"]), np.asarray(snap["labels"])
-        k = min(k, len(emb) - 1)
-        _, idx = knn(emb, emb, k, exclude_self=True)
-        votes = labels[idx]
-        n_classes = int(labels.max(initial=0)) + 1
-        counts = np.zeros((len(emb), n_classes + 1), dtype=np.int64)
-        np.add.at(counts, (np.repeat(np.arange(len(emb)), k), np.where(votes < 0, n_classes, votes).ravel()), 1)
-        return counts[:, :n_classes].argmax(1) == labels
-
-    def _triplet_colours(self, run, snap, labels, anchor):
-        entries = [(name, argb(c)) for name, c in TRIPLET_COLOURS.items() if name != "unlabelled"]
-        if anchor is None:
-            self._set_note("click a point: it becomes the anchor")
-            return np.full(len(labels), argb("#c8c8c8"), dtype=np.uint32), entries
+    def _triplet_colours(self, run: RunState, snap: MapSnapshot, labels: np.ndarray, anchor: int | None):
         from engine.methods import run_triplet_definition
         from engine.metrics.triplets import CATEGORY_NAMES, TripletDefinition, anchor_categories
 
+        palette = map_triplet_colours(self.dark)
+        entries = [(name, palette[name]) for name in CATEGORY_NAMES if name != "unlabelled"]
+        if anchor is None:
+            self._set_note("click a point: it becomes the anchor")
+            return np.full(len(labels), argb("#c8c8c8"), dtype=np.uint32), entries
         try:  # the run's own definition (a triplet run's margin and distance), as in its evaluations
             definition = run_triplet_definition(run.config)
         except ValueError:
             definition = TripletDefinition()
-        cats = anchor_categories(np.asarray(snap["embeddings"]), labels, int(anchor), definition)
-        lut = np.array([argb(TRIPLET_COLOURS[n]) for n in CATEGORY_NAMES], dtype=np.uint32)
-        if self.dark:
-            lut[CATEGORY_NAMES.index("anchor")] = argb("#ffffff")
+        cats = anchor_categories(snap.embeddings, labels, int(anchor), definition)
+        lut = np.array([palette[n] for n in CATEGORY_NAMES], dtype=np.uint32)
         counts = np.bincount(cats.codes, minlength=len(CATEGORY_NAMES))
         entries = [(f"{n} ({counts[i]})", int(lut[i])) for i, n in enumerate(CATEGORY_NAMES) if counts[i]]
         return lut[cats.codes], entries
@@ -648,8 +569,6 @@ class MapView(QWidget):
             self.badge.hide()
             self.plot.setStyleSheet("")
         else:
-            from explorer.views.curves import verdict_style
-
             _, fg, bg = verdict_style(run.collapse_verdict or "complete collapse", self.dark)
             self.badge.setText(f"⚠ {run.collapse_verdict or 'collapse'} from step {step}")
             self.badge.setStyleSheet(f"color: {fg}; background: {bg};")  # amber or red, as the Collapse panel
@@ -752,8 +671,8 @@ class MapPanel(QWidget):
         bar = QHBoxLayout()
         bar.setContentsMargins(6, 4, 6, 0)
         self.projection_combo = QComboBox(objectName="projection_combo")
-        for m in jobs.PROJECTIONS:
-            self.projection_combo.addItem(jobs.PROJECTION_LABELS[m], m)
+        for name in PROJECTIONS.names():
+            self.projection_combo.addItem(projection_label(name), name)
         self.projection_combo.setToolTip(wrapped_tooltip(
             "How the embeddings are flattened to 2D. The engine's own map (its projection setting) comes "
             "with each snapshot; the others are computed here, in the background."))
@@ -879,4 +798,4 @@ class MapPanel(QWidget):
         snap = self.session.snapshot(run)
         i = self.slider.value()
         live = " (newest)" if self.session.frame < 0 else ""
-        self.time_label.setText(f"{i + 1}/{len(run.snapshots)} · step {snap['step']} · epoch {snap['epoch']:.2f}{live}")
+        self.time_label.setText(f"{i + 1}/{len(run.snapshots)} · step {snap.step} · epoch {snap.epoch:.2f}{live}")

@@ -12,13 +12,12 @@ from collections import Counter
 import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFontMetrics, QIcon
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QToolButton, QWidget
 
 from explorer.session import Session
 from explorer.views import wrapped_tooltip
 from explorer.views.flow import FlowLayout
-from explorer.views.map_view import thumbnail_pixmap
+from explorer.views.kit import FRAMES, Panel, thumbnail_pixmap
 
 THUMB = 56
 
@@ -67,7 +66,10 @@ class ThumbnailGrid(QWidget):
             b.hide()
 
 
-class NeighboursPanel(QWidget):
+class NeighboursPanel(Panel):
+    name = "neighbours_panel"
+    dock_name = "neighbours"
+    dock_title = "Neighbours"
     help_text = ("The clicked image and its k nearest neighbours in the embedding space itself, nearest "
                  "first, with their class and distance (cosine distance 1 - cos, or euclidean). This is "
                  "what a retrieval system built on this representation would return, and what the kNN "
@@ -76,7 +78,6 @@ class NeighboursPanel(QWidget):
 
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setObjectName("neighbours_panel")
         self.session = session
         self.neighbour_rows = np.zeros(0, dtype=np.int64)
         self.neighbour_distances = np.zeros(0, dtype=np.float32)
@@ -111,8 +112,7 @@ class NeighboursPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout = self.body
         layout.addLayout(head)
         layout.addLayout(controls)
         layout.addWidget(QLabel("Nearest in embedding space:"))
@@ -128,9 +128,9 @@ class NeighboursPanel(QWidget):
 
     def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
         if run_id == self.session.current_id and self.session.frame < 0 and self.session.selected_row >= 0:
-            self.update_neighbours()
+            FRAMES.add(self, self.update_neighbours)  # in turn with the panels the snapshot changes
 
-    def _index(self, snap: dict, metric: str):
+    def _index(self, snap, metric: str):
         """A neighbour index of the snapshot's embeddings, built once per snapshot and metric."""
         key = (id(snap), metric)
         if self._index_cache is not None and self._index_cache[0] == key:
@@ -139,7 +139,7 @@ class NeighboursPanel(QWidget):
             from engine.neighbours import NeighbourIndex
         except ImportError:
             return None
-        index = NeighbourIndex(np.asarray(snap["embeddings"]), metric=metric)
+        index = NeighbourIndex(snap.embeddings, metric=metric)
         self._index_cache = (key, index)
         return index
 
@@ -147,7 +147,7 @@ class NeighboursPanel(QWidget):
         s = self.session
         run, row = s.current, s.selected_row
         snap = s.snapshot(run) if run is not None else None
-        pos = run.snapshot_row(snap, row) if snap is not None and row >= 0 else None
+        pos = snap.row_of(row) if snap is not None and row >= 0 else None
         if pos is None:
             self.neighbour_rows = np.zeros(0, dtype=np.int64)
             self.neighbour_distances = np.zeros(0, dtype=np.float32)
@@ -156,7 +156,7 @@ class NeighboursPanel(QWidget):
             self.grid.show_items([])
             s.set_neighbour_rows(self.neighbour_rows)
             return
-        emb = np.asarray(snap["embeddings"])
+        emb = snap.embeddings
         metric = self.metric_combo.currentText()
         k = min(self.k_spin.value(), len(emb) - 1)
         index = self._index(snap, metric)
@@ -168,14 +168,14 @@ class NeighboursPanel(QWidget):
             d, i = knn(emb[pos:pos + 1], emb, k + 1, metric=metric)
             keep = i[0] != pos
             dist, idx = d[0][keep][:k], i[0][keep][:k]
-        indices, labels = np.asarray(snap["indices"]), np.asarray(snap["labels"])
+        indices, labels = snap.indices, snap.labels
         self.neighbour_rows = indices[idx]
         self.neighbour_distances = np.asarray(dist, dtype=np.float32)
         names = run.class_names
         ds = run.dataset
         label = int(labels[pos])
         same = int((labels[idx] == label).sum()) if label >= 0 else 0
-        self.info.setText(f"<b>{_label_name(names, label)}</b> · test image {row}<br>step {snap['step']}"
+        self.info.setText(f"<b>{_label_name(names, label)}</b> · test image {row}<br>step {snap.step}"
                           + (f"<br>{same} of {k} neighbours share its class" if label >= 0 else ""))
         if ds is not None:
             self.image.setPixmap(thumbnail_pixmap(ds.thumbnail("test", row), 124))
@@ -192,16 +192,18 @@ class NeighboursPanel(QWidget):
         s.set_neighbour_rows(self.neighbour_rows)
 
 
-class SelectionGrid(QWidget):
+class SelectionGrid(Panel):
     """The images of the points selected with the rectangle or the lasso."""
 
+    name = "selection_grid"
+    dock_name = "selection"
+    dock_title = "Selection"
     help_text = ("The images inside the rectangle or lasso drawn on the map, with a count per class: "
                  "what a region of the map actually contains. Click an image to select its point.")
     MAX_SHOWN = 300
 
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setObjectName("selection_grid")
         self.session = session
         self.summary = QLabel("Choose Rectangle or Lasso above the map, then drag.")
         self.summary.setWordWrap(True)
@@ -210,8 +212,7 @@ class SelectionGrid(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout = self.body
         layout.addWidget(self.summary)
         layout.addWidget(scroll, 1)
         session.rows_selected.connect(self.show_rows)
@@ -227,8 +228,8 @@ class SelectionGrid(QWidget):
         names, ds = run.class_names, run.dataset
         labels = []
         for r in rows:
-            p = run.snapshot_row(snap, int(r)) if snap is not None else None
-            labels.append(int(snap["labels"][p]) if p is not None else -1)
+            p = snap.row_of(int(r)) if snap is not None else None
+            labels.append(int(snap.labels[p]) if p is not None else -1)
         label_names = [_label_name(names, lab) for lab in labels]
         counts = Counter(label_names)
         shown = min(len(rows), self.MAX_SHOWN)

@@ -3,16 +3,20 @@ put a second run of the same dataset beside it (the selection is linked: same te
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QWidget
 
 from explorer.session import Session
+from explorer.state import RunStatus
+from explorer.views.kit import Panel
 
-STATUS_MARK = {"running": "●", "paused": "❚❚", "stopping": "■…", "finished": "✓", "stopped": "■",
-               "failed": "✗", "following": "⟳"}
+STATUS_MARK = {RunStatus.RUNNING: "●", RunStatus.PAUSED: "❚❚", RunStatus.STOPPING: "■…", RunStatus.FINISHED: "✓",
+               RunStatus.STOPPED: "■", RunStatus.FAILED: "✗", RunStatus.FOLLOWING: "⟳"}
 
 
-class RunsPanel(QWidget):
+class RunsPanel(Panel):
+    name = "runs_panel"
+    dock_name = "runs"
+    dock_title = "Runs"
     open_requested = Signal()
     help_text = ("Every run started in this window and every run opened from disk (File > Open run). "
                  "Select one to show its curves and its map. 'Beside' shows a second run of the same "
@@ -21,7 +25,6 @@ class RunsPanel(QWidget):
 
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setObjectName("runs_panel")
         self.session = session
         self.list = QListWidget(objectName="runs_list")
         self.compare_combo = QComboBox(objectName="compare_combo")
@@ -31,8 +34,7 @@ class RunsPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Beside"))
         row.addWidget(self.compare_combo, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout = self.body
         layout.addWidget(self.list, 1)
         layout.addLayout(row)
         layout.addWidget(self.open_button)

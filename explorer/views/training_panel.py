@@ -18,7 +18,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QWidget)
 
 from engine.params import Param
+from engine.projection import PROJECTIONS
+from explorer.state import TrainingState
 from explorer.views import wrapped_tooltip
+from explorer.views.kit import Panel
 
 FOLDER_ITEM = "image folder…"
 
@@ -41,7 +44,7 @@ GENERAL_PARAMS = (
 )
 EVAL_PARAMS = (
     Param("projection", "umap", "How the engine flattens the embeddings to 2D for the map.", str,
-          choices=("umap", "pca", "tsne")),
+          choices=tuple(PROJECTIONS.names())),
     Param("diagnostics", True, "Collapse, triplets, clusters and the map at each evaluation (slower).",
           bool),
 )
@@ -154,9 +157,13 @@ class WrappingLabel(QLabel):
         self.setFixedHeight(self.heightForWidth(max(1, self.width())))
 
 
-class TrainingPanel(QWidget):
+class TrainingPanel(Panel):
     """Settings of the next run and the controls of the running one."""
 
+    name = "training_panel"
+    dock_name = "training"
+    dock_title = "Training"
+    margins = (2, 2, 2, 2)
     start_requested = Signal()
     pause_requested = Signal()
     stop_requested = Signal()
@@ -168,7 +175,6 @@ class TrainingPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setObjectName("training_panel")
         self.setAcceptDrops(True)
         from engine.data import DATASETS
         from engine.encoders import ENCODERS
@@ -265,8 +271,7 @@ class TrainingPanel(QWidget):
                       self.device_combo):  # long names (a folder path) must not widen the dock
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
+        layout = self.body
         layout.addWidget(scroll, 1)
         layout.addWidget(self.error_label)
         layout.addLayout(buttons)
@@ -283,7 +288,8 @@ class TrainingPanel(QWidget):
         self._last_dataset = self.dataset_combo.currentIndex()
         self._last_encoder = 0
         self._on_method_changed()
-        self.set_state("idle")
+        self._progress_text = ""
+        self.set_state(TrainingState.IDLE)
 
     # lists ---------------------------------------------------------------------------------------
     def _fill_methods(self) -> None:
@@ -507,28 +513,42 @@ class TrainingPanel(QWidget):
         self.error_label.setVisible(bool(text))
 
     # state and progress --------------------------------------------------------------------------
-    def set_state(self, state: str) -> None:
-        """idle, running, paused or stopping: which buttons make sense now."""
-        self.start_button.setEnabled(state == "idle")
-        self.pause_button.setEnabled(state in ("running", "paused"))
-        self.pause_button.setText("Resume" if state == "paused" else "Pause")
-        self.stop_button.setEnabled(state in ("running", "paused"))
-        if state == "stopping":
+    def set_state(self, state: TrainingState | str) -> None:
+        """Which buttons make sense now, and what the progress bar says while the job obeys."""
+        state = TrainingState(state)
+        self.start_button.setEnabled(state == TrainingState.IDLE)
+        self.pause_button.setEnabled(state in (TrainingState.RUNNING, TrainingState.PAUSING, TrainingState.PAUSED))
+        self.pause_button.setText("Pause" if state == TrainingState.RUNNING else "Resume")
+        self.stop_button.setEnabled(state.active)
+        if state == TrainingState.PAUSING:
+            self.progress_bar.setFormat("pausing after this step…")
+        elif state == TrainingState.PAUSED:
+            self.progress_bar.setFormat(f"paused · {self._progress_text}" if self._progress_text else "paused")
+        elif state == TrainingState.STOPPING:
             self.progress_bar.setFormat("stopping after this step…")
+        elif state == TrainingState.RUNNING and self._progress_text:
+            self.progress_bar.setFormat(self._progress_text)
 
     def show_progress(self, p: dict) -> None:
         total = max(1, int(p.get("total_steps") or 1))
         self.progress_bar.setValue(int(1000 * min(1.0, p["step"] / total)))
         eta = p.get("eta_s")
         eta_text = "—" if eta is None else (f"{int(eta // 60)}:{int(eta % 60):02d}")
-        self.progress_bar.setFormat(f"epoch {p['epoch']:.1f}/{p.get('epochs', 0):g} · step {p['step']}/{total} · "
-                                    f"{p.get('images_per_second', 0):,.0f} img/s · ETA {eta_text}")
-        self.progress_bar.setToolTip(self.progress_bar.format())
+        self._progress_text = (f"epoch {p['epoch']:.1f}/{p.get('epochs', 0):g} · step {p['step']}/{total} · "
+                               f"{p.get('images_per_second', 0):,.0f} img/s · ETA {eta_text}")
+        self.progress_bar.setFormat(self._progress_text)
+        self.progress_bar.setToolTip(self._progress_text)
+
+    def show_starting(self) -> None:
+        self._progress_text = ""
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("starting: loading data and model…")
 
     def show_finished(self, status: str) -> None:
+        self._progress_text = ""
         if status == "finished":
             self.progress_bar.setValue(1000)
-        self.progress_bar.setFormat(status)
+        self.progress_bar.setFormat(str(status))
 
     # settings ------------------------------------------------------------------------------------
     def save_settings(self, settings) -> None:
