@@ -113,7 +113,7 @@ def test_start_pause_resume_stop(qtbot, window):
     assert run.status == "stopped"
     summary = json.loads((run.path / "summary.json").read_text())
     assert summary["stopped"] is True and summary["steps"] < 1000
-    assert w.training_panel.start_button.isEnabled()
+    assert w.training_panel.start_button.isEnabled() and w.training_panel.pause_button.text() == "Pause"
 
 
 def test_each_tab_group_shows_one_tab_bar(qtbot, window):

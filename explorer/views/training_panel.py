@@ -518,7 +518,7 @@ class TrainingPanel(Panel):
         state = TrainingState(state)
         self.start_button.setEnabled(state == TrainingState.IDLE)
         self.pause_button.setEnabled(state in (TrainingState.RUNNING, TrainingState.PAUSING, TrainingState.PAUSED))
-        self.pause_button.setText("Pause" if state == TrainingState.RUNNING else "Resume")
+        self.pause_button.setText("Resume" if state in (TrainingState.PAUSING, TrainingState.PAUSED) else "Pause")
         self.stop_button.setEnabled(state.active)
         if state == TrainingState.PAUSING:
             self.progress_bar.setFormat("pausing after this step…")
