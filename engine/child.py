@@ -69,10 +69,15 @@ def warm_up() -> list[str]:
 
 def _child_main(running, stop, configs, events) -> None:
     """The child process: warm up, wait for a job, run it and send every event, then ``None``."""
+    import signal
+
     from threadpoolctl import threadpool_limits
 
     from engine.device import configure_threads
 
+    # Ctrl-C in the window's terminal reaches this process too; the window decides (it stops the job
+    # as Stop does), so the job is not cut short here without its checkpoint and summary
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threads = configure_threads(leave_one_core=True)  # the window's process keeps a core...
     threadpool_limits(threads)  # ...from numpy's and scikit-learn's pools too
     if hasattr(os, "nice"):

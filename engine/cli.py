@@ -2,18 +2,22 @@
 ``embedding-explorer export RUN_DIR`` (the encoder as safetensors + settings, TorchScript, ONNX).
 
 Exit status: 0 on success, 2 on a bad argument (the message names the argument, the value and what
-is allowed), 1 when training or an export fails (the message names the cause and the fix).
+is allowed), 1 when training or an export fails (the message names the cause and the fix), 130 after
+Ctrl-C: the first stops the run as Stop does (its checkpoint, summary and end record are saved), a
+second aborts it.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import signal
 import sys
+import threading
 from typing import Any, Sequence
 
 from engine.params import Param
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENT, EXIT_ABORTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.data import dataset_names
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
+    from engine.config import DEFAULTS, TrainConfig
     from engine.presets import PRESETS
-    from engine.config import TrainConfig
 
     d = TrainConfig()
     methods = "\n".join(f"  {n:<16} [{c.family}] {c.summary}" for n, c in METHODS.items())
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-size", type=int, help="stratified subset of the train split (keeps CPU runs short)")
     t.add_argument("--test-size", type=int, help="stratified subset of the test split")
     t.add_argument("--imbalance", type=float, help="long-tailed train split: rarest class / largest, in (0, 1]")
-    t.add_argument("--eval-every", type=float, help=f"epochs between evaluations (default {d.eval_every}; 0: end only)")
+    t.add_argument("--eval-every", type=float, help=f"epochs between evaluations (default {DEFAULTS['eval_every']}; 0: end only)")
     t.add_argument("--eval-size", type=int, help=f"test images on the map and in the indicators (default {d.eval_size})")
     t.add_argument("--probe-train-size", type=int,
                    help=f"train images the probe fits on during training (default {d.probe_train_size})")
@@ -102,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes for the whole run, evaluations included: it trains as many steps as fit "
                         "(up to --epochs), evaluates less often than --eval-every if evaluating would take "
                         "over a fifth of the time, and ends with the usual final evaluation")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its checkpoint, with its own settings; --epochs, --time-limit, "
+                        "--eval-every and --device may change (a finished run continues with more --epochs)")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start the encoder from an earlier run's weights")
     t.add_argument("--projection", help=f"2D map: pca, umap or tsne (default {d.projection})")
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -195,9 +201,11 @@ def config_from_args(args: argparse.Namespace):
     """The TrainConfig these arguments ask for (ValueError for anything not allowed)."""
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
+    from engine.config import TrainConfig, resume_settings
     from engine.presets import PRESETS
-    from engine.config import TrainConfig
 
+    if args.resume:
+        _refuse_on_resume(args)
     values: dict[str, Any] = {}
     if args.preset:
         if args.preset not in PRESETS:
@@ -231,7 +239,23 @@ def config_from_args(args: argparse.Namespace):
         else:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to method '{config.method}' "
                              f"with encoder '{encoder_name}'")
-    return config.resolved() if not config.resume else config
+    if config.resume:
+        resume_settings(config)  # the run's own checks, before anything starts: exit 2 on what it refuses
+        return config
+    return config.resolved()
+
+
+def _refuse_on_resume(args: argparse.Namespace) -> None:
+    """--resume takes only the flags of what may change on resume; name every other one given."""
+    from engine.config import RESUMABLE, refused_on_resume
+
+    given = [f"--{key.replace('_', '-')}" for key, value in vars(args).items()
+             if value is not None and not key.startswith("param__") and value is not False
+             and key not in RESUMABLE + ("resume", "command", "quiet")]
+    given += [f"--{key[len('param__'):].replace('_', '-')}" for key, value in vars(args).items()
+              if key.startswith("param__") and value is not None]
+    if given:
+        raise ValueError(refused_on_resume(given, args.resume))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown command {args.command}")
     try:
         config = config_from_args(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_ARGUMENT
     configure_threads(leave_one_core=False)
@@ -254,6 +278,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_headless(config, quiet: bool = False) -> int:
+    from engine.training import Control
+
+    control = Control()
+    with _CtrlCStops(control) as ctrl_c:
+        try:
+            code = _follow(config, control, quiet, ctrl_c)
+            return EXIT_ABORTED if ctrl_c.count and code == EXIT_OK else code
+        except KeyboardInterrupt:
+            print("aborted by a second Ctrl-C: the run keeps its last checkpoint, without a summary",
+                  file=sys.stderr)
+            return EXIT_ABORTED
+
+
+class _CtrlCStops:
+    """The first Ctrl-C stops the job as Stop does (it saves a checkpoint, the summary and the end
+    record); a second one aborts it (KeyboardInterrupt). Only in the main thread, where signals go."""
+
+    def __init__(self, control):
+        self.control, self.count, self.previous = control, 0, None
+        self.say = lambda text: print(text, file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self.control.stop()
+        self.say("Ctrl-C: stopping after the current step or evaluation, saving the checkpoint and the summary "
+                 "(Ctrl-C again aborts without them)")
+
+
+def _follow(config, control, quiet: bool, ctrl_c: _CtrlCStops) -> int:
     from tqdm import tqdm
 
     from engine import events as ev
@@ -261,11 +325,12 @@ def run_headless(config, quiet: bool = False) -> int:
 
     bar = None
     last_probe = None
-    for event in train(config):
+    for event in train(config, control):
         if isinstance(event, ev.Started):
             print(f"run directory: {event.run_dir}\ndevice: {event.device_name}")
             if not quiet:
                 bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True)
+                ctrl_c.say = bar.write  # above the bar, not through it
         elif isinstance(event, ev.Message):
             (bar.write if bar else print)(f"[{event.level}] {event.text}")
         elif isinstance(event, ev.Planned):

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet"}
+DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet", "eval_every": 1.0}
+# what may change when a run is resumed: its length, its time, how often it evaluates, where it runs
+RESUMABLE = ("epochs", "time_limit", "eval_every", "device")
 FIXED_EVAL_SIZE = 2000  # points on the map: the fixed evaluation subset of the test split
 
 
@@ -43,7 +45,7 @@ class TrainConfig:
     train_size: int | None = None
     test_size: int | None = None
     imbalance: float | None = None
-    eval_every: float = 1.0  # in epochs (0.5: twice an epoch); 0 turns evaluation off until the end
+    eval_every: float | None = None  # in epochs (0.5: twice an epoch); 0 turns evaluation off until the end
     eval_size: int = FIXED_EVAL_SIZE
     probe_train_size: int = 5000  # train images the probe fits on at intermediate evaluations
     knn_k: int = 10
@@ -64,7 +66,7 @@ class TrainConfig:
 
         method = METHODS.get(self.method)
         values = asdict(self)
-        for key in ("encoder", "epochs", "batch_size", "lr"):
+        for key in ("encoder", "epochs", "batch_size", "lr", "eval_every"):
             if values[key] is None:
                 values[key] = method.defaults.get(key, DEFAULTS[key])
         values["encoder_params"] = method_encoder_defaults(method, values["encoder"]) | values["encoder_params"]
@@ -129,3 +131,62 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def resume_settings(requested: TrainConfig) -> tuple[TrainConfig, dict[str, list]]:
+    """(the settings a resumed run continues with, what changed as {name: [before, after]}).
+
+    ``requested.resume`` names the run. The run keeps its saved settings; of the request, only what
+    RESUMABLE names is applied, when given (not None; a device other than "auto"). Any other setting
+    that the request gives (one that differs from TrainConfig's default and from the saved value) is
+    refused by name, and so is a finished run without more epochs than it trained: ValueError (or
+    FileNotFoundError for a folder that is no run), with what to do instead."""
+    from engine.restore import read_run_config
+
+    source, saved_config = read_run_config(requested.resume, "--resume")  # every field checked (engine/schema.py)
+    saved = TrainConfig.from_dict(saved_config)
+    defaults = TrainConfig()
+    refused = [f.name for f in fields(TrainConfig) if f.name not in RESUMABLE + ("resume",)
+               and getattr(requested, f.name) != getattr(defaults, f.name)
+               and getattr(requested, f.name) != getattr(saved, f.name)]
+    if refused:
+        raise ValueError(refused_on_resume([f"--{n.replace('_', '-')}" for n in refused], source.path))
+    changes: dict[str, list] = {}
+    for name in RESUMABLE:
+        value = getattr(requested, name)
+        if value is not None and not (name == "device" and value == "auto") and value != getattr(saved, name):
+            changes[name] = [getattr(saved, name), value]
+            setattr(saved, name, value)
+    saved.resume = str(source.path)
+    _check_not_finished(source, saved, requested.epochs is not None)
+    try:
+        return saved.resolved(), changes
+    except ValueError as error:  # e.g. settings an earlier version of the method took
+        raise ValueError(f"--resume {source.path.name}: {error}. If the run comes from an earlier "
+                         f"version, start a new run with --init-from {source.path} to keep its "
+                         f"encoder's weights") from error
+
+
+def refused_on_resume(flags: list[str], run: Any) -> str:
+    allowed = ", ".join(f"--{n.replace('_', '-')}" for n in RESUMABLE)
+    return (f"--resume continues a run with its own settings: {', '.join(flags)} cannot change on resume "
+            f"(allowed: {allowed}); to train with other settings, start a new run (--init-from {run} "
+            "starts it from this run's encoder)")
+
+
+def _check_not_finished(source, saved: TrainConfig, more_epochs: bool) -> None:
+    """A run that ended (not stopped) continues only with more epochs than it trained."""
+    ends = [r for r in source.records() if r["kind"] in ("started", "finished", "failed")]
+    if not ends or ends[-1]["kind"] != "finished" or ends[-1].get("stopped"):
+        return  # stopped, failed or cut off: it continues towards its epochs
+    trained = ends[-1]["summary"].get("epochs")
+    trained = trained if isinstance(trained, (int, float)) and not isinstance(trained, bool) else None
+    if more_epochs and saved.epochs is not None and (trained is None or saved.epochs > trained + 1e-9):
+        return
+    done = f"{trained:g} epoch{'' if trained == 1 else 's'}" if trained is not None else "its epochs"
+    raise ValueError(f"--resume: run {source.path.name} is finished ({done}); to train it further, give more "
+                     f"epochs, e.g. --resume {source.path} --epochs {_more_epochs(trained, saved.epochs)}")
+
+
+def _more_epochs(trained: float | None, planned: int | None) -> int:
+    return max(int(math.ceil(trained or 0)), planned or 0) * 2 or 10

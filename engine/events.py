@@ -1,12 +1,15 @@
 """The small, frozen events a training job yields.
 
 Whoever listens (the command line, the window, a test) gets the same objects. Each event has a
-``kind`` and ``to_record()``, the JSON object written as one line of ``metrics.jsonl``.
-Arrays inside events are read-only copies: a listener on another thread can keep them safely.
+``kind`` and ``to_record()``, the JSON object written as one line of ``metrics.jsonl``; its
+``record_fields()`` declare that line's fields and types, the schema engine/schema.py reads the file
+with (``EVENTS`` lists every kind). Arrays inside events are read-only copies: a listener on another
+thread can keep them safely.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +29,12 @@ class Event:
         record = {"kind": self.kind}
         record.update(asdict(self))
         return record
+
+    @classmethod
+    def record_fields(cls) -> dict[str, tuple[Any, bool]]:
+        """The fields of this kind's line in ``metrics.jsonl``: name -> (type, required)."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: (hints[f.name], f.default is MISSING and f.default_factory is MISSING) for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,11 @@ class Snapshot(Event):
         return {"kind": self.kind, "step": self.step, "epoch": self.epoch, "path": self.path,
                 "n": int(self.embeddings.shape[0]), "dim": int(self.embeddings.shape[1])}
 
+    @classmethod
+    def record_fields(cls) -> dict[str, tuple[Any, bool]]:
+        return {"step": (int, True), "epoch": (float, True), "path": (str, False), "n": (int, False),
+                "dim": (int, False)}
+
 
 @dataclass(frozen=True)
 class Checkpointed(Event):
@@ -105,6 +119,17 @@ class Checkpointed(Event):
     step: int
     epoch: float
     path: str
+
+
+@dataclass(frozen=True)
+class Continued(Event):
+    """A run continues from its checkpoint (--resume); ``changes``: each setting changed on resuming,
+    as [before, after] (e.g. {"epochs": [10, 20]})."""
+
+    kind: ClassVar[str] = "continued"
+    step: int
+    epoch: float
+    changes: dict[str, list] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,3 +176,9 @@ class Failed(Event):
     # the job never started because something asked for is not usable (a setting, a folder, a run to
     # resume); the command line exits 2 for it, 1 for a failure of the training itself
     bad_input: bool = False
+
+
+# every kind of line ``metrics.jsonl`` may hold (Paused and Resumed are not written: they say how the
+# job obeys its Control, now)
+EVENTS: tuple[type[Event], ...] = (Started, Continued, StepReport, Planned, Evaluation, Snapshot, Checkpointed, Message,
+                                   Finished, Failed)

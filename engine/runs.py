@@ -5,24 +5,56 @@
     snapshots/       step_<n>.npz per evaluation: embeddings, indices, labels (and 2D coords)
     checkpoint.pt    the last good state (always loaded with weights_only=True)
     summary.json     the final figures
+    .lock            held by the one process that writes the run (its pid and host inside)
 
-Whole files are written to a temporary name and renamed, so a crash never leaves a half-written file.
-``metrics.jsonl`` is append-only: each line goes out in one ``write`` call of a complete line, and
-readers skip a torn last line, so an interrupted append loses at most that one line.
+Each file's schema, and the loaders that read it as untrusted input, are in engine/schema.py; what
+is written here is checked against the same schema. Whole files are written to a temporary name and
+renamed, so a crash or a full disk never leaves a half-written file in place of a good one.
+``metrics.jsonl`` is append-only: each line goes out in one ``write`` call of a complete line (a write
+cut short is taken back), and readers skip a torn last line. Every file is created with the
+permissions of any new file (0666 less the umask), so a shared folder's other users read them as they
+read the rest of it. One process writes a run at a time: ``lock()`` refuses a second writer by name.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
-import tempfile
+import secrets
+import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-CONFIG, METRICS, SUMMARY, CHECKPOINT, SNAPSHOTS = (
-    "config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "snapshots")
+from engine import schema
+
+CONFIG, METRICS, SUMMARY, CHECKPOINT, SNAPSHOTS, LOCK = (
+    "config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "snapshots", ".lock")
+NEW_FILE_MODE = 0o666  # the umask applies, as for any file a program creates
+
+
+class RunWriteError(OSError):
+    """A run file could not be written (a full disk, no permission): one line naming the folder,
+    the cause and what to do."""
+
+
+class RunInUseError(Exception):
+    """Another process writes the run directory."""
+
+
+def _write_failure(error: OSError, path: Path) -> RunWriteError:
+    folder = path.parent
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up"
+        failure = RunWriteError(f"{what}: cannot write {path.name} in {folder} ({error.strerror}); free some "
+                                "space there or choose another --out folder")
+    else:
+        failure = RunWriteError(f"cannot write {path.name} in {folder}: {error.strerror or error}")
+    failure.errno = error.errno  # the cause stays readable (str() keeps the sentence: no strerror set)
+    return failure
 
 
 def _json_default(value: Any):
@@ -50,28 +82,55 @@ def to_json(obj: Any, **kw) -> str:
     return json.dumps(_clean(obj), default=_json_default, **kw)
 
 
+class _Recorded:
+    """A file that remembers the OSError its ``write`` raised: torch.save reports a failed write as
+    'enforce fail at inline_container.cc', and the cause (a full disk) would be lost."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str):  # seek, tell, ...: numpy's zip writer needs a whole file
+        return getattr(self.f, name)
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
-    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over."""
+    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over: the
+    old file stays whole until the new one is complete. RunWriteError when the disk refuses."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+                recorded = _Recorded(f)
+                try:
+                    write(recorded)
+                except Exception:
+                    if recorded.error is not None:
+                        raise recorded.error from None
+                    raise
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        if isinstance(error, RunWriteError):
+            raise
+        raise _write_failure(error, path) from error
 
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(to_json(obj, indent=2, sort_keys=False)), binary=False)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 class RunDir:
@@ -79,40 +138,94 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     @classmethod
     def create(cls, root: str | Path, name: str) -> "RunDir":
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        path, n = root / name, 1
-        while path.exists():
-            n += 1
-            path = root / f"{name}-{n}"
-        path.mkdir()
-        (path / SNAPSHOTS).mkdir()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            path, n = root / name, 1
+            while path.exists():
+                n += 1
+                path = root / f"{name}-{n}"
+            path.mkdir()
+            (path / SNAPSHOTS).mkdir()
+        except OSError as error:
+            raise _write_failure(error, root / name) from error
         return cls(path)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
+    # one writer at a time ----------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the run for this process, or RunInUseError naming the process that holds it. The lock
+        is the kernel's (``flock``), so a process that died holds nothing: its lock file is stale and
+        taken over. Readers (the window opening or following a run) take no lock."""
+        path = self.file(LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, NEW_FILE_MODE)
+        except OSError as error:
+            raise _write_failure(error, path) from error
+        try:
+            _try_lock(fd, path)
+        except RunInUseError:
+            os.close(fd)
+            raise
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is None:
+            return
+        fd, self._lock_fd = self._lock_fd, None
+        try:
+            os.ftruncate(fd, 0)  # nobody holds it now
+        except OSError:
+            pass
+        _unlock(fd, self.file(LOCK))
+        os.close(fd)
+
     # writing -----------------------------------------------------------------------------------
     def write_config(self, config: dict) -> None:
+        schema.check_config(config)
         write_json(self.file(CONFIG), config)
 
     def write_summary(self, summary: dict) -> None:
+        schema.check_summary(summary)
         write_json(self.file(SUMMARY), summary)
 
     def append(self, record: dict) -> None:
+        schema.check_written_record(record)
         line = (to_json(record) + "\n").encode()
-        fd = os.open(self.file(METRICS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        path = self.file(METRICS)
         try:
-            os.write(fd, line)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
+        except OSError as error:
+            raise _write_failure(error, path) from error
+        try:
+            end = os.fstat(fd).st_size
+            written = 0
+            while written < len(line):  # a full disk may take part of the line before it refuses
+                written += os.write(fd, line[written:])
+        except OSError as error:
+            try:
+                os.ftruncate(fd, end)  # take back a part-line, so the next record starts a line
+            except OSError:
+                pass
+            raise _write_failure(error, path) from error
         finally:
             os.close(fd)
 
     def save_snapshot(self, step: int, **arrays: np.ndarray) -> Path:
+        arrays = {"step": np.int64(step)} | arrays
+        schema.check_written_snapshot(arrays)
         path = self.path / SNAPSHOTS / f"step_{step:08d}.npz"
-        atomic_write(path, lambda f: np.savez(f, step=np.int64(step), **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         return path
 
     def save_checkpoint(self, state: dict) -> Path:
@@ -121,12 +234,16 @@ class RunDir:
         atomic_write(self.file(CHECKPOINT), lambda f: torch.save(state, f))
         return self.file(CHECKPOINT)
 
-    # reading -----------------------------------------------------------------------------------
+    # reading (engine/schema.py: what does not fit is left out, with notes) ----------------------
+    def read_config(self, strict: bool = False) -> schema.Loaded:
+        return schema.load_config(self.file(CONFIG), strict=strict)
+
     def config(self) -> dict:
-        return read_json(self.file(CONFIG))
+        """The settings, every field checked; ValueError naming the file and field otherwise."""
+        return self.read_config(strict=True).value
 
     def summary(self) -> dict | None:
-        return read_json(self.file(SUMMARY)) if self.file(SUMMARY).exists() else None
+        return schema.load_summary(self.file(SUMMARY)).value if self.file(SUMMARY).exists() else None
 
     def records(self, kind: str | None = None) -> list[dict]:
         return [r for r in read_records(self.file(METRICS)) if kind is None or r.get("kind") == kind]
@@ -138,9 +255,62 @@ class RunDir:
         return load_checkpoint(self.file(CHECKPOINT), map_location)
 
 
-def load_snapshot(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+def _try_lock(fd: int, path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the lock file's holder, if that process still lives
+        holder = _holder(path)
+        if holder and holder.get("host") == socket.gethostname() and _alive(holder.get("pid")) \
+                and holder.get("pid") != os.getpid():
+            raise RunInUseError(_in_use(path, holder)) from None
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunInUseError(_in_use(path, _holder(path))) from None
+
+
+def _unlock(fd: int, path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _holder(path: Path) -> dict:
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def _in_use(path: Path, holder: dict) -> str:
+    who = (f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})" if holder.get("pid")
+           else "another process")
+    return (f"run {path.parent} is being written by {who}: a run takes one writer at a time; wait until it "
+            "ends or stop it, or start a new run (opening the run in the window is fine meanwhile)")
+
+
+def load_snapshot(path: Path, config: dict | None = None) -> dict[str, np.ndarray]:
+    """A snapshot's arrays (engine/schema.py SNAPSHOT_MEMBERS), or ValueError saying why it cannot be used."""
+    loaded = schema.load_snapshot(path, config)
+    if loaded.value is None:
+        raise ValueError("; ".join(loaded.notes))
+    return loaded.value
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
@@ -158,20 +328,27 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
+        if _cut_short(path, error):
+            raise ValueError(f"checkpoint {path} is incomplete (corrupt or truncated: cut short while it was "
+                             "written or copied, e.g. on a full disk) and cannot be loaded; if the run was "
+                             "copied, copy its checkpoint.pt again, else start a new run (the run's curves "
+                             "and maps still open in the window)") from error
         raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(error).__name__}): "
                          "it cannot be loaded; start a new run, or resume from a copy of the run "
                          "made before the damage") from error
-    # what every checkpoint this program writes holds (the training job's _checkpoint)
-    problem = ("it is not a dictionary" if not isinstance(state, dict)
-               else "no 'model' weights" if not isinstance(state.get("model"), dict)
-               or not all(isinstance(v, torch.Tensor) for v in state["model"].values())
-               else "no 'step' count" if type(state.get("step")) is not int or state["step"] < 0
-               else "its 'optimizer' state is not a dictionary"
-               if not isinstance(state.get("optimizer"), (dict, type(None))) else None)
-    if problem:
-        raise ValueError(f"checkpoint {path} is incomplete or not an Embedding Explorer checkpoint ({problem}): "
-                         "it cannot be used; start a new run, or use a copy of the run made before the damage")
+    schema.check_checkpoint(state, f"checkpoint {path}")
     return state
+
+
+def _cut_short(path: Path, error: Exception) -> bool:
+    """Whether a checkpoint that failed to load is a zip archive that stops early (torch.save writes
+    one; its directory comes last, so a file cut short has none)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in (b"", b"PK\x03\x04") and (isinstance(error, EOFError) or "central directory" in str(error))
 
 
 def read_records(path: Path) -> Iterator[dict]:
@@ -183,11 +360,14 @@ def read_records(path: Path) -> Iterator[dict]:
 class MetricsFollower:
     """Reads the lines appended to a ``metrics.jsonl`` since the last call (another process may still
     be writing it: a run on a remote GPU box into a synced folder). A line is returned only once it
-    is complete (ends with a newline)."""
+    is complete (ends with a newline), and only if it fits its kind's schema (engine/schema.py);
+    ``take_notes()`` gives the notes on the lines skipped since it was last called."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.offset = 0
+        self.lines = 0  # complete lines read so far
+        self._notes: list[str] = []
 
     def poll(self) -> list[dict]:
         try:
@@ -196,14 +376,19 @@ class MetricsFollower:
                 data = f.read()
         except FileNotFoundError:
             return []
+        except OSError as error:
+            self._notes.append(f"{self.path.name}: cannot be read ({error.strerror or error})")
+            return []
         end = data.rfind(b"\n")
         if end < 0:
             return []
         self.offset += end + 1
-        records = []
-        for line in data[:end].splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn line from a crash in the middle of a write: skip it
+        complete = data[:end + 1]
+        records, notes = schema.parse_metrics_lines(complete, self.lines + 1, self.path.name)
+        self.lines += complete.count(b"\n")
+        self._notes += notes
         return records
+
+    def take_notes(self) -> list[str]:
+        notes, self._notes = self._notes, []
+        return notes

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import traceback
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,9 +24,10 @@ import numpy as np
 
 from engine import events as ev
 from engine.budget import TimeBudget
-from engine.config import DEFAULTS, TrainConfig
+from engine.config import DEFAULTS, TrainConfig, resume_settings
 from engine.evaluation import EvaluationResult, Evaluator, TrainingError
-from engine.runs import RunDir
+from engine.runs import RunDir, RunInUseError, RunWriteError
+from engine.schema import RunFacts
 
 __all__ = ["Control", "TrainConfig", "TrainingError", "train"]
 
@@ -75,15 +77,21 @@ def train(config: TrainConfig, control: Control | None = None) -> Iterator[ev.Ev
         yield from job.run()
     except GeneratorExit:
         raise
+    except KeyboardInterrupt:  # a second Ctrl-C (the first stops, engine/cli.py): the run ends on the spot
+        job.record_failure(ev.Failed("aborted by a second Ctrl-C: no final checkpoint or summary"
+                                     + ("; the last checkpoint is kept" if job.saved_checkpoint else ""),
+                                     job.step, "KeyboardInterrupt"), None)
+        raise
     except Exception as error:  # every failure becomes an event a person can read
         message = _explain(error, job)
         # a ValueError or missing file before the job started comes from what was asked for: a setting,
         # a folder, a run to resume (a failure after that is the training's)
         bad_input = not job.started and isinstance(error, (ValueError, FileNotFoundError))
-        if job.started:  # a run given to --resume that fails to set up keeps its files as they were
-            job.log(ev.Failed(message, job.step, type(error).__name__))
-            (job.run_dir.path / "error.log").write_text(traceback.format_exc())
-        yield ev.Failed(message, job.step, type(error).__name__, bad_input)
+        failed = ev.Failed(message, job.step, type(error).__name__, bad_input)
+        job.record_failure(failed, traceback.format_exc())
+        yield failed
+    finally:
+        job.release()
 
 
 def _explain(error: Exception, job: "_Job") -> str:
@@ -93,7 +101,10 @@ def _explain(error: Exception, job: "_Job") -> str:
         return (f"out of GPU memory at batch size {job.config.batch_size}: try a smaller batch, e.g. "
                 f"--batch-size {max(1, (job.config.batch_size or 2) // 2)}"
                 + ("; the last checkpoint is kept" if job.saved_checkpoint else ""))
-    if isinstance(error, (TrainingError, ValueError, FileNotFoundError)):
+    if isinstance(error, RunWriteError):  # a full disk: the message names the folder
+        kept = job.run_dir.file("checkpoint.pt") if job.run_dir is not None else None
+        return str(error) + (f"; the last good checkpoint ({kept}) is kept" if kept and kept.exists() else "")
+    if isinstance(error, (TrainingError, ValueError, FileNotFoundError, RunInUseError)):
         return str(error)
     memory = _memory_advice(error, job)
     if memory:
@@ -132,6 +143,7 @@ class _Job:
         self.config = config
         self.control = control
         self.run_dir: RunDir | None = None
+        self._locked: RunDir | None = None  # the run this job writes, locked against a second writer
         self.step = 0
         self.start_step = 0  # > 0 when resumed
         self.saved_checkpoint = False
@@ -164,6 +176,25 @@ class _Job:
             self.run_dir.append(event.to_record())
         return event
 
+    def record_failure(self, failed: ev.Failed, trace: str | None) -> None:
+        """Write the failure into the run once it has started (a run given to --resume that fails to
+        set up keeps its files as they were), if the run can take it: after a full disk it cannot, and
+        the failure still reaches whoever listens."""
+        if not self.started:
+            return
+        try:
+            self.log(failed)
+            if trace:
+                (self.run_dir.path / "error.log").write_text(trace)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        """Let another process write the run (the lock taken in _setup)."""
+        if self._locked is not None:
+            self._locked.unlock()
+            self._locked = None
+
     # set-up ------------------------------------------------------------------------------------
     def _setup(self) -> Iterator[ev.Event]:
         import torch
@@ -176,18 +207,12 @@ class _Job:
         from engine.restore import read_run
 
         resume_state = None
+        changes: dict[str, list] = {}
         if self.requested.resume:
-            source, saved_config, resume_state = read_run(self.requested.resume, "--resume")
-            saved = TrainConfig.from_dict(saved_config)
-            saved.epochs = self.requested.epochs or saved.epochs  # resuming may extend the run
-            saved.device = self.requested.device
-            saved.resume = str(source.path)
-            try:
-                self.config = saved.resolved()
-            except ValueError as error:  # e.g. settings an earlier version of the method took
-                raise ValueError(f"--resume {source.path.name}: {error}. If the run comes from an earlier "
-                                 f"version, start a new run with --init-from {source.path} to keep its "
-                                 f"encoder's weights") from error
+            self.config, changes = resume_settings(self.requested)  # refuses what cannot change
+            source = RunDir(self.config.resume)
+            self._take(source)  # before reading the checkpoint: nobody writes it meanwhile
+            _, _, resume_state = read_run(source.path, "--resume")
             self.run_dir = source
         else:
             self.config = self.requested.resolved()
@@ -276,8 +301,9 @@ class _Job:
                 raise ValueError(f"--resume {source.path}: its checkpoint does not fit its config.json "
                                  f"({str(error).splitlines()[0]}): the run directory is damaged or mixed "
                                  "from two runs; start a new run") from error
-            self.start_step = int(resume_state["step"])
-            notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g})")
+            self.start_step = resume_state["step"]
+            changed = "".join(f"; {name.replace('_', ' ')} {before} -> {after}" for name, (before, after) in changes.items())
+            notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g}){changed}")
         self.step = self.start_step
 
         if self.run_dir is None:
@@ -290,21 +316,26 @@ class _Job:
                                        errno.ENOENT):
                     raise  # a full disk, say: not the argument's fault
                 raise ValueError(f"--out: cannot create the run directory {Path(cfg.out) / name} "
-                                 f"({error.strerror}); choose a folder you can write to") from error
-        record = cfg.to_dict() | {"encoder_params": encoder_params,
-                                  "method_params": dict(self.method.hparams),
-                                  "device_resolved": str(self.device),
-                                  "train_images": len(data.train), "test_images": len(data.test),
-                                  "class_names": data.class_names, "image_size": list(data.image_size),
-                                  "channels": data.channels, "eval_rows": self.evaluator.eval_rows.tolist(),
-                                  "embedding_dim_actual": self.method.encoder.embedding_dim}
-        if resume_state is None:
-            self.run_dir.write_config(record)
+                                 f"({error.strerror or error}); choose a folder you can write to") from error
+            self._take(self.run_dir)
+        facts = RunFacts(device_resolved=str(self.device), train_images=len(data.train), test_images=len(data.test),
+                         class_names=list(data.class_names), image_size=list(data.image_size),
+                         channels=data.channels, eval_rows=self.evaluator.eval_rows.tolist(),
+                         embedding_dim_actual=self.method.encoder.embedding_dim)
+        record = (cfg.to_dict() | {"encoder_params": encoder_params, "method_params": dict(self.method.hparams)}
+                  | asdict(facts))
+        self.run_dir.write_config(record)  # on resume too: what changed is recorded
         self.started = True
         yield self.log(ev.Started(str(self.run_dir.path), record, str(self.device), device_name(self.device),
                                   self.steps_per_epoch, self.total_steps, self.start_step, tuple(notes)))
+        if resume_state is not None:
+            yield self.log(ev.Continued(self.start_step, self.start_step / self.steps_per_epoch, changes))
         for note in notes:
             yield self.log(ev.Message(note, "warning" if "skipped" in note else "info"))
+
+    def _take(self, run_dir: RunDir) -> None:
+        run_dir.lock()  # RunInUseError naming the process that writes it
+        self._locked = run_dir
 
     # the loop ----------------------------------------------------------------------------------
     def run(self) -> Iterator[ev.Event]:
@@ -315,7 +346,7 @@ class _Job:
         cfg = self.config
         self.planned_steps = self.total_steps
         self.budget = TimeBudget(cfg.time_limit, started) if cfg.time_limit and self.optimizer else None
-        if self.start_step == 0:
+        if self.start_step == 0 and not self.control.stopped:
             yield from self._evaluate(final=False)
         # in steps; under a time limit _plan may space the evaluations out (see TimeBudget.eval_interval)
         self.eval_asked = self.eval_every = (max(1, round(cfg.eval_every * self.steps_per_epoch))

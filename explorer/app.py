@@ -77,6 +77,7 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     if open_dir:
         window.open_run(open_dir)
     window.show()
+    _close_on_ctrl_c(window)
     window.session.warm_up()  # imports and a warm training process: Start then finds them ready
     code = app.exec()
     from explorer import jobs
@@ -89,6 +90,24 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     app.processEvents()
     del window
     return code
+
+
+def _close_on_ctrl_c(window) -> None:
+    """Ctrl-C in the terminal closes the window as Ctrl+Q does: a training job stops as with Stop
+    (checkpoint, summary and end record saved). Python runs its signal handlers only between
+    bytecodes, so a timer gives it a moment every 200 ms while Qt's event loop waits."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close(*_) -> None:
+        window.confirm_close = lambda: True  # the person asked already, in the terminal
+        window.close()
+
+    signal.signal(signal.SIGINT, close)
+    timer = QTimer(window, interval=200)
+    timer.timeout.connect(lambda: None)
+    timer.start()
 
 
 def _splash(text: str):

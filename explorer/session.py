@@ -32,6 +32,7 @@ from explorer.state import MapSnapshot, RunStatus, TrainingState
 
 FLUSH_MS = 50
 FOLLOW_MS = 500
+NOTES_SHOWN = 3  # notes on a run file's unreadable parts posted at once; the rest are counted
 COLOURINGS = {"class": "class", "cluster": "cluster", "correct": "kNN correct / wrong",
               "overlap": "neighbour overlap (map honesty)", "triplet": "triplet category (anchor = selected)"}
 
@@ -62,6 +63,9 @@ class RunState:
     dataset: Any = None  # engine.data.ImageDataset once loaded (thumbnails)
     follower: Any = None
     known_snapshots: set[str] = field(default_factory=set)
+    # snapshots that did not fit their schema, by name: (size, mtime) when read, so each is noted once
+    bad_snapshots: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what of its files could not be read (engine/schema.py)
     started: float = field(default_factory=time.monotonic)
     total_steps: int = 0
     steps_per_epoch: int = 1
@@ -164,7 +168,10 @@ class Session(QObject):
             self.select_run(run.id)
 
     def open_run(self, path: str | Path, select: bool = True) -> RunState:
-        """Open a run directory; keep following it while it has no ``finished``/``failed`` line."""
+        """Open a run directory; keep following it while it has no ``finished``/``failed`` line.
+
+        Its files are read as input from elsewhere (engine/schema.py): what does not fit is left out
+        and noted (``message_posted``), and the run shows what is readable."""
         from engine.runs import CONFIG, METRICS, MetricsFollower, RunDir
 
         path = Path(path).expanduser().resolve()
@@ -175,7 +182,8 @@ class Session(QObject):
             if select:
                 self.select_run(run_id)
             return self.runs[run_id]
-        run = RunState(run_id, path.name, path, RunDir(path).config(), status=RunStatus.RUNNING)
+        config = RunDir(path).read_config()
+        run = RunState(run_id, path.name, path, config.value or {}, status=RunStatus.RUNNING)
         run.follower = MetricsFollower(path / METRICS)
         run.following = True
         self._ingest_records(run, run.follower.poll())
@@ -183,6 +191,7 @@ class Session(QObject):
         if run.status == RunStatus.RUNNING:
             run.status = RunStatus.FOLLOWING
         self.add_run(run, select)
+        self._post_notes(run, config.notes + run.follower.take_notes())
         return run
 
     def poll_followed(self) -> None:
@@ -191,6 +200,7 @@ class Session(QObject):
             if not run.following or run.follower is None:
                 continue
             records = run.follower.poll()
+            self._post_notes(run, run.follower.take_notes())
             n_before = len(run.snapshots)
             self._load_new_snapshots(run)
             if records:
@@ -207,31 +217,72 @@ class Session(QObject):
         for r in records:
             run.records.append(r)
             self._note_collapse(run, r)
-            kind = r.get("kind")
-            if kind == "started":
-                run.total_steps = int(r.get("total_steps") or 0)
-                run.steps_per_epoch = int(r.get("steps_per_epoch") or 1)
-                run.device = r.get("device_name", "")
+            kind = r.get("kind")  # records fit their kind's schema (MetricsFollower, engine/schema.py)
+            if kind == "started":  # also a resumed run starting again after its earlier end
+                run.total_steps = r["total_steps"]
+                run.steps_per_epoch = max(1, r["steps_per_epoch"])
+                run.device = r["device_name"]
+                if run.status.ended:
+                    run.status = RunStatus.RUNNING
             elif kind == "plan":  # a time limit changed the run's length
-                run.total_steps = int(r.get("total_steps") or run.total_steps)
+                run.total_steps = r["total_steps"]
             elif kind == "finished":
                 run.status = RunStatus.STOPPED if r.get("stopped") else RunStatus.FINISHED
             elif kind == "failed":
                 run.status, run.message = RunStatus.FAILED, r.get("message", "")
 
     def _load_new_snapshots(self, run: RunState) -> None:
+        from engine.schema import load_snapshot
+
         if run.path is None:
             return
+        notes = []
         for p in sorted((run.path / "snapshots").glob("step_*.npz")):
             if p.name in run.known_snapshots:
                 continue
             try:
-                snap = MapSnapshot.load(p, run.steps_per_epoch)
-            except (OSError, ValueError, KeyError):
-                continue  # still being written by a writer that does not rename: next poll
+                stat = p.stat()
+            except OSError:
+                continue
+            version = (stat.st_size, stat.st_mtime_ns)
+            if run.bad_snapshots.get(p.name) == version:
+                continue  # noted already; read again once the file changes (a writer that does not rename)
+            config = run.config
+            if run.dataset is not None and config.get("test_images") is None:
+                config = config | {"test_images": len(run.dataset.test)}
+            loaded = load_snapshot(p, config)
+            snap = MapSnapshot.from_arrays(loaded.value, run.steps_per_epoch, p) if loaded.value is not None else None
+            first = run.snapshots[0] if run.snapshots else None
+            if snap is not None and first is not None and not np.array_equal(snap.indices, first.indices):
+                loaded.notes.append(f"snapshots/{p.name}: its points are not the run's other snapshots' "
+                                    "(indices differ), so it cannot join the time-lapse: skipped")
+                snap = None
+            if snap is not None and first is not None and snap.embeddings.shape[1] != first.embeddings.shape[1]:
+                loaded.notes.append(f"snapshots/{p.name}: embedding dimension {snap.embeddings.shape[1]}, "
+                                    f"not the run's {first.embeddings.shape[1]}: skipped")
+                snap = None
+            notes += loaded.notes
+            if snap is None:
+                run.bad_snapshots[p.name] = version
+                continue
+            run.bad_snapshots.pop(p.name, None)
             run.known_snapshots.add(p.name)
             run.snapshots.append(snap)
         run.snapshots.sort(key=lambda s: s.step)
+        self._post_notes(run, notes)
+
+    def _post_notes(self, run: RunState, notes: list[str]) -> None:
+        """Say what of a run's files could not be read: each note (up to NOTES_SHOWN) into the log, and
+        where there are several, how many, last (the status bar shows the last message)."""
+        if not notes:
+            return
+        run.notes += notes
+        for note in notes[:NOTES_SHOWN]:
+            self.message_posted.emit("warning", f"run {run.name}: {note}")
+        if len(notes) > 1:
+            listed = "listed in the Log tab" if len(notes) <= NOTES_SHOWN else f"the first {NOTES_SHOWN} in the Log tab"
+            self.message_posted.emit("warning", f"run {run.name}: {len(notes)} parts of its files could not be read "
+                                                f"and are left out ({listed}); the rest is shown")
 
     # datasets (thumbnails) -----------------------------------------------------------------------
     def request_dataset(self, config: dict, on_ready: Callable[[Any], None],
@@ -269,9 +320,15 @@ class Session(QObject):
 
     def _on_run_dataset(self, run_id: str, dataset) -> None:
         run = self.runs.get(run_id)
-        if run is not None:
-            run.dataset = dataset
-            self.dataset_ready.emit(run_id)
+        if run is None:
+            return
+        rows = max((int(snap.indices.max()) for snap in run.snapshots if len(snap.indices)), default=-1)
+        if rows >= len(dataset.test):  # a config.json without test_images could not say so before
+            self._post_notes(run, [f"its snapshots show test rows up to {rows}, but {dataset.name} as configured "
+                                   f"has {len(dataset.test)} test images: the images are not shown"])
+            return
+        run.dataset = dataset
+        self.dataset_ready.emit(run_id)
 
     # maps ----------------------------------------------------------------------------------------
     def coords(self, run: RunState, frame: int, projection: str) -> np.ndarray | None:

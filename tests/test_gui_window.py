@@ -385,6 +385,79 @@ def test_following_a_run_picks_up_appended_lines(qtbot, window, cli_run, tmp_pat
     assert run.status == "finished" and not run.following
 
 
+def _damaged_copy(cli_run, tmp_path, name, config_text=None, extra_lines=(), snapshot_change=None):
+    run = tmp_path / name
+    shutil.copytree(cli_run, run)
+    if config_text is not None:
+        (run / "config.json").write_text(config_text)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.writelines(line + "\n" for line in extra_lines)
+    if snapshot_change is not None:
+        path = sorted((run / "snapshots").glob("step_*.npz"))[-1]
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        snapshot_change(arrays)
+        np.savez(path, **arrays)
+    return run
+
+
+def _config_with(cli_run, **changes) -> str:
+    return json.dumps(json.loads((cli_run / "config.json").read_text()) | changes)
+
+
+@pytest.mark.parametrize("damage, note", [
+    ({"config_text": "[1, 2]"}, "config.json: a list, not a JSON object"),
+    ({"config_text": "{\"method\": "}, "not JSON"),
+    ({"config_text": "dataset"}, "not JSON"),
+    ({"config_text": "class_names"}, "'class_names' is 5, not a list of texts"),
+    ({"extra_lines": ["[1]", '{"kind": "plan", "total_steps": "many", "epochs": 1}', "{cut"]},
+     "metrics.jsonl line {first_appended}: a list, not a JSON object"),
+    ({"snapshot_change": lambda a: a.update(labels=a["labels"][:5])}, "'labels' has shape (5,), not (597,)"),
+    ({"snapshot_change": lambda a: a.update(coords=np.zeros((3, 7)))}, "'coords' has shape (3, 7)"),
+    ({"snapshot_change": lambda a: a.update(embeddings=np.array([{}] * 3, dtype=object))}, "Python objects"),
+])
+def test_a_damaged_run_opens_with_what_is_readable_and_says_what_is_not(qtbot, window, cli_run, tmp_path, damage,
+                                                                          note):
+    if damage.get("config_text") == "dataset":
+        damage = {"config_text": _config_with(cli_run, dataset=["x"])}
+        note = "'dataset' is [\"x\"], not text"
+    elif damage.get("config_text") == "class_names":
+        damage = {"config_text": _config_with(cli_run, class_names=5)}
+    written = (cli_run / "metrics.jsonl").read_text().splitlines()
+    note = note.format(first_appended=len(written) + 1)
+    run_dir = _damaged_copy(cli_run, tmp_path, "damaged", **damage)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    w = window
+    w.open_run(run_dir)
+    run = w.session.current
+    assert run is not None and run.path == run_dir.resolve() and run.status == "finished"
+    assert any(note in n for n in run.notes), run.notes
+    assert note in w.log_view.toPlainText()
+    assert len(run.records) == len(written)  # every readable record, whatever was appended
+    snapshots = 3 if "snapshot_change" not in damage or "coords" in note else 2
+    assert len(run.snapshots) == snapshots
+    qtbot.waitUntil(lambda: w.map_panel.primary.point_count == 597, timeout=TIMEOUT)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # reading changes nothing
+
+
+def test_following_a_run_skips_a_bad_line_and_keeps_the_rest_of_the_poll(qtbot, window, cli_run, tmp_path):
+    w, s = window, window.session
+    lines = (cli_run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    live = tmp_path / "live"
+    (live / "snapshots").mkdir(parents=True)
+    shutil.copy(cli_run / "config.json", live)
+    half = len(lines) // 2
+    (live / "metrics.jsonl").write_text("".join(lines[:half]))
+    w.open_run(live)
+    run = s.current
+    with qtbot.waitSignal(s.records_added, timeout=TIMEOUT):
+        with open(live / "metrics.jsonl", "a") as f:
+            f.write('{"kind": "step", "step": "x"}\n' + "".join(lines[half:]))
+    qtbot.waitUntil(lambda: len(run.records) == len(lines), timeout=TIMEOUT)
+    assert run.status == "finished" and not run.following
+    assert f"metrics.jsonl line {half + 1} (step): 'step' is \"x\"" in w.log_view.toPlainText()
+
+
 def test_export_writes_files_that_load_back(qtbot, window, cli_run, tmp_path):
     from PIL import Image
     from PySide6.QtGui import QImage

@@ -60,7 +60,8 @@ class Inspector(Panel):
             self._method, self._method_key = None, None
             self.dataset = None
         self.run_dir = new_dir
-        self.config = RunDir(new_dir).config() if new_dir and (new_dir / "config.json").exists() else {}
+        # what of config.json fits its schema (engine/schema.py); the session has noted the rest
+        self.config = (RunDir(new_dir).read_config().value or {}) if new_dir else {}
         if dataset is not None:
             self.dataset = dataset
         self.snapshot = snapshot
