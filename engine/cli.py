@@ -318,14 +318,27 @@ class _CtrlCStops:
 
 
 def _follow(config, control, quiet: bool, ctrl_c: _CtrlCStops) -> int:
+    from engine.training import train
+
+    events = train(config, control)
+    try:
+        return _print_events(events, quiet, ctrl_c)
+    except KeyboardInterrupt:  # raised here, between two events: the job records its end where it stands
+        try:
+            events.throw(KeyboardInterrupt())
+        except (KeyboardInterrupt, StopIteration):
+            pass
+        raise
+
+
+def _print_events(events, quiet: bool, ctrl_c: _CtrlCStops) -> int:
     from tqdm import tqdm
 
     from engine import events as ev
-    from engine.training import train
 
     bar = None
     last_probe = None
-    for event in train(config, control):
+    for event in events:
         if isinstance(event, ev.Started):
             print(f"run directory: {event.run_dir}\ndevice: {event.device_name}")
             if not quiet:
