@@ -400,12 +400,13 @@ def export_run(run_dir: str | Path, folder: str | Path | None = None, formats: s
                tolerance: float = ONNX_TOLERANCE, dataset=None) -> ExportResult:
     """Export the encoder of a run (default folder: RUN_DIR/encoder). The files are checked on the run's
     test images when its dataset can be loaded (``dataset``: the one the caller holds), else on random ones."""
+    from engine.runs import RunDir
+
     encoder, config = encoder_from_run(run_dir)
     run_dir = Path(run_dir)
     folder = Path(folder) if folder is not None else run_dir / "encoder"
     recipe = _recipe(config["encoder"], config.get("encoder_params") or {}, encoder, int(config["embedding_dim"]))
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = RunDir(run_dir).summary() or {}  # what of it fits its schema (engine/schema.py)
     about = {"run": run_dir.name, "method": config.get("method"), "dataset": config.get("dataset"),
              "encoder": config.get("encoder"), "class_names": config.get("class_names") or [],
              "linear_probe_acc": summary.get("linear_probe_acc"), "knn_acc": summary.get("knn_acc")}
