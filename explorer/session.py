@@ -32,7 +32,7 @@ from explorer.state import MapSnapshot, RunStatus, TrainingState
 
 FLUSH_MS = 50
 FOLLOW_MS = 500
-NOTES_SHOWN = 3  # notes on a run file's unreadable parts posted at once; the rest are counted
+NOTES_SHOWN = 20  # notes on a run file's unreadable parts posted at once; the rest are counted
 COLOURINGS = {"class": "class", "cluster": "cluster", "correct": "kNN correct / wrong",
               "overlap": "neighbour overlap (map honesty)", "triplet": "triplet category (anchor = selected)"}
 
