@@ -201,7 +201,7 @@ def config_from_args(args: argparse.Namespace):
     """The TrainConfig these arguments ask for (ValueError for anything not allowed)."""
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
-    from engine.config import TrainConfig, resume_settings
+    from engine.config import TrainConfig
     from engine.presets import PRESETS
 
     if args.resume:
@@ -239,10 +239,8 @@ def config_from_args(args: argparse.Namespace):
         else:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to method '{config.method}' "
                              f"with encoder '{encoder_name}'")
-    if config.resume:
-        resume_settings(config)  # the run's own checks, before anything starts: exit 2 on what it refuses
-        return config
-    return config.resolved()
+    # a run to resume is checked by the job, before it starts: what it refuses exits 2 (Failed.bad_input)
+    return config.resolved() if not config.resume else config
 
 
 def _refuse_on_resume(args: argparse.Namespace) -> None:

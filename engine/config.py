@@ -139,8 +139,8 @@ def resume_settings(requested: TrainConfig) -> tuple[TrainConfig, dict[str, list
     ``requested.resume`` names the run. The run keeps its saved settings; of the request, only what
     RESUMABLE names is applied, when given (not None; a device other than "auto"). Any other setting
     that the request gives (one that differs from TrainConfig's default and from the saved value) is
-    refused by name, and so is a finished run without more epochs than it trained: ValueError (or
-    FileNotFoundError for a folder that is no run), with what to do instead."""
+    refused by name: ValueError (or FileNotFoundError for a folder that is no run), with what to do
+    instead. Whether the run may go on at all (a finished one) is ``check_not_finished``'s to say."""
     from engine.restore import read_run_config
 
     source, saved_config = read_run_config(requested.resume, "--resume")  # every field checked (engine/schema.py)
@@ -158,7 +158,6 @@ def resume_settings(requested: TrainConfig) -> tuple[TrainConfig, dict[str, list
             changes[name] = [getattr(saved, name), value]
             setattr(saved, name, value)
     saved.resume = str(source.path)
-    _check_not_finished(source, saved, requested.epochs is not None)
     try:
         return saved.resolved(), changes
     except ValueError as error:  # e.g. settings an earlier version of the method took
@@ -174,8 +173,12 @@ def refused_on_resume(flags: list[str], run: Any) -> str:
             "starts it from this run's encoder)")
 
 
-def _check_not_finished(source, saved: TrainConfig, more_epochs: bool) -> None:
-    """A run that ended (not stopped) continues only with more epochs than it trained."""
+def check_not_finished(requested: TrainConfig, resumed: TrainConfig) -> None:
+    """A run that ended (not stopped) continues only with more epochs than it trained: ValueError
+    saying how to extend it otherwise. ``resumed``: what resume_settings made of ``requested``."""
+    from engine.runs import RunDir
+
+    source, saved, more_epochs = RunDir(resumed.resume), resumed, requested.epochs is not None
     ends = [r for r in source.records() if r["kind"] in ("started", "finished", "failed")]
     if not ends or ends[-1]["kind"] != "finished" or ends[-1].get("stopped"):
         return  # stopped, failed or cut off: it continues towards its epochs

@@ -30,16 +30,19 @@ def read_run_config(run_dir: str | Path, flag: str = "") -> tuple[RunDir, dict[s
     run = RunDir(path)
     if not run.file(CONFIG).is_file():
         raise FileNotFoundError(f"{who}: not a run directory: it has no {CONFIG}")
-    try:
-        cfg = run.config()
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        raise ValueError(f"{who}: its {CONFIG} cannot be read ({error}): the run directory is damaged; "
-                         "start a new run") from error
+    loaded = run.read_config()  # checked against its schema (engine/schema.py)
+    if loaded.value is None:  # not JSON, not UTF-8, unreadable
+        raise ValueError(f"{who}: its {CONFIG} cannot be read ({'; '.join(loaded.notes)}): the run directory "
+                         "is damaged; start a new run")
+    cfg = loaded.value
     needed = {"method": str, "dataset": str, "encoder": str, "embedding_dim": int}
-    bad = [k for k, kind in needed.items() if not isinstance(cfg, dict) or not isinstance(cfg.get(k), kind)]
+    bad = [k for k, kind in needed.items() if not isinstance(cfg.get(k), kind)]
     if bad:
         raise ValueError(f"{who}: its {CONFIG} has no valid {', '.join(bad)}: it was not written by this "
                          "program, or not completely; start a new run")
+    if loaded.notes:  # a setting of the wrong type: the run cannot be rebuilt as it was
+        raise ValueError(f"{who}: its {'; '.join(loaded.notes)}; the run directory is damaged or from another "
+                         "program; fix the file or start a new run")
     return run, cfg
 
 

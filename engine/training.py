@@ -24,7 +24,7 @@ import numpy as np
 
 from engine import events as ev
 from engine.budget import TimeBudget
-from engine.config import DEFAULTS, TrainConfig, resume_settings
+from engine.config import DEFAULTS, TrainConfig, check_not_finished, resume_settings
 from engine.evaluation import EvaluationResult, Evaluator, TrainingError
 from engine.runs import RunDir, RunInUseError, RunWriteError
 from engine.schema import RunFacts
@@ -204,15 +204,15 @@ class _Job:
         from engine.encoders import ENCODERS, build_encoder
         from engine.methods import METHODS, DataInfo, Method
         from engine.params import resolve
-        from engine.restore import read_run
+        from engine.restore import read_run, read_run_config
 
         resume_state = None
         changes: dict[str, list] = {}
         if self.requested.resume:
-            self.config, changes = resume_settings(self.requested)  # refuses what cannot change
-            source = RunDir(self.config.resume)
-            self._take(source)  # before reading the checkpoint: nobody writes it meanwhile
+            source, _ = read_run_config(self.requested.resume, "--resume")
+            self._take(source)  # before reading it: nobody writes it meanwhile
             _, _, resume_state = read_run(source.path, "--resume")
+            self.config, changes = resume_settings(self.requested)  # refuses what cannot change
             self.run_dir = source
         else:
             self.config = self.requested.resolved()
@@ -302,6 +302,7 @@ class _Job:
                                  f"({str(error).splitlines()[0]}): the run directory is damaged or mixed "
                                  "from two runs; start a new run") from error
             self.start_step = resume_state["step"]
+            check_not_finished(self.requested, cfg)  # last: a damaged run says what is damaged first
             changed = "".join(f"; {name.replace('_', ' ')} {before} -> {after}" for name, (before, after) in changes.items())
             notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g}){changed}")
         self.step = self.start_step
