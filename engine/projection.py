@@ -10,7 +10,9 @@ can be animated and scrubbed:
 - UMAP: our own UMAP (McInnes, Healy & Melville 2018) in torch, CPU or GPU. A refresh rebuilds the
   fuzzy kNN graph of the new embeddings and runs a few epochs of the same SGD from the previous layout
   at a low learning rate.
-- t-SNE: scikit-learn's TSNE, warm-started with ``init=`` the previous layout and no early exaggeration.
+- t-SNE: scikit-learn's TSNE, warm-started with ``init=`` the previous layout, no early exaggeration
+  and a tenth of the first map's learning rate; points whose neighbourhood jumped are placed among
+  their new neighbours first, as in UMAP.
 
 The UMAP here follows umap-learn's definitions (umap-learn stays the reference for layout quality):
 kNN with the point itself as its 0th neighbour; per point ρᵢ = distance to the nearest other point and
@@ -171,11 +173,33 @@ class PCAProjector(Projector):
 @PROJECTIONS.register("tsne")
 class TSNEProjector(Projector):
     """scikit-learn's Barnes-Hut t-SNE (van der Maaten & Hinton 2008); perplexity = 2 x n_neighbors
-    (30 for the default 15, scikit-learn's default), reduced when there are too few points."""
+    (30 for the default 15, scikit-learn's default), reduced when there are too few points.
+
+    A refresh continues the optimisation from the previous layout without early exaggeration, at a
+    tenth of the learning rate the first map ended with, after placing the points whose
+    neighbourhood jumped (``relocate``, as UMAP's refresh does). The low rate is what keeps a still
+    layout still: scikit-learn's ``learning_rate="auto"`` is N / (4 x exaggeration), so turning
+    exaggeration off raises it twelvefold (500 instead of 50 for the 2000-point map), and its
+    per-coordinate gains grow by 0.2 an iteration while a force keeps its direction, which turns the
+    small residual forces of an unconverged t-SNE (it keeps expanding) into visible drift. Points that
+    really moved are carried by the relocation and then by the same growing gains.
+    """
 
     label = "t-SNE"
     summary = "t-SNE (scikit-learn): local neighbourhoods kept, distances between clusters not meaningful."
     warm = True
+    _EXAGGERATION, _ITERATIONS = 12.0, 1000  # the first map's: scikit-learn's defaults
+    _REFRESH_ITERATIONS = 250  # scikit-learn's fewest
+    _REFRESH_RATE_FRACTION = 0.1  # of the first map's learning rate (UMAP's refresh uses a tenth too)
+
+    def __init__(self, seed: int = 0, device: DeviceLike = None, **params):
+        super().__init__(seed, device, **params)
+        self.reset()
+
+    def reset(self) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self._graph: tuple | None = None  # kNN graph (head, tail, weight) of the last layout's points
+        self.relocated = 0  # points the last refresh placed among their new neighbours first
 
     def _perplexity(self, n: int) -> float:
         wanted = 2.0 * self.n_neighbors
@@ -185,21 +209,43 @@ class TSNEProjector(Projector):
             return allowed
         return wanted
 
-    def _run(self, x: np.ndarray, init, exaggeration: float, max_iter: int) -> np.ndarray:
+    def _neighbour_graph(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each point's ``n_neighbors`` nearest points, as equally weighted edges (head, tail, weight)."""
+        from engine.neighbours import knn
+
+        k = min(self.n_neighbors, len(x) - 1)
+        _, idx = knn(x, x, k, metric=self.metric, exclude_self=True)
+        tail = torch.as_tensor(idx).reshape(-1)
+        head = torch.arange(len(x)).repeat_interleave(k)
+        return head, tail, torch.ones(len(tail))
+
+    def _run(self, x: np.ndarray, init, exaggeration: float, max_iter: int, learning_rate) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         tsne = TSNE(n_components=2, perplexity=self._perplexity(len(x)), init=init, metric=self.metric,
                     early_exaggeration=exaggeration, max_iter=max_iter, random_state=self.seed,
-                    learning_rate="auto")
+                    learning_rate=learning_rate)
         return tsne.fit_transform(x).astype(np.float32)
 
     def fit(self, x: np.ndarray) -> np.ndarray:
-        return self._run(x, "pca", 12.0, 1000)
+        self._graph = self._neighbour_graph(x)
+        return self._run(x, "pca", self._EXAGGERATION, self._ITERATIONS, "auto")
 
     def refresh(self, x: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        # No early exaggeration (it would tear the previous layout apart), scikit-learn's fewest
-        # iterations (250), then a rigid alignment to undo any drift of the whole picture.
-        return procrustes(self._run(x, previous.astype(np.float32), 1.0, 250), previous)
+        graph = self._neighbour_graph(x)
+        y0 = torch.as_tensor(previous, dtype=torch.float32)
+        self.relocated = 0
+        if self._graph is not None and len(self._graph[0]) and int(self._graph[0].max()) < len(y0):
+            extent = float((y0.max(0).values - y0.min(0).values).max())
+            y0, self.relocated = relocate(y0, self._graph, graph, 0.05 * extent, generator=self.generator)
+            if self.relocated:
+                self.notes.append(f"{self.relocated} points changed neighbourhood so much that they were "
+                                  "placed among their new neighbours before the refresh")
+        self._graph = graph
+        # scikit-learn's "auto" rate of the first map, N / (4 x exaggeration) but at least 50
+        rate = self._REFRESH_RATE_FRACTION * max(len(x) / (4 * self._EXAGGERATION), 50.0)
+        layout = self._run(x, y0.numpy(), 1.0, self._REFRESH_ITERATIONS, rate)
+        return procrustes(layout, previous)  # a rigid alignment undoes any drift of the whole picture
 
 
 # --------------------------------------------------------------------------- UMAP in torch
