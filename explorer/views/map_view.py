@@ -492,10 +492,14 @@ class MapView(QWidget):
         return lut[cats.codes], entries
 
     def _update_legend(self) -> None:
-        self.legend.clear()
         entries = getattr(self, "_legend_entries", [])
         if len(entries) > 24:
             entries = entries[:23] + [(f"… {len(entries) - 23} more", argb(UNLABELLED))]
+        entries = [(name, int(colour)) for name, colour in entries]
+        if entries == getattr(self, "_legend_drawn", None):
+            return  # rebuilding an unchanged legend took up to 20 ms of the GUI thread at every snapshot
+        self._legend_drawn = entries
+        self.legend.clear()
         for name, colour in entries:
             c = QColor.fromRgba(int(colour))
             sample = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(c), pen=None)

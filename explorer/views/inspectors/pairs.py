@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QWidget
 
-from explorer.views.inspectors.base import Inspector
+from explorer.views.inspectors.base import Inspector, Pending
 from explorer.views.palette import RIGHT, WRONG
 
 
@@ -87,8 +87,6 @@ class PairHistogram(Inspector):
                         normalize=p["normalize"])
 
     def _draw(self) -> None:
-        import torch
-
         snap = self._get_snapshot()
         labels = snap.labels.astype(np.int64)
         keep = labels >= 0
@@ -99,9 +97,27 @@ class PairHistogram(Inspector):
         rows = np.flatnonzero(keep)
         if len(rows) > self.max_points:  # a fixed subset: 1000 points are half a million pairs, 0.1 s
             rows = np.sort(np.random.default_rng(0).choice(rows, self.max_points, replace=False))
-        with torch.no_grad():
-            loss(torch.from_numpy(snap.embeddings[rows]), torch.from_numpy(labels[rows]))
-        self.stats = dict(loss.stats)
+        args = (loss, snap.embeddings[rows], labels[rows])
+        if self._session is None:  # standalone (a script, a test): at once
+            self._show(pair_statistics(*args), loss, snap, rows, keep)
+            return
+        key = (str(self.run_dir), snap.step, len(rows), loss.margin, loss.distance_name, loss.normalize)
+        if not self._session.request_statistics(
+                self.name, key, pair_statistics, *args,
+                on_ready=lambda stats: self._on_statistics_ready(key, stats, loss, snap, rows, keep),
+                on_failed=lambda message: self._clear(f"The pair distances could not be computed: {message}")):
+            raise Pending(f"Measuring the distances of the pairs at step {snap.step}…")
+
+    def _on_statistics_ready(self, key, stats: dict, loss, snap, rows, keep) -> None:
+        try:  # the result of an older request is not drawn over the run and step shown now
+            current = self._get_snapshot()
+        except (FileNotFoundError, ValueError, Pending):
+            return
+        if key[:2] == (str(self.run_dir), current.step):
+            self._show(stats, loss, snap, rows, keep)
+
+    def _show(self, stats: dict, loss, snap, rows: np.ndarray, keep: np.ndarray) -> None:
+        self.stats = dict(stats)
         edges = np.asarray(self.stats["dist_bins"])
         self.positive_curve.setData(edges, np.asarray(self.stats["pos_dist_hist"]))
         self.negative_curve.setData(edges, np.asarray(self.stats["neg_dist_hist"]))
@@ -117,3 +133,12 @@ class PairHistogram(Inspector):
         subset = f"a fixed random {len(rows)} of the {int(keep.sum())}" if len(rows) < keep.sum() else f"the {len(rows)}"
         self.status.setText(f"all pairs of {subset} labelled points of the map, step {snap.step}")
 
+
+def pair_statistics(loss, embeddings: np.ndarray, labels: np.ndarray) -> dict:
+    """The pair loss's own statistics (histograms of positive and negative distances, shares inside the
+    margin) over every pair of the points: run in a worker thread by the session."""
+    import torch
+
+    with torch.no_grad():
+        loss(torch.from_numpy(np.ascontiguousarray(embeddings)), torch.from_numpy(labels))
+    return dict(loss.stats)
