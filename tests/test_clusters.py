@@ -77,3 +77,79 @@ def test_precomputed_distances_give_the_same_silhouette():
     assert cl.silhouette(z, y, distances=d) == pytest.approx(cl.silhouette(z, y), abs=1e-6)
     assert cl.silhouette(z, y, distances=d, max_points=200) == pytest.approx(
         cl.silhouette(z, y, max_points=200), abs=1e-6)
+
+
+def _agreement_count(a, b):
+    return int(((a == b) & (a >= 0)).sum())
+
+
+def test_match_ids_keeps_the_most_points_under_their_id_as_brute_force():
+    import itertools
+
+    rng = np.random.default_rng(4)
+    previous = rng.integers(0, 4, 300)
+    current = np.where(rng.random(300) < 0.8, (previous + 1) % 4, rng.integers(0, 4, 300))  # renamed, noisy
+    matched = cl.match_ids(previous, current)
+    best = max(_agreement_count(previous, np.asarray(p)[current]) for p in itertools.permutations(range(4)))
+    assert _agreement_count(previous, matched) == best > 0.75 * 300
+    # the grouping itself is unchanged: scikit-learn's NMI and ARI see the same partition
+    assert normalized_mutual_info_score(current, matched) == pytest.approx(1.0)
+    assert adjusted_rand_score(current, matched) == pytest.approx(1.0)
+
+
+def test_kmeans_ids_follow_the_previous_snapshot():
+    z, y = _blobs(n=800, k=6, d=16, seed=5)
+    first = cl.kmeans(z, 6, seed=0)
+    moved = z + np.random.default_rng(0).normal(scale=0.05, size=z.shape)
+    raw = cl.kmeans(moved, 6, seed=3)  # another start: the same clusters under other numbers
+    assert (raw == first).mean() < 0.9
+    assert (cl.match_ids(first, raw) == first).mean() > 0.99
+
+
+def test_new_clusters_get_ids_the_previous_snapshot_does_not_use_and_noise_stays():
+    previous = np.array([0, 0, 0, 2, 2, 2, -1, -1, 5, 5])
+    current = np.array([7, 7, 7, 3, 3, 3, 9, 9, -1, 4])
+    # 7 -> 0 and 3 -> 2 by overlap; 4 follows 5 (one point shared); 9 covers only noise: a fresh id, 1
+    assert cl.match_ids(previous, current).tolist() == [0, 0, 0, 2, 2, 2, 1, 1, -1, 5]
+    assert cl.match_ids(previous, np.full(10, -1)).tolist() == [-1] * 10
+    with pytest.raises(ValueError, match="same points"):
+        cl.match_ids(previous, current[:5])
+
+
+def test_purity_against_scikit_learns_contingency_matrix():
+    from sklearn.metrics.cluster import contingency_matrix
+
+    rng = np.random.default_rng(6)
+    labels, found = rng.integers(0, 5, 500), rng.integers(-1, 7, 500)
+    labels[:20] = -1
+    keep = (labels >= 0) & (found >= 0)
+    table = contingency_matrix(labels[keep], found[keep])
+    assert cl.purity(labels, found) == pytest.approx(table.max(axis=0).sum() / keep.sum())
+    assert cl.purity([0, 0, 1, 1], [3, 3, 4, 4]) == 1.0
+    assert cl.purity([0, 1, 0, 1], [0, 0, 0, 0]) == 0.5
+    assert cl.purity([-1, -1], [0, 1]) is None
+    assert cl.cluster_makeup([0, 0, 1, -1, 2], [4, 4, 4, 1, -1]) == {1: (1, -1, 0), 4: (3, 0, 2)}
+
+
+def test_cluster_scores_report_purity():
+    z, y = _blobs(n=400, k=4, seed=7)
+    metrics, ids, _ = cl.cluster_scores(z, y)
+    assert metrics["purity"] == pytest.approx(cl.purity(y, ids["kmeans"])) and metrics["purity"] > 0.99
+    assert metrics["hdbscan_purity"] == pytest.approx(cl.purity(y, ids["hdbscan"]))
+
+
+def test_hulls_outline_each_cluster_and_leave_strays_out():
+    from scipy.spatial import Delaunay
+
+    grid = np.array([(x, y) for x in range(5) for y in range(5)], dtype=float)
+    xy = np.vstack([grid, grid + 20, [[100.0, 100.0]], [[0, 50], [1, 50], [2, 50]]])
+    ids = np.array([0] * 25 + [1] * 25 + [1] + [2] * 3)
+    shapes = cl.hulls(xy, ids, coverage=1.0)
+    assert sorted(map(tuple, shapes[0])) == [(0, 0), (0, 4), (4, 0), (4, 4)]
+    assert 2 not in shapes  # three points on a line: no area
+    assert Delaunay(shapes[1]).find_simplex([[100.0, 100.0]])[0] >= 0  # the stray is inside at full coverage
+    core = cl.hulls(xy, ids, coverage=0.9)[1]
+    assert Delaunay(core).find_simplex([[100.0, 100.0]])[0] < 0  # ... and left out of the core
+    assert (Delaunay(core).find_simplex(grid[[6, 12, 18]] + 20) >= 0).all()
+    with pytest.raises(ValueError, match="coverage"):
+        cl.hulls(xy, ids, coverage=0)

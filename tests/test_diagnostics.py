@@ -209,3 +209,23 @@ def test_triplet_shares_count_with_the_given_definition_on_every_anchor(digits, 
     assert min(shares) > 0  # a case with all three kinds
     limit = definition.difference_limit()
     assert metrics["triplet_histogram_range"] == [-limit, limit]
+
+
+def test_cluster_ids_follow_the_previous_evaluation(digits):
+    from engine.metrics.clusters import kmeans, match_ids
+
+    enc = _encoder(digits)
+    diag = Diagnostics(augment=VIEWS, num_classes=10, labelled=True, projection="pca", property_points=32,
+                       with_hdbscan=False)
+    images, labels = torch.from_numpy(digits.test.images), digits.test.labels
+    z = _embed(enc, digits.test.images)
+    diag.evaluate(enc, images, labels, z, None, step=0)
+    first = diag.arrays["kmeans_clusters"].copy()
+    diag.seed = 5  # k-means starts elsewhere and numbers the same clusters differently
+    moved = z + np.random.default_rng(0).normal(scale=1e-4, size=z.shape).astype(np.float32)
+    raw = kmeans(moved, 10, seed=5)
+    metrics, _ = diag.evaluate(enc, images, labels, moved, None, step=10)
+    # the same grouping as k-means' own, under the ids that keep the most points where they were
+    assert np.array_equal(diag.arrays["kmeans_clusters"], match_ids(first, raw))
+    assert (diag.arrays["kmeans_clusters"] == first).mean() > (raw == first).mean() + 0.3
+    assert 0 < metrics["purity"] <= 1

@@ -1,5 +1,6 @@
 """Clusters in embedding space: k-means and HDBSCAN cluster ids per point, their agreement with the
-labels (NMI, ARI) and the silhouette of the labels.
+labels (NMI, ARI, purity), the silhouette of the labels, ids that follow the previous snapshot's, and
+each cluster's outline on the 2D map.
 
 Geometry: by default every measure here works on l2-normalised embeddings with euclidean distance,
 like the triplet categories (engine.metrics.triplets): the losses of most methods live on the sphere,
@@ -10,6 +11,19 @@ and it makes the numbers independent of the scale of the encoder's output.
   ``dims`` dimensions (10 by default): density estimates in 64-128 dimensions are dominated by the
   curse of dimensionality, and on 5k points PCA-10 takes 0.2 s where the full space takes 1.2 s here.
 - NMI (arithmetic normalisation) and ARI: scikit-learn's, on the labelled points.
+- purity: the share of the labelled, clustered points whose cluster's majority class is their own,
+  (1 / N) sum_c max_y |c and y|, from scikit-learn's contingency matrix (noise left out: its share is
+  ``hdbscan_noise``). 1 = every cluster holds one class; it rises with the number of clusters, so it
+  is read beside NMI, which does not.
+- ids that follow (``match_ids``): k-means and HDBSCAN number their clusters anew at each call, so the
+  same group of points gets another id, hence another colour, at the next snapshot. The ids of a new
+  snapshot are renamed after the previous snapshot's by the assignment that keeps the most points
+  under their old id: the Hungarian method (scipy's ``linear_sum_assignment``) on the contingency
+  table of the two groupings. A cluster with no counterpart gets the smallest id the previous
+  snapshot does not use.
+- outlines (``hulls``): the convex hull (scipy's ``ConvexHull``, Qhull) of each cluster's points on
+  the map, around the share ``coverage`` of them nearest the cluster's median point, so that a few
+  strays do not stretch it over other clusters.
 - silhouette (Rousseeuw 1987): s_i = (b_i - a_i) / max(a_i, b_i), a_i the mean distance to the other
   points of its cluster, b_i the smallest mean distance to another cluster; s_i = 0 for a point alone
   in its cluster (scikit-learn's convention). Computed in torch from the float32 distance matrix
@@ -128,6 +142,114 @@ def silhouette(embeddings, labels, normalize: bool = True, max_points: int = 10_
     return float(torch.cat(scores).mean())
 
 
+ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}  # name -> the label a person reads
+
+
+def cluster_ids(embeddings, algorithm: str, k: int | None = None, seed: int = 0,
+                normalize: bool = True) -> np.ndarray:
+    """The ids of one of ALGORITHMS (k-means needs ``k``; HDBSCAN finds its number, -1 for noise)."""
+    if algorithm == "kmeans":
+        if k is None:
+            raise ValueError("k-means needs k, the number of clusters")
+        return kmeans(embeddings, k, seed=seed, normalize=normalize)
+    if algorithm == "hdbscan":
+        return hdbscan(embeddings, normalize=normalize)
+    raise ValueError(f"clustering algorithm {algorithm!r} is not valid; allowed: {', '.join(ALGORITHMS)}")
+
+
+def match_ids(previous, current) -> np.ndarray:
+    """``current``'s cluster ids renamed to follow ``previous`` (the same points in the same order):
+    see the module docstring. Noise (-1) stays -1; the grouping itself is unchanged."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics.cluster import contingency_matrix
+
+    previous = np.asarray(previous).astype(np.int64).ravel()
+    current = np.asarray(current).astype(np.int64).ravel()
+    if previous.shape != current.shape:
+        raise ValueError(f"cluster ids of {len(previous)} and {len(current)} points: matching needs the same points")
+    ours = np.unique(current[current >= 0])
+    out = np.full_like(current, -1)
+    if not len(ours):
+        return out
+    both = (previous >= 0) & (current >= 0)
+    theirs = np.unique(previous[previous >= 0])
+    rename: dict[int, int] = {}
+    if both.any():
+        table = contingency_matrix(previous[both], current[both])  # rows: previous ids, columns: ours
+        rows, cols = np.unique(previous[both]), np.unique(current[both])
+        for i, j in zip(*linear_sum_assignment(table, maximize=True)):
+            if table[i, j] > 0:  # no shared point: nothing to follow
+                rename[int(cols[j])] = int(rows[i])
+    taken = set(theirs.tolist()) | set(rename.values())
+    fresh = (i for i in range(len(taken) + len(ours) + 1) if i not in taken)
+    for c in ours:
+        if int(c) not in rename:
+            rename[int(c)] = next(fresh)
+    lut = np.array([rename[int(c)] for c in ours], dtype=np.int64)
+    keep = current >= 0
+    out[keep] = lut[np.searchsorted(ours, current[keep])]
+    return out
+
+
+def purity(labels, clusters) -> float | None:
+    """Purity of ``clusters`` against ``labels`` (module docstring), on the points with a label >= 0
+    and a cluster >= 0; None when there are none."""
+    from sklearn.metrics.cluster import contingency_matrix
+
+    labels, clusters = np.asarray(labels).ravel(), np.asarray(clusters).ravel()
+    keep = (labels >= 0) & (clusters >= 0)
+    if not keep.any():
+        return None
+    table = contingency_matrix(labels[keep], clusters[keep])  # rows: classes, columns: clusters
+    return float(table.max(axis=0).sum() / keep.sum())
+
+
+def cluster_makeup(labels, clusters) -> dict[int, tuple[int, int, int]]:
+    """Per cluster id (>= 0): (size, its majority label or -1 when none of its points is labelled,
+    how many of its labelled points have that label)."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    clusters = np.asarray(clusters).astype(np.int64).ravel()
+    out = {}
+    for c in np.unique(clusters[clusters >= 0]):
+        own = labels[clusters == c]
+        known = own[own >= 0]
+        if len(known):
+            counts = np.bincount(known)
+            out[int(c)] = (len(own), int(counts.argmax()), int(counts.max()))
+        else:
+            out[int(c)] = (len(own), -1, 0)
+    return out
+
+
+def hulls(xy, clusters, coverage: float = 0.9) -> dict[int, np.ndarray]:
+    """Per cluster id (>= 0): its outline on the map, the (m, 2) vertices of the convex hull of the
+    share ``coverage`` of its points nearest its median point, in counter-clockwise order. Clusters
+    whose points span no area (fewer than 3, or all on a line) have none."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage: {coverage!r} is not valid; allowed: 0 < coverage <= 1")
+    xy = np.asarray(xy, dtype=np.float64)
+    clusters = np.asarray(clusters).astype(np.int64).ravel()
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(clusters):
+        raise ValueError(f"hulls need (n, 2) positions and n cluster ids; got {xy.shape} and {clusters.shape}")
+    out = {}
+    for c in np.unique(clusters[clusters >= 0]):
+        pts = xy[clusters == c]
+        pts = pts[np.isfinite(pts).all(1)]
+        if coverage < 1 and len(pts) > 3:
+            d = np.linalg.norm(pts - np.median(pts, axis=0), axis=1)
+            pts = pts[np.argsort(d, kind="stable")[:max(3, int(np.ceil(coverage * len(pts))))]]
+        if len(pts) < 3:
+            continue
+        try:
+            hull = ConvexHull(pts)
+        except QhullError:  # all on a line, or all one point
+            continue
+        out[int(c)] = pts[hull.vertices]
+    return out
+
+
 def agreement(labels, clusters) -> tuple[float | None, float | None]:
     """(NMI, ARI) between the labels and the cluster ids, on the labelled points; None without labels."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -145,9 +267,9 @@ def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, norm
                    ) -> tuple[dict, dict[str, np.ndarray], list[str]]:
     """Everything above at once: (metrics, per-point cluster ids, notes).
 
-    metrics: nmi, ari (k-means vs labels), silhouette (of the labels), kmeans_silhouette, and with
-    HDBSCAN hdbscan_clusters, hdbscan_noise (fraction), hdbscan_nmi, hdbscan_ari. Without labels,
-    k must be given and the label-based numbers are None.
+    metrics: nmi, ari, purity (k-means vs labels), silhouette (of the labels), kmeans_silhouette,
+    and with HDBSCAN hdbscan_clusters, hdbscan_noise (fraction), hdbscan_nmi, hdbscan_ari,
+    hdbscan_purity. Without labels, k must be given and the label-based numbers are None.
     """
     labels = np.asarray(labels).astype(np.int64).ravel()
     notes: list[str] = []
@@ -162,7 +284,7 @@ def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, norm
     sil = silhouette(embeddings, labels, normalize=normalize, seed=seed, distances=distances)
     if sil is None and len(labelled):
         notes.append("silhouette undefined: it needs at least 2 classes among the labelled points")
-    metrics = {"nmi": nmi, "ari": ari, "silhouette": sil,
+    metrics = {"nmi": nmi, "ari": ari, "purity": purity(labels, ids["kmeans"]), "silhouette": sil,
                "kmeans_silhouette": silhouette(embeddings, ids["kmeans"], normalize=normalize, seed=seed,
                                                distances=distances)}
     if with_hdbscan:
@@ -170,5 +292,6 @@ def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, norm
         found = ids["hdbscan"]
         h_nmi, h_ari = agreement(labels, found)
         metrics.update(hdbscan_clusters=int(len(np.unique(found[found >= 0]))),
-                       hdbscan_noise=float((found < 0).mean()), hdbscan_nmi=h_nmi, hdbscan_ari=h_ari)
+                       hdbscan_noise=float((found < 0).mean()), hdbscan_nmi=h_nmi, hdbscan_ari=h_ari,
+                       hdbscan_purity=purity(labels, found))
     return metrics, ids, notes

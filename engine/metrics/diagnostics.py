@@ -67,11 +67,15 @@ PROPERTY_HELP: dict[str, str] = {
     "knn_loo_acc": "Clustering: leave-one-out 10-NN accuracy on the evaluation images.",
     "nmi": "Normalised mutual information between k-means clusters (k = classes) and the labels (0 to 1).",
     "ari": "Adjusted Rand index between k-means clusters and the labels (0 = chance, 1 = identical).",
+    "purity": "Share of the points whose k-means cluster's majority class is their own (0 to 1; rises with "
+              "the number of clusters, so read it beside NMI).",
     "kmeans_silhouette": "Silhouette of the k-means clusters themselves (how well-separated the found groups are).",
     "hdbscan_clusters": "How many dense clusters HDBSCAN finds (on a 10-dimensional PCA of the embeddings).",
     "hdbscan_noise": "Share of points HDBSCAN leaves out as noise.",
     "hdbscan_nmi": "NMI between HDBSCAN's clusters (noise as one group) and the labels.",
     "hdbscan_ari": "ARI between HDBSCAN's clusters and the labels.",
+    "hdbscan_purity": "Purity of HDBSCAN's clusters (noise left out): the share of the clustered points whose "
+                      "cluster's majority class is their own.",
     "smoothness": "Embedding change per unit of small random pixel noise, relative to the same ratio between "
                   "different images (lower = smoother; 1 = noise moves it as much per pixel as real differences).",
     "invariance": "1 - distance between two augmented views of an image / distance between views of different "
@@ -120,8 +124,9 @@ def _finite_or_none(value: Any) -> Any:
 class Diagnostics:
     """The aggregator the training job calls at every evaluation (one instance per run).
 
-    It keeps state across calls: the live 2D map (each layout aligned to the previous one) and the
-    previous embeddings (for neighbour drift). The evaluation images must be the same rows each call.
+    It keeps state across calls: the live 2D map (each layout aligned to the previous one), the
+    previous embeddings (for neighbour drift) and the previous cluster ids (each evaluation's ids are
+    renamed to follow them, ``clusters.match_ids``, so a cluster keeps its id and colour). The evaluation images must be the same rows each call.
     """
 
     def __init__(self, *, num_classes: int, labelled: bool, augment: torch.nn.Module, projection: str = "umap",
@@ -152,6 +157,7 @@ class Diagnostics:
         self.k = int(k)
         self._live = None  # created on first use: importing the projection costs time at start-up
         self._previous: np.ndarray | None = None
+        self._previous_clusters: dict[str, np.ndarray] = {}  # algorithm -> the last evaluation's ids
         self.arrays: dict[str, np.ndarray] = {}  # per-point results of the last call (see module doc)
         self.timings: dict[str, float] = {}  # wall seconds per part of the last call
         self.cpu_timings: dict[str, float] = {}  # CPU seconds (all threads) per part of the last call
@@ -265,7 +271,12 @@ class Diagnostics:
         if not self.labelled:
             notes.append("silhouette, NMI and ARI undefined: the data are unlabelled")
         notes.extend(more)
-        self.arrays.update({f"{name}_clusters": v for name, v in ids.items()})
+        for name, found_ids in ids.items():
+            before = self._previous_clusters.get(name)
+            if before is not None and len(before) == len(found_ids):
+                found_ids = clusters.match_ids(before, found_ids)  # same grouping, the ids of the last one
+            self._previous_clusters[name] = found_ids
+            self.arrays[f"{name}_clusters"] = found_ids
 
     def _properties(self, encoder, images, z, labels, views, factors, dist, metrics, notes) -> None:
         metrics["smoothness"] = properties.smoothness(encoder, images, n=self.property_points, seed=self.seed,
