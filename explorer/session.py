@@ -9,7 +9,8 @@ time-lapse frame. Views never call each other: they change the session and redra
 The session also owns the window's background work (Orange's t-SNE widget's way: a view asks, the
 session starts the job and hands the result on): the training job (``start_training``), the images of a
 run (``request_dataset``), the 2D maps in other projections than the engine's (``coords``, then
-``coords_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``) and the
+``coords_ready``), the cluster ids of each snapshot, numbered after the snapshot before (``clusters``,
+then ``clusters_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``) and the
 warm training process (``warm_up``). Views never start work.
 
 Threads: everything here runs in the GUI thread; the work runs in ``explorer.jobs`` workers, whose
@@ -27,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from engine.metrics.clusters import ALGORITHMS as CLUSTERINGS
 from explorer import jobs
 from explorer.state import MapSnapshot, RunStatus, TrainingState
 
@@ -54,6 +56,8 @@ class RunState:
     records: list[dict] = field(default_factory=list)
     snapshots: list[MapSnapshot] = field(default_factory=list)
     coords: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (snapshot, projection) -> (n, 2)
+    # algorithm -> the cluster ids of snapshots 0, 1, ... (a prefix), each numbered after the one before
+    clusters: dict[str, list[np.ndarray]] = field(default_factory=dict)
     live: bool = False  # trained by this window now
     following: bool = False  # another process writes it; polled
     status: RunStatus = RunStatus.RUNNING
@@ -90,6 +94,7 @@ class Session(QObject):
     snapshot_added = Signal(str, int)  # run, index of the newest snapshot
     dataset_ready = Signal(str)
     coords_ready = Signal(str, int, str)  # run, snapshot index, projection: run.coords has that map now
+    clusters_ready = Signal(str, str)  # run, algorithm: run.clusters has more snapshots' ids now
     progress_changed = Signal(str, dict)  # run, {step, epoch, total_steps, images_per_second, eta_s}
     point_selected = Signal(int)  # test-split row, -1 for none
     rows_selected = Signal(object)  # np.ndarray of test-split rows
@@ -108,6 +113,8 @@ class Session(QObject):
         self.neighbour_rows = np.zeros(0, dtype=np.int64)
         self.projection = "umap"
         self.colour_by = "class"
+        self.cluster_algorithm = "kmeans"  # one of CLUSTERINGS: the map's cluster colouring
+        self.hulls = True  # outline each cluster on the map (when colouring by cluster)
         self.frame = -1  # index into the run's snapshots; -1 follows the newest
         self.trails = False
         self.centroids = False
@@ -120,6 +127,8 @@ class Session(QObject):
         self._datasets: dict[tuple, Any] = {}
         self._dataset_waiters: dict[tuple, list[tuple[Callable, Callable | None]]] = {}  # while loading
         self._projections: dict[tuple[str, int, str], Any] = {}  # (run, snapshot, projection) being computed
+        self._clusterings: dict[tuple[str, str], Any] = {}  # (run, algorithm) being computed
+        self.cluster_failures: dict[tuple[str, str], str] = {}  # (run, algorithm) -> why none could be found
         self._methods: dict[tuple, Any] = {}  # (run dir, checkpoint key) -> the rebuilt method
         self._method_waiters: dict[tuple, list[tuple[Callable, Callable]]] = {}
         self._statistics: dict[str, tuple[Any, Any]] = {}  # panel -> (the key computed last, its result)
@@ -372,6 +381,66 @@ class Session(QObject):
         run = self.runs.get(request[0])
         self.message_posted.emit("warning", f"the {request[2]} map of {run.name if run else 'a run'} could not "
                                             f"be drawn: {message}")
+
+    # clusters ------------------------------------------------------------------------------------
+    def clusters(self, run: RunState, frame: int, algorithm: str | None = None) -> np.ndarray | None:
+        """The cluster ids of a run's snapshot (``algorithm``: one of CLUSTERINGS, else the session's),
+        numbered after the snapshot before, so a cluster keeps its id and colour through the time-lapse
+        (engine.metrics.clusters.follow). The ids the engine saved with a snapshot are used (renamed
+        only); the others are computed in a worker: None meanwhile, then ``clusters_ready``. The newest
+        snapshot of a live run, whose earlier ones are known, is numbered at once."""
+        from engine.metrics.clusters import default_k, follow
+
+        algorithm = algorithm or self.cluster_algorithm
+        if algorithm not in CLUSTERINGS:
+            raise ValueError(f"clustering {algorithm!r} is not valid; allowed: {', '.join(CLUSTERINGS)}")
+        track = run.clusters.setdefault(algorithm, [])
+        if frame < len(track):
+            return track[frame]
+        key = (run.id, algorithm)
+        if key in self._clusterings or key in self.cluster_failures:
+            return None
+        pending = [(snap.embeddings, _saved_clusters(snap, algorithm)) for snap in run.snapshots[len(track):frame + 1]]
+        previous = track[-1] if track else None
+        k = default_k(run.snapshots[frame].labels, len(run.class_names))
+        if len(pending) == 1 and pending[0][1] is not None:  # renaming only: a contingency table
+            track.extend(follow(pending, algorithm, k, previous))
+            return track[frame]
+        start = len(track)
+        self._clusterings[key] = jobs.run(
+            follow, pending, algorithm, k, previous, owner=self,
+            on_done=lambda ids: self._on_clusters_done(key, start, ids),
+            on_failed=lambda message: self._on_clusters_failed(key, message))
+        return None
+
+    def _on_clusters_done(self, key: tuple[str, str], start: int, ids: list[np.ndarray]) -> None:
+        self._clusterings.pop(key, None)
+        run = self.runs.get(key[0])
+        if run is None:
+            return
+        track = run.clusters.setdefault(key[1], [])
+        if len(track) == start:
+            track.extend(ids)
+        self.clusters_ready.emit(*key)
+
+    def _on_clusters_failed(self, key: tuple[str, str], message: str) -> None:
+        self._clusterings.pop(key, None)
+        run = self.runs.get(key[0])
+        self.cluster_failures[key] = message
+        self.message_posted.emit("warning", f"no {CLUSTERINGS[key[1]]} clusters for {run.name if run else 'a run'}: "
+                                            f"{message}")
+        self.clusters_ready.emit(*key)
+
+    def set_cluster_algorithm(self, algorithm: str) -> None:
+        if algorithm not in CLUSTERINGS:
+            raise ValueError(f"clustering {algorithm!r} is not valid; allowed: {', '.join(CLUSTERINGS)}")
+        if algorithm != self.cluster_algorithm:
+            self.cluster_algorithm = algorithm
+            self.view_changed.emit()
+
+    def set_hulls(self, on: bool) -> None:
+        self.hulls = bool(on)
+        self.view_changed.emit()
 
     # the trained method (inspectors) ------------------------------------------------------------------
     def request_statistics(self, panel: str, key: Any, fn: Callable[..., Any], *args,
@@ -678,3 +747,11 @@ class Session(QObject):
         from engine.child import discard_standby
 
         discard_standby()  # the warm training process waiting for a next job: nothing in it to keep
+
+
+def _saved_clusters(snap: MapSnapshot, algorithm: str) -> np.ndarray | None:
+    """The ids of ``algorithm`` the engine saved with a snapshot (engine/schema.py SNAPSHOT_MEMBERS)."""
+    if algorithm == "kmeans":
+        ids = snap.arrays.get("kmeans_clusters")
+        return snap.clusters if ids is None else ids
+    return snap.arrays.get(f"{algorithm}_clusters")

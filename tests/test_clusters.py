@@ -106,11 +106,15 @@ def test_kmeans_ids_follow_the_previous_snapshot():
     assert (cl.match_ids(first, raw) == first).mean() > 0.99
 
 
-def test_new_clusters_get_ids_the_previous_snapshot_does_not_use_and_noise_stays():
+def test_new_clusters_get_the_smallest_free_id_and_noise_stays():
     previous = np.array([0, 0, 0, 2, 2, 2, -1, -1, 5, 5])
     current = np.array([7, 7, 7, 3, 3, 3, 9, 9, -1, 4])
-    # 7 -> 0 and 3 -> 2 by overlap; 4 follows 5 (one point shared); 9 covers only noise: a fresh id, 1
+    # 7 -> 0 and 3 -> 2 by overlap; 4 follows 5 (one point shared); 9 covers only noise: a free id, 1
     assert cl.match_ids(previous, current).tolist() == [0, 0, 0, 2, 2, 2, 1, 1, -1, 5]
+    # a cluster that shares no point with any (k-means after a jump) takes the id that fell free
+    assert cl.match_ids([0, 0, 1, 1, 2, 2], [5, 5, 6, 6, 7, 8]).tolist() == [0, 0, 1, 1, 2, 3]
+    assert cl.match_ids([0, 0, 1, 1, -1, -1], [5, 5, 6, 6, 7, 7]).tolist() == [0, 0, 1, 1, 2, 2]
+    assert cl.match_ids([0, 0, 1, 1, 2, 2], [4, 4, 5, 5, 5, 5]).tolist() == [0, 0, 1, 1, 1, 1]
     assert cl.match_ids(previous, np.full(10, -1)).tolist() == [-1] * 10
     with pytest.raises(ValueError, match="same points"):
         cl.match_ids(previous, current[:5])
@@ -131,6 +135,17 @@ def test_purity_against_scikit_learns_contingency_matrix():
     assert cl.cluster_makeup([0, 0, 1, -1, 2], [4, 4, 4, 1, -1]) == {1: (1, -1, 0), 4: (3, 0, 2)}
 
 
+def test_follow_renames_saved_ids_and_computes_missing_ones():
+    z, _ = _blobs(n=300, k=3, seed=8)
+    first = cl.kmeans(z, 3, seed=0)
+    saved = (first + 1) % 3  # a run's second snapshot, numbered another way
+    track = cl.follow([(z, None), (z, saved), (z + 0.01, None)], "kmeans", k=3)
+    assert all((ids == first).all() for ids in track)
+    assert cl.default_k([0, 1, 1, -1]) == 2 and cl.default_k([-1, -1], 7) == 7 and cl.default_k([3, 3]) == 10
+    with pytest.raises(ValueError, match="allowed: kmeans, hdbscan"):
+        cl.cluster_ids(z, "dbscan")
+
+
 def test_cluster_scores_report_purity():
     z, y = _blobs(n=400, k=4, seed=7)
     metrics, ids, _ = cl.cluster_scores(z, y)
@@ -144,11 +159,11 @@ def test_hulls_outline_each_cluster_and_leave_strays_out():
     grid = np.array([(x, y) for x in range(5) for y in range(5)], dtype=float)
     xy = np.vstack([grid, grid + 20, [[100.0, 100.0]], [[0, 50], [1, 50], [2, 50]]])
     ids = np.array([0] * 25 + [1] * 25 + [1] + [2] * 3)
-    shapes = cl.hulls(xy, ids, coverage=1.0)
+    shapes = {c: xy[rows] for c, rows in cl.hulls(xy, ids, coverage=1.0).items()}
     assert sorted(map(tuple, shapes[0])) == [(0, 0), (0, 4), (4, 0), (4, 4)]
     assert 2 not in shapes  # three points on a line: no area
     assert Delaunay(shapes[1]).find_simplex([[100.0, 100.0]])[0] >= 0  # the stray is inside at full coverage
-    core = cl.hulls(xy, ids, coverage=0.9)[1]
+    core = xy[cl.hulls(xy, ids, coverage=0.9)[1]]
     assert Delaunay(core).find_simplex([[100.0, 100.0]])[0] < 0  # ... and left out of the core
     assert (Delaunay(core).find_simplex(grid[[6, 12, 18]] + 20) >= 0).all()
     with pytest.raises(ValueError, match="coverage"):

@@ -203,8 +203,8 @@ def test_colourings_agree_with_their_peers(qtbot, session, digits):
     session.set_colour_by("overlap")
     assert len(view._legend_entries) == 3
 
-    session.set_colour_by("cluster")
-    assert len(np.unique(view.cloud._argb)) == 10
+    session.set_colour_by("cluster")  # k-means found in a worker (nothing saved with these snapshots)
+    qtbot.waitUntil(lambda: len(np.unique(view.cloud._argb)) == 10, timeout=20_000)
 
     session.set_colour_by("triplet")
     anchor = 17
@@ -328,3 +328,64 @@ def test_the_map_badge_names_the_worst_verdict_so_far_in_its_colour(qtbot, sessi
     assert (run.collapse_step, run.collapse_verdict) == (10, "complete collapse")
     assert "complete collapse from step 10" in view.badge.text()
     assert verdict_style("complete collapse", False)[2] in view.badge.styleSheet()
+
+
+def test_cluster_ids_colours_and_hulls_follow_the_previous_snapshot(qtbot, session, digits):
+    """The time-lapse no longer flickers: the second snapshot's saved k-means ids (numbered another way,
+    as an older run saved them) are renamed after the first's; the legend gives each cluster's majority
+    class and the purity; each cluster is outlined by its hull, made once and moved with the points."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from engine.metrics.clusters import hulls, kmeans, purity
+
+    run = fake_run(digits, "a")
+    first = kmeans(run.snapshots[0].embeddings, 10, seed=0)
+    second = kmeans(run.snapshots[1].embeddings, 10, seed=0)
+    shuffled = (second + 3) % 10  # the same clusters, other numbers
+    snap = run.snapshots[1]
+    run.snapshots[1] = MapSnapshot(snap.step, snap.epoch, snap.embeddings, snap.indices, snap.labels,
+                                   arrays={"kmeans_clusters": shuffled})
+    panel = MapPanel(session)
+    for v in panel.views:
+        v.animate = False
+    qtbot.addWidget(panel)
+    view = panel.primary
+    add(session, run)
+    assert panel.cluster_combo.isHidden() and panel.hulls_check.isHidden()
+    panel.colour_combo.setCurrentIndex(panel.colour_combo.findData("cluster"))
+    assert not panel.cluster_combo.isHidden() and not panel.hulls_check.isHidden()
+    qtbot.waitUntil(lambda: len(run.clusters.get("kmeans", [])) == 2, timeout=20_000)
+    ids0, ids1 = run.clusters["kmeans"]
+    np.testing.assert_array_equal(ids0, first)
+    # the grouping saved, under the numbers that keep the most points where they were: k-means' own
+    # numbering of the second snapshot kept 35 % of the points' ids (the clusters of raw pixels shift)
+    assert adjusted_rand_score(ids1, shuffled) == pytest.approx(1.0)
+    assert (ids1 == first).mean() > max((second == first).mean(), (shuffled == first).mean()) + 0.2
+    colours_newest = view.cloud._argb.copy()
+    panel.slider.setValue(0)
+    assert (view.cloud._argb == colours_newest).mean() == pytest.approx((ids1 == first).mean())
+    head = view._legend_entries[0][0]
+    assert head.startswith("k-means: 10 clusters") and f"purity {purity(snap.labels, ids0):.1%}" in head
+    # hulls: one item per cluster id, through the engine's hull rows, re-used from frame to frame
+    outlines = hulls(run.coords[(0, "pca")], ids0, 0.9)
+    items = list(view.hull_items)
+    assert len(items) == 10 and sum(i.isVisible() for i in items) == len(outlines)
+    for c, rows in outlines.items():
+        poly = items[c].polygon()
+        np.testing.assert_allclose([(poly.at(i).x(), poly.at(i).y()) for i in range(poly.size())],
+                                   run.coords[(0, "pca")][rows], rtol=1e-5)
+    panel.slider.setValue(1)
+    assert view.hull_items == items
+    panel.hulls_check.setChecked(False)
+    assert not any(i.isVisible() for i in view.hull_items)
+    # HDBSCAN: its own number of clusters, noise grey and counted in the legend
+    panel.hulls_check.setChecked(True)
+    panel.cluster_combo.setCurrentIndex(panel.cluster_combo.findData("hdbscan"))
+    qtbot.waitUntil(lambda: bool(view._legend_entries) and view._legend_entries[0][0].startswith("HDBSCAN"),
+                    timeout=30_000)
+    found = run.clusters["hdbscan"][1]
+    assert view._legend_entries[0][0].startswith(f"HDBSCAN: {len(np.unique(found[found >= 0]))} clusters")
+    if (found < 0).any():
+        assert view._legend_entries[-1][0] == f"noise ({(found < 0).sum()})"
+    panel.colour_combo.setCurrentIndex(panel.colour_combo.findData("class"))
+    assert not any(i.isVisible() for i in view.hull_items) and panel.cluster_combo.isHidden()

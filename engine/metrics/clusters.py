@@ -19,8 +19,8 @@ and it makes the numbers independent of the scale of the encoder's output.
   same group of points gets another id, hence another colour, at the next snapshot. The ids of a new
   snapshot are renamed after the previous snapshot's by the assignment that keeps the most points
   under their old id: the Hungarian method (scipy's ``linear_sum_assignment``) on the contingency
-  table of the two groupings. A cluster with no counterpart gets the smallest id the previous
-  snapshot does not use.
+  table of the two groupings. A cluster that shares no point with its counterpart gets the smallest
+  id no followed cluster holds (so k-means keeps the ids 0..k-1, and a colour of the palette's first).
 - outlines (``hulls``): the convex hull (scipy's ``ConvexHull``, Qhull) of each cluster's points on
   the map, around the share ``coverage`` of them nearest the cluster's median point, so that a few
   strays do not stretch it over other clusters.
@@ -34,11 +34,14 @@ and it makes the numbers independent of the scale of the encoder's output.
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+# torch is imported where it is used: the window reads ALGORITHMS at start-up
+
+ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}  # name -> the label a person reads
 
 
 def _points(embeddings, normalize: bool) -> np.ndarray:
-    z = embeddings.detach().cpu().numpy() if torch.is_tensor(embeddings) else np.asarray(embeddings)
+    z = embeddings.detach().cpu().numpy() if hasattr(embeddings, "detach") else np.asarray(embeddings)
     if z.ndim != 2:
         raise ValueError(f"embeddings: shape {z.shape} is not valid; allowed: (N, D)")
     z = z.astype(np.float32, copy=False)
@@ -87,12 +90,20 @@ def hdbscan(embeddings, min_cluster_size: int | None = None, dims: int | None = 
     return HDBSCAN(min_cluster_size=size, copy=True).fit_predict(z).astype(np.int64)
 
 
-@torch.no_grad()
 def silhouette(embeddings, labels, normalize: bool = True, max_points: int = 10_000, seed: int = 0,
-               chunk: int = 1024, distances: torch.Tensor | None = None) -> float | None:
+               chunk: int = 1024, distances=None) -> float | None:
     """Mean silhouette of the grouping ``labels`` (points with a label < 0 left out), euclidean.
     None when it is undefined: fewer than 2 groups, or as many groups as points. ``distances``: the
     (N, N) matrix of the same geometry if already computed (engine.metrics.triplets.distance_matrix)."""
+    import torch
+
+    with torch.no_grad():
+        return _silhouette(embeddings, labels, normalize, max_points, seed, chunk, distances)
+
+
+def _silhouette(embeddings, labels, normalize, max_points, seed, chunk, distances) -> float | None:
+    import torch
+
     labels = np.asarray(labels).astype(np.int64).ravel()
     n_all = len(embeddings) if distances is None else len(distances)
     if len(labels) != n_all:
@@ -142,9 +153,6 @@ def silhouette(embeddings, labels, normalize: bool = True, max_points: int = 10_
     return float(torch.cat(scores).mean())
 
 
-ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}  # name -> the label a person reads
-
-
 def cluster_ids(embeddings, algorithm: str, k: int | None = None, seed: int = 0,
                 normalize: bool = True) -> np.ndarray:
     """The ids of one of ALGORITHMS (k-means needs ``k``; HDBSCAN finds its number, -1 for noise)."""
@@ -155,6 +163,30 @@ def cluster_ids(embeddings, algorithm: str, k: int | None = None, seed: int = 0,
     if algorithm == "hdbscan":
         return hdbscan(embeddings, normalize=normalize)
     raise ValueError(f"clustering algorithm {algorithm!r} is not valid; allowed: {', '.join(ALGORITHMS)}")
+
+
+def default_k(labels, num_classes: int = 0) -> int:
+    """The k of k-means: the number of classes among the labelled points; with fewer than 2, the
+    dataset's number of classes, or 10."""
+    labels = np.asarray(labels).ravel()
+    k = len(np.unique(labels[labels >= 0]))
+    if k >= 2:
+        return k
+    return int(num_classes) if num_classes >= 2 else 10
+
+
+def follow(snapshots, algorithm: str, k: int | None = None, previous=None, seed: int = 0) -> list[np.ndarray]:
+    """Cluster ids of a sequence of snapshots of the same points, each renamed after the one before
+    (``previous``: the ids before the first). ``snapshots``: (embeddings, ids or None) pairs; ids
+    given (the ones saved with a run) are renamed only, the others are computed first."""
+    out = []
+    for embeddings, ids in snapshots:
+        found = cluster_ids(embeddings, algorithm, k, seed) if ids is None else np.asarray(ids, dtype=np.int64)
+        if previous is not None and len(previous) == len(found):
+            found = match_ids(previous, found)
+        out.append(found)
+        previous = found
+    return out
 
 
 def match_ids(previous, current) -> np.ndarray:
@@ -172,7 +204,6 @@ def match_ids(previous, current) -> np.ndarray:
     if not len(ours):
         return out
     both = (previous >= 0) & (current >= 0)
-    theirs = np.unique(previous[previous >= 0])
     rename: dict[int, int] = {}
     if both.any():
         table = contingency_matrix(previous[both], current[both])  # rows: previous ids, columns: ours
@@ -180,7 +211,7 @@ def match_ids(previous, current) -> np.ndarray:
         for i, j in zip(*linear_sum_assignment(table, maximize=True)):
             if table[i, j] > 0:  # no shared point: nothing to follow
                 rename[int(cols[j])] = int(rows[i])
-    taken = set(theirs.tolist()) | set(rename.values())
+    taken = set(rename.values())  # a cluster that vanished leaves its id free: k-means keeps 0..k-1
     fresh = (i for i in range(len(taken) + len(ours) + 1) if i not in taken)
     for c in ours:
         if int(c) not in rename:
@@ -222,9 +253,11 @@ def cluster_makeup(labels, clusters) -> dict[int, tuple[int, int, int]]:
 
 
 def hulls(xy, clusters, coverage: float = 0.9) -> dict[int, np.ndarray]:
-    """Per cluster id (>= 0): its outline on the map, the (m, 2) vertices of the convex hull of the
-    share ``coverage`` of its points nearest its median point, in counter-clockwise order. Clusters
-    whose points span no area (fewer than 3, or all on a line) have none."""
+    """Per cluster id (>= 0): its outline on the map, as the rows of ``xy`` at the vertices of the
+    convex hull (counter-clockwise) of the share ``coverage`` of its points nearest its median point.
+    Rows, not positions, so that a map moving its points (an animation) can draw the outline through
+    the same points as they go. Clusters whose points span no area (fewer than 3, or all on a line)
+    have none."""
     from scipy.spatial import ConvexHull, QhullError
 
     if not 0 < coverage <= 1:
@@ -233,20 +266,21 @@ def hulls(xy, clusters, coverage: float = 0.9) -> dict[int, np.ndarray]:
     clusters = np.asarray(clusters).astype(np.int64).ravel()
     if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(clusters):
         raise ValueError(f"hulls need (n, 2) positions and n cluster ids; got {xy.shape} and {clusters.shape}")
+    finite = np.isfinite(xy).all(1)
     out = {}
     for c in np.unique(clusters[clusters >= 0]):
-        pts = xy[clusters == c]
-        pts = pts[np.isfinite(pts).all(1)]
-        if coverage < 1 and len(pts) > 3:
+        rows = np.flatnonzero((clusters == c) & finite)
+        if coverage < 1 and len(rows) > 3:
+            pts = xy[rows]
             d = np.linalg.norm(pts - np.median(pts, axis=0), axis=1)
-            pts = pts[np.argsort(d, kind="stable")[:max(3, int(np.ceil(coverage * len(pts))))]]
-        if len(pts) < 3:
+            rows = rows[np.argsort(d, kind="stable")[:max(3, int(np.ceil(coverage * len(rows))))]]
+        if len(rows) < 3:
             continue
         try:
-            hull = ConvexHull(pts)
+            hull = ConvexHull(xy[rows])
         except QhullError:  # all on a line, or all one point
             continue
-        out[int(c)] = pts[hull.vertices]
+        out[int(c)] = rows[hull.vertices]
     return out
 
 
@@ -263,7 +297,7 @@ def agreement(labels, clusters) -> tuple[float | None, float | None]:
 
 
 def cluster_scores(embeddings, labels, k: int | None = None, seed: int = 0, normalize: bool = True,
-                   with_hdbscan: bool = True, distances: torch.Tensor | None = None
+                   with_hdbscan: bool = True, distances=None
                    ) -> tuple[dict, dict[str, np.ndarray], list[str]]:
     """Everything above at once: (metrics, per-point cluster ids, notes).
 

@@ -256,9 +256,8 @@ class Diagnostics:
 
     def _clusters(self, z, labels, dist, metrics, notes) -> None:
         labelled = labels[labels >= 0]
-        k = len(np.unique(labelled)) if len(labelled) else self.num_classes
-        if k < 2:
-            k = max(2, self.num_classes) if self.num_classes >= 2 else 10
+        k = clusters.default_k(labels, self.num_classes)
+        if (len(np.unique(labelled)) if len(labelled) else self.num_classes) < 2:
             notes.append(f"k-means: fewer than 2 classes among the evaluation labels, k = {k}")
         if len(z) < k:
             notes.append(f"clusters undefined: {len(z)} evaluation points for k = {k} clusters")

@@ -16,12 +16,12 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainterPath
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
-                               QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QColor, QImage, QPainterPath, QPolygonF
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QGraphicsPolygonItem, QHBoxLayout,
+                               QLabel, QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from engine.projection import PROJECTIONS
-from explorer.session import COLOURINGS, RunState, Session
+from explorer.session import CLUSTERINGS, COLOURINGS, RunState, Session
 from explorer.state import MapSnapshot
 from explorer.views import wrapped_tooltip
 from explorer.views.kit import FRAMES, thumbnail_pixmap
@@ -29,6 +29,7 @@ from explorer.views.palette import (BACKGROUND, RIGHT, SELECTION, UNLABELLED, WR
                                     map_triplet_colours, ramp, verdict_style)
 
 ANIMATION_MS = 300
+HULL_COVERAGE = 0.9  # a cluster's outline goes round this share of its points, those nearest its centre
 
 
 def projection_label(name: str) -> str:
@@ -254,6 +255,10 @@ class MapView(QWidget):
                      self.centroid_marks):
             self.plot.addItem(item, ignoreBounds=True)
         self.centroid_labels: list[pg.TextItem] = []
+        # one outline per cluster id, made when an id first needs one and reused (hidden when unused)
+        self.hull_items: list[QGraphicsPolygonItem] = []
+        self._hulls: dict[int, np.ndarray] = {}  # cluster id -> rows (drawing order) at its outline
+        self._cluster_ids: np.ndarray | None = None  # the shown snapshot's, when colouring by cluster
         self.legend = pg.LegendItem(offset=(-8, 8), labelTextSize="8pt")
         self.legend.setParentItem(self.plot.getPlotItem().vb)
         self.title = QLabel(self)
@@ -292,6 +297,7 @@ class MapView(QWidget):
         session.compare_changed.connect(lambda _: self.refresh())
         session.run_changed.connect(self._on_session_run_changed)
         session.coords_ready.connect(self._on_session_coords_ready)
+        session.clusters_ready.connect(self._on_session_clusters_ready)
         session.point_selected.connect(self._on_session_point_selected)
         session.rows_selected.connect(lambda _: self._update_marks())
         session.neighbours_changed.connect(lambda _: self._update_marks())
@@ -340,6 +346,12 @@ class MapView(QWidget):
                 and projection == self.session.projection:
             self.refresh()  # the map this view waits for; others (older frames) are only kept
 
+    def _on_session_clusters_ready(self, run_id: str, algorithm: str) -> None:
+        run = self.run()
+        if run is not None and run.id == run_id and self.session.colour_by == "cluster" \
+                and algorithm == self.session.cluster_algorithm:
+            self.refresh()
+
     def refresh(self) -> None:
         """Show the run's snapshot of the current frame in the current projection and colouring."""
         run = self.run()
@@ -375,6 +387,7 @@ class MapView(QWidget):
         colours = self.colours_for(run, frame, snap, coords)
         same_points = run.id == self._run_id and len(coords) == len(self._target)
         self._run_id, self._frame = run.id, frame
+        self._hulls = self._hull_rows(run, frame, coords)
         self._show(coords, colours, snap.indices, snap.labels, animate=same_points and self.animate)
         self._update_trails(run, frame, method)
 
@@ -399,6 +412,7 @@ class MapView(QWidget):
             self._sync_range()
         self._update_marks()
         self._update_centroids()
+        self._update_hulls()
         self._update_legend()
 
     def _sync_range(self) -> None:
@@ -417,6 +431,7 @@ class MapView(QWidget):
         self._sync_range()
         self._update_marks()
         self._update_centroids()
+        self._update_hulls()
         if t >= 1.0:
             self._anim.stop()
 
@@ -425,9 +440,13 @@ class MapView(QWidget):
         mode = self.session.colour_by
         labels = snap.labels
         anchor = snap.row_of(self.session.selected_row) if mode == "triplet" else None
-        key = (run.id, frame, self.session.projection if mode == "overlap" else "", mode, anchor, self.dark)
+        algorithm = self.session.cluster_algorithm if mode == "cluster" else ""
+        key = (run.id, frame, self.session.projection if mode == "overlap" else "", mode, anchor, algorithm, self.dark)
+        self._cluster_ids = None
         if key in self._cache:
             colours, self._legend_entries = self._cache[key]
+            if mode == "cluster":
+                self._cluster_ids = self.session.clusters(run, frame)
             return colours
         names = run.class_names
         entries: list[tuple[str, int]] = []
@@ -438,15 +457,15 @@ class MapView(QWidget):
             if (labels < 0).any():
                 entries.append(("unlabelled", argb(UNLABELLED)))
         elif mode == "cluster":
-            from engine.metrics.clusters import kmeans
-
-            k = max(2, len(names) or 10)
-            clusters = (snap.clusters if snap.clusters is not None
-                        else np.asarray(kmeans(snap.embeddings, k, seed=0, n_init=1)))
-            k = max(k, int(clusters.max(initial=0)) + 1)
-            pal = class_palette(k)
-            colours = pal[clusters % k]
-            entries = [(f"cluster {i}", int(pal[i])) for i in range(k)]
+            ids = self.session.clusters(run, frame)
+            if ids is None:  # being found in the background (or it failed: said in the note)
+                why = self.session.cluster_failures.get((run.id, algorithm))
+                self._set_note(f"no {CLUSTERINGS[algorithm]} clusters: {why}" if why
+                               else f"finding the {CLUSTERINGS[algorithm]} clusters…")
+                self._legend_entries = []
+                return np.full(len(labels), argb(UNLABELLED), dtype=np.uint32)
+            self._cluster_ids = ids
+            colours, entries = self._cluster_colours(run, ids, labels, algorithm)
         elif mode == "correct":
             from engine.metrics.properties import knn_loo_correct
 
@@ -472,6 +491,71 @@ class MapView(QWidget):
         self._cache[key] = (colours, entries)
         return colours
 
+    @staticmethod
+    def _cluster_colours(run: RunState, ids: np.ndarray, labels: np.ndarray, algorithm: str):
+        """A cluster's colour follows its id (the palette's i-th colour whatever the number of
+        clusters), so a cluster that keeps its id keeps its colour; noise is grey. The legend gives
+        each cluster's majority class and its share (purity), and the purity of the whole."""
+        from engine.metrics.clusters import cluster_makeup, purity
+
+        top = int(ids.max(initial=-1))
+        pal = class_palette(max(1, top + 1))
+        colours = np.where(ids >= 0, pal[np.clip(ids, 0, len(pal) - 1)], argb(UNLABELLED))
+        names = run.class_names
+        overall = purity(labels, ids)
+        noise = int((ids < 0).sum())
+        head = f"{CLUSTERINGS[algorithm]}: {len(np.unique(ids[ids >= 0]))} clusters"
+        if overall is not None:
+            head += f", purity {overall:.1%}"
+        entries: list[tuple[str, int | None]] = [(head, None)]
+        for c, (size, major, count) in cluster_makeup(labels, ids).items():
+            if major < 0:
+                entries.append((f"{c}: {size} points", int(pal[c])))
+            else:
+                name = names[major] if major < len(names) else str(major)
+                share = count / max(1, (labels[ids == c] >= 0).sum())
+                entries.append((f"{c}: {share:.0%} \u201c{name}\u201d of {size}", int(pal[c])))
+        if noise:
+            entries.append((f"noise ({noise})", argb(UNLABELLED)))
+        return colours, entries
+
+    def _hull_rows(self, run: RunState, frame: int, coords: np.ndarray) -> dict[int, np.ndarray]:
+        """The outlines of the shown clusters on this map (cached per snapshot, projection, algorithm)."""
+        if self.session.colour_by != "cluster" or not self.session.hulls or self._cluster_ids is None:
+            return {}
+        key = ("hulls", run.id, frame, self.session.projection, self.session.cluster_algorithm)
+        if key not in self._cache:
+            from engine.metrics.clusters import hulls
+
+            self._cache[key] = hulls(coords, self._cluster_ids, HULL_COVERAGE)
+        return self._cache[key]
+
+    def _update_hulls(self) -> None:
+        """Each outline through its points where they are now (they move while the map animates)."""
+        xy = self.cloud.positions
+        shown = {c: rows for c, rows in self._hulls.items() if len(xy) and rows.max() < len(xy)}
+        top = max(shown, default=-1)
+        while len(self.hull_items) <= top:
+            item = QGraphicsPolygonItem()
+            item.setZValue(-0.5)  # under the points, over the trails
+            self.plot.addItem(item, ignoreBounds=True)
+            self.hull_items.append(item)
+        pal = class_palette(max(1, top + 1))
+        for c, item in enumerate(self.hull_items):
+            rows = shown.get(c)
+            if rows is None:
+                item.hide()
+                continue
+            colour = QColor.fromRgba(int(pal[c]))
+            pen = pg.mkPen(colour, width=1.6)
+            pen.setCosmetic(True)
+            fill = QColor(colour)
+            fill.setAlpha(28)
+            item.setPen(pen)
+            item.setBrush(pg.mkBrush(fill))
+            item.setPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in xy[rows]]))
+            item.show()
+
     def _triplet_colours(self, run: RunState, snap: MapSnapshot, labels: np.ndarray, anchor: int | None):
         from engine.methods import run_triplet_definition
         from engine.metrics.triplets import CATEGORY_NAMES, TripletDefinition, anchor_categories
@@ -495,14 +579,16 @@ class MapView(QWidget):
         entries = getattr(self, "_legend_entries", [])
         if len(entries) > 24:
             entries = entries[:23] + [(f"… {len(entries) - 23} more", argb(UNLABELLED))]
-        entries = [(name, int(colour)) for name, colour in entries]
+        entries = [(name, None if colour is None else int(colour)) for name, colour in entries]
         if entries == getattr(self, "_legend_drawn", None):
             return  # rebuilding an unchanged legend took up to 20 ms of the GUI thread at every snapshot
         self._legend_drawn = entries
         self.legend.clear()
         for name, colour in entries:
-            c = QColor.fromRgba(int(colour))
-            sample = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(c), pen=None)
+            if colour is None:  # a heading: no sample
+                sample = pg.ScatterPlotItem(size=0, pen=None, brush=None)
+            else:
+                sample = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(QColor.fromRgba(colour)), pen=None)
             self.legend.addItem(sample, name)
 
     # marks: clicked point, neighbours, selection, centroids, trails ------------------------------
@@ -687,6 +773,20 @@ class MapPanel(QWidget):
             "What the colour of a point says: its class, its k-means cluster, whether its neighbours' vote "
             "gives its class, how many of its neighbours the 2D map keeps, or its triplet category for the "
             "selected anchor."))
+        self.cluster_combo = QComboBox(objectName="cluster_combo")
+        for key, text in CLUSTERINGS.items():
+            self.cluster_combo.addItem(text, key)
+        self.cluster_combo.setToolTip(wrapped_tooltip(
+            "How the clusters are found in the embedding space: k-means with k = the number of classes, or "
+            "HDBSCAN, which finds its own number of dense clusters and leaves the rest as noise (grey). A "
+            "cluster keeps its number and colour from one snapshot to the next (the clusters of each "
+            "snapshot are matched to the previous one's by the points they share). The legend gives each "
+            "cluster's majority class and its share, and the purity: the share of points whose cluster's "
+            "majority class is their own."))
+        self.hulls_check = QCheckBox("Hulls", objectName="hulls_check")
+        self.hulls_check.setChecked(session.hulls)
+        self.hulls_check.setToolTip("Outline each cluster on the map: the convex hull of the 90 % of its points "
+                                    "nearest its centre (a few strays do not stretch it)")
         self.mode_group = QButtonGroup(self)
         mode_box = QHBoxLayout()
         mode_box.setSpacing(0)
@@ -709,6 +809,8 @@ class MapPanel(QWidget):
         bar.addWidget(self.projection_combo)
         bar.addWidget(QLabel("Colour"))
         bar.addWidget(self.colour_combo)
+        bar.addWidget(self.cluster_combo)
+        bar.addWidget(self.hulls_check)
         bar.addLayout(mode_box)
         bar.addWidget(self.centroids_check)
         bar.addWidget(self.trails_check)
@@ -743,6 +845,10 @@ class MapPanel(QWidget):
         self.projection_combo.currentIndexChanged.connect(
             lambda: session.set_projection(self.projection_combo.currentData()))
         self.colour_combo.currentIndexChanged.connect(lambda: session.set_colour_by(self.colour_combo.currentData()))
+        self.cluster_combo.currentIndexChanged.connect(
+            lambda: session.set_cluster_algorithm(self.cluster_combo.currentData()))
+        self.hulls_check.toggled.connect(session.set_hulls)
+        session.view_changed.connect(self._sync_cluster_controls)
         self.centroids_check.toggled.connect(session.set_centroids)
         self.trails_check.toggled.connect(session.set_trails)
         self.slider.valueChanged.connect(self._on_slider_value_changed)
@@ -758,6 +864,14 @@ class MapPanel(QWidget):
     def sync_from_session(self) -> None:
         self.projection_combo.setCurrentIndex(max(0, self.projection_combo.findData(self.session.projection)))
         self.colour_combo.setCurrentIndex(max(0, self.colour_combo.findData(self.session.colour_by)))
+        self.cluster_combo.setCurrentIndex(max(0, self.cluster_combo.findData(self.session.cluster_algorithm)))
+        self._sync_cluster_controls()
+
+    def _sync_cluster_controls(self) -> None:
+        """The clustering choice and the hulls box only while the map is coloured by cluster."""
+        on = self.session.colour_by == "cluster"
+        self.cluster_combo.setVisible(on)
+        self.hulls_check.setVisible(on)
 
     def _set_select_mode(self, mode: str) -> None:
         for v in self.views:
