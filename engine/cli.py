@@ -1,5 +1,6 @@
-"""The headless command line: ``embedding-explorer train ...`` or ``python -m engine train ...``, and
-``embedding-explorer export RUN_DIR`` (the encoder as safetensors + settings, TorchScript, ONNX).
+"""The headless command line: ``embedding-explorer train ...`` or ``python -m engine train ...``,
+``embedding-explorer export RUN_DIR`` (the encoder as safetensors + settings, TorchScript, ONNX) and
+``embedding-explorer embed --dataset folder:PATH`` (every image through an encoder, no training).
 
 Exit status: 0 on success, 2 on a bad argument (the message names the argument, the value and what
 is allowed), 1 when training or an export fails (the message names the cause and the fix), 130 after
@@ -116,7 +117,122 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_component_flags(t, "method and encoder parameters (each applies where named)", ("method", "encoder"))
     _add_export_parser(sub, encoders)
+    _add_embed_parser(sub, encoders)
     return parser
+
+
+def _add_embed_parser(sub, encoders: str) -> None:
+    from engine.embed import DEFAULT_ENCODER, LAYOUTS, THUMBNAIL_SIZE
+
+    e = sub.add_parser(
+        "embed", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="embed every image of a folder with an encoder (no training) and write a run directory",
+        description="Embed every image of a folder with an encoder, no training, into a run directory the "
+                    "window opens (embedding-explorer open RUN_DIR): the map shows every image, the neighbours "
+                    "and the selection show their thumbnails. Sub-folders are classes; a flat folder is "
+                    "unlabelled. Files that cannot be read are skipped and listed (skipped.csv).",
+        epilog="examples:\n  embedding-explorer embed --dataset folder:~/Pictures/pets\n"
+               "  embedding-explorer embed --encoder timm:vit_small_patch14_dinov2 --dataset folder:photos\n"
+               "  embedding-explorer embed --encoder run:runs/20260101-120000-simclr-digits --dataset folder:scans\n\n"
+               f"encoders:\n{encoders}")
+    e.add_argument("--dataset", help="folder:PATH, the images to embed")
+    e.add_argument("--encoder", help=f"the encoder (default {DEFAULT_ENCODER}, ImageNet weights offline); see below")
+    e.add_argument("--device", help="auto (cuda, then mps, then cpu), cuda or cpu (default auto)")
+    e.add_argument("--batch-size", type=int, help="images per batch (default 64 on a CPU, 256 on a GPU)")
+    e.add_argument("--workers", type=int, help="processes decoding images (default: from the cores; 0: none)")
+    e.add_argument("--out", help="folder that receives the run directory (default runs)")
+    e.add_argument("--run-name", help="name of the run directory (default: time-embed-folder)")
+    e.add_argument("--thumbnail-size", type=int, help=f"largest side of the stored thumbnails (default {THUMBNAIL_SIZE}; "
+                                                      "smaller images keep their size)")
+    e.add_argument("--projection", help=f"the 2D map computed once at the end: {', '.join(LAYOUTS)} "
+                                        "(default umap; none: the window computes it when it opens the run)")
+    e.add_argument("--limit", type=int, metavar="N", help="only N images, spread evenly over the folder (to try an "
+                                                         "encoder on a big folder; default: every image)")
+    e.add_argument("--seed", type=int, help="seed of the 2D map (default 0)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_component_flags(e, "encoder parameters (each applies where named)", ("encoder",))
+
+
+def embed_config_from_args(args: argparse.Namespace):
+    """The EmbedConfig these arguments ask for (ValueError for anything not allowed)."""
+    from engine.embed import EmbedConfig
+    from engine.encoders import ENCODERS
+
+    values = {k: getattr(args, k) for k in ("dataset", "encoder", "device", "batch_size", "workers", "out",
+                                             "run_name", "thumbnail_size", "projection", "limit", "seed")
+              if getattr(args, k) is not None}
+    if not values.get("dataset"):
+        raise ValueError("--dataset: give the images to embed, folder:PATH")
+    config = EmbedConfig(**values)
+    known = {p.name for p in ENCODERS.get(config.encoder).params}
+    for key, value in vars(args).items():
+        if key.startswith("param__") and value is not None:
+            name = key[len("param__"):]
+            if name not in known:
+                raise ValueError(f"--{name.replace('_', '-')} does not apply to encoder '{config.encoder}'")
+            config.encoder_params[name] = value
+    config.validate()
+    return config
+
+
+def run_embed(config, quiet: bool = False) -> int:
+    """``embedding-explorer embed``: a progress bar with the ETA, the run directory, or the error."""
+    from engine.embed import embed
+    from engine.training import Control
+
+    control = Control()
+    with _CtrlCStops(control) as ctrl_c:
+        ctrl_c.message = ("Ctrl-C: stopping after this batch; what was embedded is kept and mapped "
+                          "(Ctrl-C again aborts)")
+        events = embed(config, control)
+        try:
+            code = _print_embed_events(events, quiet, ctrl_c)
+            return EXIT_ABORTED if ctrl_c.count and code == EXIT_OK else code
+        except KeyboardInterrupt:
+            try:
+                events.throw(KeyboardInterrupt())
+            except (KeyboardInterrupt, StopIteration):
+                pass
+            print("aborted by a second Ctrl-C: what was embedded is kept, without its map", file=sys.stderr)
+            return EXIT_ABORTED
+
+
+def _print_embed_events(events, quiet: bool, ctrl_c) -> int:
+    from tqdm import tqdm
+
+    from engine import events as ev
+
+    bar = None
+    say = print
+    for event in events:
+        if isinstance(event, ev.Started):
+            print(f"run directory: {event.run_dir}\ndevice: {event.device_name}")
+        elif isinstance(event, ev.Message):
+            say(f"[{event.level}] {event.text}")
+        elif isinstance(event, ev.Progress) and event.stage == "embedding" and not quiet:
+            if bar is None:
+                bar = tqdm(total=event.total, unit="img", dynamic_ncols=True, smoothing=0.1)
+                ctrl_c.say = say = bar.write
+            bar.update(event.done - bar.n)
+            if event.skipped:
+                bar.set_postfix({"skipped": event.skipped}, refresh=False)
+        elif isinstance(event, ev.Progress) and event.stage == "layout" and bar is not None:
+            bar.close()
+            ctrl_c.say = say = print
+            bar = None
+        elif isinstance(event, ev.Failed):
+            if bar is not None:
+                bar.close()
+            print(f"error: {event.message}", file=sys.stderr)
+            return EXIT_BAD_ARGUMENT if event.bad_input else EXIT_FAILED
+        elif isinstance(event, ev.Finished):
+            if bar is not None:
+                bar.close()
+            s = event.summary
+            print(f"embedded {s['images']} images ({s['skipped']} skipped) at {s['images_per_second']:.1f} img/s"
+                  + (f"; map in {s['layout_seconds']:.1f} s" if s.get("layout_seconds") else "")
+                  + (" (stopped: the rest was not embedded)" if event.stopped else ""))
+    return EXIT_OK
 
 
 def _add_export_parser(sub, encoders: str) -> None:
@@ -264,6 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         configure_threads(leave_one_core=False)
         return run_export(args)
+    if args.command == "embed":
+        try:
+            config = embed_config_from_args(args)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_ARGUMENT
+        configure_threads(leave_one_core=False)
+        return run_embed(config, quiet=args.quiet)
     if args.command != "train":
         parser.error(f"unknown command {args.command}")
     try:
@@ -296,6 +420,8 @@ class _CtrlCStops:
     def __init__(self, control):
         self.control, self.count, self.previous = control, 0, None
         self.say = lambda text: print(text, file=sys.stderr)
+        self.message = ("Ctrl-C: stopping after the current step or evaluation, saving the checkpoint and the "
+                        "summary (Ctrl-C again aborts without them)")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -311,8 +437,7 @@ class _CtrlCStops:
         if self.count > 1:
             raise KeyboardInterrupt
         self.control.stop()
-        self.say("Ctrl-C: stopping after the current step or evaluation, saving the checkpoint and the summary "
-                 "(Ctrl-C again aborts without them)")
+        self.say(self.message)
 
 
 def _follow(config, control, quiet: bool, ctrl_c: _CtrlCStops) -> int:

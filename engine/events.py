@@ -159,6 +159,20 @@ class Resumed(Event):
 
 
 @dataclass(frozen=True)
+class Progress(Event):
+    """How far a job that does not train has come (``embed``: images embedded, then the 2D map). Like
+    ``Paused``, for whoever listens now; not written to metrics.jsonl."""
+
+    kind: ClassVar[str] = "progress"
+    stage: str  # "embedding" or "layout"
+    done: int  # images embedded or skipped so far
+    total: int  # images to embed
+    skipped: int = 0
+    images_per_second: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     kind: ClassVar[str] = "finished"
     summary: dict

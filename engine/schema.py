@@ -5,6 +5,8 @@
     snapshots/*.npz  SNAPSHOT_MEMBERS (below)
     summary.json     SUMMARY_FIELDS (below), and the final evaluation's other figures
     checkpoint.pt    CHECKPOINT_FIELDS (below), read with ``torch.load(weights_only=True)``
+    embeddings.json  EmbeddingsManifest (below): a run of ``embed`` holds a whole collection, one row
+                     per image, in COLLECTION_ARRAYS (.npy, memory-mapped), items.csv and skipped.csv
 
 A run directory may come from elsewhere (sent by someone, written by an older or newer version, by
 another program through the same schema, damaged by a full disk), so every file is input. The loaders
@@ -18,6 +20,7 @@ to follow.
 from __future__ import annotations
 
 import json
+import os
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -457,3 +460,250 @@ def check_checkpoint(state: Any, where: str) -> None:
     if problem:
         raise ValueError(f"{where} is incomplete or not an Embedding Explorer checkpoint ({problem}): "
                          "it cannot be used; start a new run, or use a copy of the run made before the damage")
+
+
+# --- a whole collection's embeddings: embeddings.json and its arrays -------------------------------
+#
+# A run made by ``embedding-explorer embed`` (every image of a folder through an encoder, or embeddings
+# made elsewhere, opened with ``embed --from``) holds one row per image instead of snapshots of an
+# evaluation subset. The arrays are plain ``.npy`` files, read memory-mapped: a 100k-image run opens
+# without its embeddings or thumbnails being read into memory, only the pages the window touches.
+
+EMBEDDINGS_FORMAT = "embedding-explorer-embeddings"
+EMBEDDINGS_VERSION = 1
+MANIFEST, EMBEDDINGS_NPY, LABELS_NPY, THUMBNAILS_NPY, COORDS_NPY, ITEMS_CSV, SKIPPED_CSV = (
+    "embeddings.json", "embeddings.npy", "labels.npy", "thumbnails.npy", "coords.npy", "items.csv", "skipped.csv")
+
+
+@dataclass
+class EmbeddingsManifest:
+    """``embeddings.json``: what the collection's arrays hold. Written last: a run without it is
+    still being embedded (or its job died before the end)."""
+
+    format: str  # EMBEDDINGS_FORMAT
+    format_version: int  # EMBEDDINGS_VERSION; a reader refuses a newer one
+    n: int  # rows: images embedded
+    dim: int  # D
+    class_names: list[str] = field(default_factory=list)  # label i is class_names[i]
+    source: str = ""  # what was embedded or opened: folder:PATH, npy:FILE, parquet:FILE, projector:FILE
+    encoder: str | None = None  # the encoder that embedded the images (None: embeddings made elsewhere)
+    input_size: list[int] | None = None  # [height, width] the images were decoded at for the encoder
+    channels: int | None = None  # channels the encoder was given (1 grey, 3 colour)
+    thumbnail_size: list[int] | None = None  # [height, width] of thumbnails.npy
+    layout: str | None = None  # the projection coords.npy holds (umap, pca), None without coords.npy
+    layout_seconds: float | None = None
+    embed_seconds: float | None = None  # decoding, the encoder, thumbnails and writing
+    images_per_second: float | None = None
+    skipped: int = 0  # files that could not be read (listed in skipped.csv)
+    complete: bool = True  # False: stopped before every image was embedded
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class CollectionArray:
+    """One ``.npy`` of a collection: its kind of number, shape (n rows first), whether required."""
+
+    dtype: str  # "float", "integer" or "uint8"
+    shape: tuple[str | int, ...]
+    required: bool
+    help: str
+
+
+COLLECTION_ARRAYS: dict[str, CollectionArray] = {
+    EMBEDDINGS_NPY: CollectionArray("float", ("n", "D"), True, "float32 embeddings, one row per image (finite)"),
+    LABELS_NPY: CollectionArray("integer", ("n",), False, "labels: -1 unlabelled, else < len(class_names)"),
+    THUMBNAILS_NPY: CollectionArray("uint8", ("n", "C", "h", "w"), False,
+                                    "thumbnails, C = 1 (grey) or 3 (RGB), as the images were seen"),
+    COORDS_NPY: CollectionArray("float", ("n", 2), False, "the 2D map computed when the run was made"),
+}
+# items.csv: a header line, then one line per row: ``path`` (the image's file, relative to the folder
+# embedded or as the table gave it; may be empty) and any metadata columns of a table opened with it.
+# skipped.csv: ``path,reason``, one line per file that could not be read.
+
+
+@dataclass
+class Collection:
+    """A collection as read: arrays memory-mapped (copy-on-write: writable in memory, the file never
+    changes), ``rows`` the rows usable (all of them unless some were cut short or not finite)."""
+
+    path: Path
+    manifest: dict
+    embeddings: np.ndarray  # (m, D) float32, m = len(rows)
+    labels: np.ndarray  # (m,) int64
+    rows: np.ndarray  # (m,) rows of the collection's files
+    thumbnails: np.ndarray | None = None  # (m, C, h, w) uint8
+    coords: np.ndarray | None = None  # (m, 2) float32
+    items: list[dict[str, str]] | None = None  # items.csv's rows
+    class_names: list[str] = field(default_factory=list)
+
+
+def open_npy(path: Path, where: str) -> tuple[np.ndarray | None, list[str]]:
+    """A ``.npy`` memory-mapped (copy-on-write), its complete rows only when the file is cut short;
+    (None, notes) when it is missing, not a ``.npy``, holds Python objects or is Fortran-ordered."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return None, [f"{where}: missing"]
+    except Exception as error:  # not a .npy at all, a header cut short
+        return None, [f"{where}: not a NumPy .npy file ({type(error).__name__}: {error}): left out"]
+    if dtype.hasobject:
+        return None, [f"{where}: holds Python objects (loading them would run pickled code, which is never done): "
+                      "left out"]
+    if fortran and len(shape) > 1:
+        return None, [f"{where}: Fortran-ordered; save it in C order (numpy's default): left out"]
+    if not shape:
+        return None, [f"{where}: a single number, not an array of rows: left out"]
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    notes = []
+    rows = shape[0]
+    if row_bytes and (size - offset) < rows * row_bytes:
+        rows = max(0, (size - offset) // row_bytes)
+        notes.append(f"{where}: cut short: {rows} of its {shape[0]} rows are complete; the rest are left out")
+    if rows == 0 or row_bytes == 0:
+        return np.zeros((rows, *shape[1:]), dtype=dtype), notes
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=(rows, *shape[1:])), notes
+
+
+def _array_fits(arr: np.ndarray, spec: CollectionArray, n: int, dim: int | None) -> str | None:
+    if spec.dtype == "float" and not np.issubdtype(arr.dtype, np.floating):
+        return f"{arr.dtype} values, not numbers"
+    if spec.dtype == "integer" and not np.issubdtype(arr.dtype, np.integer):
+        return f"{arr.dtype} values, not whole numbers"
+    if spec.dtype == "uint8" and arr.dtype != np.uint8:
+        return f"{arr.dtype} values, not uint8 pixels"
+    if arr.ndim != len(spec.shape):
+        return f"shape {arr.shape}, not {len(spec.shape)}-dimensional {spec.shape}"
+    if arr.shape[0] < n:
+        return f"{arr.shape[0]} rows, not {n}"
+    if len(spec.shape) > 1 and isinstance(spec.shape[1], int) and arr.shape[1] != spec.shape[1]:
+        return f"shape {arr.shape}, not (n, {spec.shape[1]})"
+    if spec.shape == ("n", "D") and dim is not None and arr.shape[1] != dim:
+        return f"{arr.shape[1]} dimensions, not embeddings.json's {dim}"
+    if spec.shape == ("n", "C", "h", "w") and arr.shape[1] not in (1, 3):
+        return f"{arr.shape[1]} channels, not 1 (grey) or 3 (RGB)"
+    return None
+
+
+def _finite_rows(arr: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Whether each row is finite, read in chunks (a memory-mapped array is never read whole)."""
+    ok = np.ones(len(arr), dtype=bool)
+    for start in range(0, len(arr), chunk):
+        ok[start:start + chunk] = np.isfinite(arr[start:start + chunk]).all(axis=tuple(range(1, arr.ndim)))
+    return ok
+
+
+def is_collection(run_dir: str | Path) -> bool:
+    """Whether the run directory holds a collection's embeddings (``embed``) rather than snapshots."""
+    return (Path(run_dir) / MANIFEST).exists() or (Path(run_dir) / EMBEDDINGS_NPY).exists()
+
+
+def load_collection(run_dir: str | Path) -> Loaded:
+    """A collection's files as a ``Collection`` (arrays memory-mapped), or None with notes when its
+    embeddings cannot be used. What does not fit is left out with a note naming the file: a cut-short
+    embeddings file gives its complete rows; rows that are not finite are left out; labels, thumbnails,
+    coordinates or items that do not fit are dropped (the points then show unlabelled, without images,
+    or the map is computed anew)."""
+    run_dir = Path(run_dir)
+    notes: list[str] = []
+    read = _read_json(run_dir / MANIFEST)
+    if read.value is None:
+        return Loaded(None, [n + (" (the run is still being embedded, or its job ended before writing it)"
+                                  if "missing" in n else "") for n in read.notes])
+    manifest, more = check_object(read.value, spec_of(EmbeddingsManifest), MANIFEST)
+    notes += more
+    if manifest is None:
+        return Loaded(None, notes)
+    if manifest["format"] != EMBEDDINGS_FORMAT:
+        return Loaded(None, notes + [f"{MANIFEST}: format {_shown(manifest['format'])}, not {EMBEDDINGS_FORMAT!r}"])
+    if manifest["format_version"] > EMBEDDINGS_VERSION:
+        return Loaded(None, notes + [f"{MANIFEST}: format version {manifest['format_version']} is newer than this "
+                                     f"program reads ({EMBEDDINGS_VERSION}): update embedding-explorer"])
+    n, dim = manifest["n"], manifest["dim"]
+    names = [str(c) for c in manifest.get("class_names") or []]
+    emb, more = open_npy(run_dir / EMBEDDINGS_NPY, EMBEDDINGS_NPY)
+    notes += more
+    if emb is None:
+        return Loaded(None, notes)
+    why = _array_fits(emb, COLLECTION_ARRAYS[EMBEDDINGS_NPY], 0, dim)
+    if why:
+        return Loaded(None, notes + [f"{EMBEDDINGS_NPY}: {why}: the run cannot be shown"])
+    if len(emb) > n:
+        notes.append(f"{EMBEDDINGS_NPY}: {len(emb)} rows, more than embeddings.json's {n}: the first {n} are used")
+        emb = emb[:n]
+    m = len(emb)
+    if m == 0:
+        return Loaded(None, notes + [f"{EMBEDDINGS_NPY}: no complete row: the run cannot be shown"])
+    if emb.dtype != np.float32:
+        emb = np.asarray(emb, dtype=np.float32)
+    finite = _finite_rows(emb)
+    rows = np.arange(m)
+    if not finite.all():
+        rows = np.flatnonzero(finite)
+        notes.append(f"{EMBEDDINGS_NPY}: {m - len(rows)} row(s) hold NaN or infinite values (first: row "
+                     f"{int(np.flatnonzero(~finite)[0])}): left out")
+        if not len(rows):
+            return Loaded(None, notes + [f"{EMBEDDINGS_NPY}: no finite row: the run cannot be shown"])
+        emb = np.ascontiguousarray(emb[rows])
+
+    def optional(name: str) -> np.ndarray | None:
+        if not (run_dir / name).exists():
+            return None
+        arr, more = open_npy(run_dir / name, name)
+        notes.extend(more)
+        if arr is None:
+            return None
+        why = _array_fits(arr, COLLECTION_ARRAYS[name], m, dim)
+        if why:
+            notes.append(f"{name}: {why}: left out")
+            return None
+        arr = arr[:m]
+        return arr if len(rows) == m else arr[rows]
+
+    labels = optional(LABELS_NPY)
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) and (labels.min() < -1 or labels.max() >= len(names)):
+            notes.append(f"{LABELS_NPY}: labels outside -1 to {len(names) - 1} (embeddings.json names "
+                         f"{len(names)} classes): left out, every point unlabelled")
+            labels = None
+    if labels is None:
+        labels = np.full(len(rows), -1, dtype=np.int64)
+    thumbnails = optional(THUMBNAILS_NPY)
+    coords = optional(COORDS_NPY)
+    if coords is not None:
+        coords = np.asarray(coords, dtype=np.float32)
+        if not np.isfinite(coords).all():
+            notes.append(f"{COORDS_NPY}: NaN or infinite values: left out (the map is computed anew)")
+            coords = None
+    items = _read_items(run_dir / ITEMS_CSV, m, notes)
+    if items is not None and len(rows) != m:
+        items = [items[int(r)] for r in rows]
+    return Loaded(Collection(run_dir, manifest, emb, labels, rows, thumbnails, coords, items, names), notes)
+
+
+def _read_items(path: Path, n: int, notes: list[str]) -> list[dict[str, str]] | None:
+    import csv
+
+    if not path.exists():
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            items = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        notes.append(f"{ITEMS_CSV}: cannot be read ({type(error).__name__}: {error}): left out")
+        return None
+    if len(items) < n:
+        notes.append(f"{ITEMS_CSV}: {len(items)} rows, not {n}: left out")
+        return None
+    return items[:n]
+
+
+def check_written_manifest(manifest: dict) -> None:
+    _check_written(manifest, spec_of(EmbeddingsManifest), MANIFEST)

@@ -4,6 +4,7 @@
     embedding-explorer open RUN_DIR    the window with a saved run (followed while it is written)
     embedding-explorer train ...       headless training (engine.cli; Qt is never imported)
     embedding-explorer export RUN_DIR  the run's encoder as safetensors + settings, TorchScript, ONNX
+    embedding-explorer embed ...       every image of a folder through an encoder, no training (engine.cli)
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("train", "export"):
+    if argv and argv[0] in ("train", "export", "embed"):
         from engine.cli import main as cli_main  # the headless path: no Qt, works on a GPU box
 
         return cli_main(argv)
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     op.add_argument("run_dir")
     sub.add_parser("train", help="headless training: see 'embedding-explorer train --help'")
     sub.add_parser("export", help="export a run's encoder: see 'embedding-explorer export --help'")
+    sub.add_parser("embed", help="embed every image of a folder, no training: see 'embedding-explorer embed --help'")
     parser.add_argument("--runs", help="folder that receives the runs started in the window (default ./runs)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme")
     args = parser.parse_args(argv)

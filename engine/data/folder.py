@@ -35,32 +35,61 @@ MIN_UNLABELLED = 3
 
 
 def _read(path: Path, size: int) -> np.ndarray:
-    """The image as uint8 (3, size, size): the centred square, resized.
+    """The image as uint8 (3, size, size): the centred square, resized (``decode``)."""
+    return decode(path, (size,), "RGB")[0]
+
+
+def decode(path: Path, sizes: tuple[int, ...], mode: str = "RGB") -> list[np.ndarray]:
+    """The image's centred square at each of ``sizes``, uint8 (C, s, s); ``mode`` "RGB" (C = 3) or
+    "L" (C = 1, grey by luminance).
 
     Decoded at the size needed: a JPEG is decoded straight at 1/2, 1/4 or 1/8 scale (``draft``: the
     full-size pixels never exist); other formats are decoded in their own mode (one byte a pixel for
     grey) and shrunk from there (``resize`` with a box and ``reducing_gap``: no full-size crop or RGB
-    copy); only the small result is converted to RGB."""
+    copy); only the small results are converted to ``mode``. One decode serves every size (the
+    encoder's input and the thumbnail)."""
     from PIL import Image
 
+    largest = max(sizes)
     with warnings.catch_warnings():
         # between PIL's limit and twice it, PIL only warns; above, it raises DecompressionBombError
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as im:
             w, h = im.size
             side = min(w, h)
-            # the smallest scale whose centred square still has at least ``size`` pixels a side
-            im.draft("RGB", (math.ceil(size * w / side), math.ceil(size * h / side)))  # JPEG only; else no-op
+            # the smallest scale whose centred square still has at least ``largest`` pixels a side
+            im.draft("RGB" if mode == "RGB" else "L",
+                     (math.ceil(largest * w / side), math.ceil(largest * h / side)))  # JPEG only; else no-op
             w, h = im.size
             side = min(w, h)
             box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
             if im.mode not in ("L", "RGB", "RGBA", "LA"):  # palette, 1-bit, 16-bit, CMYK...: no resampling in them
                 im = im.convert("RGBA" if "transparency" in im.info or "A" in im.mode else "RGB")
-            small = im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
-            return np.asarray(small.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+            out = []
+            for size in sizes:
+                small = im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
+                arr = np.asarray(small.convert(mode), dtype=np.uint8)
+                out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+            return out
 
 
-def _why_unreadable(error: Exception) -> str:
+def peek(path: Path) -> tuple[str, tuple[int, int]] | None:
+    """(PIL mode, (width, height)) read from the file's header only (nothing decoded), or None when
+    the file is not a regular file or not an image PIL knows."""
+    from PIL import Image
+
+    if not_regular(path):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.mode, im.size
+    except Exception:  # corrupt, not an image, a bomb: the decode will name it
+        return None
+
+
+def why_unreadable(error: Exception) -> str:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(error, Image.DecompressionBombError):
@@ -73,7 +102,7 @@ def _why_unreadable(error: Exception) -> str:
     return f"corrupt or truncated ({type(error).__name__}: {error})"
 
 
-def _not_regular(path: Path) -> str | None:
+def not_regular(path: Path) -> str | None:
     """What ``path`` is when it is not a regular file (a symlink is followed: one to a regular file is
     fine), or None. Opening a FIFO would block until something writes to it; a device may never end."""
     try:
@@ -113,18 +142,23 @@ def check_folder_path(text: str) -> Path:
     return root
 
 
-def load_folder(root: str | Path, seed: int = 0, size: int = FOLDER_IMAGE_SIZE) -> ImageDataset:
-    root = check_folder_path(str(root))
+def list_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(every candidate image file with its label, the class names): sub-folders are the classes
+    (label = their index in sorted order, their own sub-folders included), a flat folder's images are
+    unlabelled (-1). Files are in sorted order; nothing is opened yet."""
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if class_dirs:
         files = [(f, label) for label, d in enumerate(class_dirs) for f in _candidates(d, recursive=True)]
-        class_names = [d.name for d in class_dirs]
-    else:
-        files = [(f, -1) for f in _candidates(root, recursive=False)]
-        class_names = []
+        return files, [d.name for d in class_dirs]
+    return [(f, -1) for f in _candidates(root, recursive=False)], []
+
+
+def load_folder(root: str | Path, seed: int = 0, size: int = FOLDER_IMAGE_SIZE) -> ImageDataset:
+    root = check_folder_path(str(root))
+    files, class_names = list_folder(root)
     images, labels, skipped = [], [], []
     for path, label in files:
-        kind = _not_regular(path)
+        kind = not_regular(path)
         if kind:
             skipped.append(f"{path}: {kind}, not an image file: not opened")
             continue
@@ -132,7 +166,7 @@ def load_folder(root: str | Path, seed: int = 0, size: int = FOLDER_IMAGE_SIZE) 
             images.append(_read(path, size))
             labels.append(label)
         except Exception as error:  # PIL raises many kinds for corrupt files; each one is just skipped
-            skipped.append(f"{path}: {_why_unreadable(error)}")
+            skipped.append(f"{path}: {why_unreadable(error)}")
     if not images:
         raise ValueError(f"no readable image in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
                          f"{'; ' + str(len(skipped)) + ' unreadable' if skipped else ''})")

@@ -1,0 +1,390 @@
+"""Embed and browse, no training: every image of a folder through an encoder, into a run directory.
+
+    for event in embed(EmbedConfig(dataset="folder:~/Pictures", encoder="efficientnet-lite0")):
+        ...                                   # Started, Progress, Message, Finished or Failed
+
+Every image of the folder is embedded (sub-folders are classes, a flat folder is unlabelled). A
+``torch.utils.data.DataLoader`` with worker processes decodes the images (``engine.data.folder.decode``)
+straight at the encoder's input size (its own, e.g. 224 for the ImageNet backbones, else 64), and at
+the thumbnail size in the same decode; batches go to the device from pinned memory on a GPU. Files
+that cannot be read are skipped and listed (``skipped.csv`` and the run log); the rest are embedded.
+The rows are written as they come (``engine.collection``), so 100k images cost a batch of memory,
+not 100k images. When every row is in, the job computes the collection's 2D map once (PCA to 50
+components, then the engine's UMAP; ``projection``), so the window opens the run with its map at
+once. ``engine.imports`` makes the same run directory from embeddings made elsewhere.
+
+The job is a generator of the engine's events, as training is: the command line prints them, the
+window shows them; ``Control.stop()`` stops it between two batches, and what was embedded is kept.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from engine import events as ev
+from engine.collection import CollectionWriter, compute_layout
+from engine.runs import RunDir, RunInUseError, RunWriteError
+from engine.training import Control
+
+DEFAULT_ENCODER = "efficientnet-lite0"
+THUMBNAIL_SIZE = 64  # largest side of a thumbnail; smaller images keep their size
+LAYOUTS = ("umap", "pca", "none")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+SAMPLE = 64  # files whose headers decide grey or colour and the thumbnail size
+SKIPS_SHOWN = 20
+
+
+@dataclass
+class EmbedConfig:
+    """What ``embed`` is asked for (the command line's flags)."""
+
+    dataset: str = ""  # folder:PATH
+    encoder: str = DEFAULT_ENCODER
+    encoder_params: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    batch_size: int | None = None  # default: 64 on a CPU, 256 on a GPU
+    workers: int | None = None  # decoding processes; default: from the cores (0: decode in this process)
+    out: str = "runs"
+    run_name: str | None = None
+    thumbnail_size: int = THUMBNAIL_SIZE
+    projection: str = "umap"  # the 2D map computed at the end: umap, pca or none
+    limit: int | None = None  # only this many images, spread evenly over the folder (to try an encoder)
+    seed: int = 0
+
+    def validate(self) -> None:
+        from engine.data import FOLDER_PREFIX
+        from engine.data.folder import check_folder_path
+        from engine.device import DEVICES
+        from engine.encoders import check_encoder_name
+
+        if not self.dataset.startswith(FOLDER_PREFIX):
+            raise ValueError(f"--dataset: {self.dataset!r} is not valid; embed takes folder:PATH (a folder of "
+                             "images: sub-folders are classes, a flat folder is unlabelled)")
+        check_folder_path(self.dataset[len(FOLDER_PREFIX):])
+        check_encoder_name(self.encoder)
+        for name in ("batch_size", "limit"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"--{name.replace('_', '-')}: {value!r} is not valid; allowed: a whole number >= 1")
+        if self.workers is not None and (type(self.workers) is not int or self.workers < 0):
+            raise ValueError(f"--workers: {self.workers!r} is not valid; allowed: a whole number >= 0 "
+                             "(0: decode in the main process)")
+        if type(self.thumbnail_size) is not int or not 8 <= self.thumbnail_size <= 256:
+            raise ValueError(f"--thumbnail-size: {self.thumbnail_size!r} is not valid; allowed: 8 to 256 pixels")
+        if self.projection not in LAYOUTS:
+            raise ValueError(f"--projection: {self.projection!r} is not valid; allowed: {', '.join(LAYOUTS)}")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"--device: {self.device!r} is not valid; allowed: {', '.join(DEVICES)}")
+        if self.run_name is not None and (self.run_name in ("", ".", "..") or any(c in self.run_name for c in "/\\\0")):
+            raise ValueError(f"--run-name: {self.run_name!r} is not valid; allowed: a folder name (no '/'), "
+                             "created inside --out")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out: {self.out} is a file; allowed: a folder (created if missing) that "
+                             "receives the run directory")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EmbedConfig":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class FolderImages:
+    """The files as a map-style dataset for a DataLoader: item i is (i, image (C, S, S) uint8 or None,
+    thumbnail (C, T, T) uint8 or None, why it could not be read). Decoding happens in the worker."""
+
+    def __init__(self, files: list[Path], size: int, thumbnail: int, mode: str):
+        self.files, self.size, self.thumbnail, self.mode = files, size, thumbnail, mode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from engine.data.folder import decode, not_regular, why_unreadable
+
+        path = self.files[i]
+        kind = not_regular(path)
+        if kind:
+            return i, None, None, f"{kind}, not an image file: not opened"
+        try:
+            image, thumb = decode(path, (self.size, self.thumbnail), self.mode)
+        except Exception as error:  # PIL raises many kinds for corrupt files; each one is just skipped
+            return i, None, None, why_unreadable(error)
+        return i, image, thumb, ""
+
+
+def collate(items):
+    """A batch: (rows (b,), images (b, C, S, S) uint8 tensor, thumbnails (b, C, T, T) uint8 array,
+    [(row, why) of the files that could not be read]), only the readable ones in the arrays."""
+    import torch
+
+    ok = [it for it in items if it[1] is not None]
+    rows = torch.tensor([it[0] for it in ok], dtype=torch.long)
+    images = torch.from_numpy(np.stack([it[1] for it in ok])) if ok else None
+    thumbs = np.stack([it[2] for it in ok]) if ok else None
+    return rows, images, thumbs, [(it[0], it[3]) for it in items if it[1] is None]
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # decoding is PIL's; torch's threads stay with the encoder
+
+
+def encoder_input_size(encoder) -> tuple[int, int] | None:
+    """The image size the encoder takes as it was made (the ImageNet backbones' ``input_size``, what an
+    external model says), None where any size is taken as it is."""
+    from engine.encoders.external import ExternalEncoder
+    from engine.encoders.pretrained import PretrainedEncoder
+
+    if isinstance(encoder, PretrainedEncoder):
+        return encoder.input_size, encoder.input_size
+    if isinstance(encoder, ExternalEncoder):
+        return encoder.adapter.size
+    return None
+
+
+def default_workers(device_type: str) -> int:
+    cores = os.cpu_count() or 1
+    if device_type == "cuda":
+        return max(1, min(8, cores - 1))
+    return max(1, min(4, cores // 4))  # on a CPU the encoder needs the cores; decoding is a few percent
+
+
+def embed(config: EmbedConfig, control: Control | None = None) -> Iterator[ev.Event]:
+    """Embed every image of the folder, yielding events. Never raises for a bad setting or a failure:
+    the last event is then ``Failed`` (``bad_input`` when it never started); what was embedded is kept."""
+    job = _EmbedJob(config, control or Control())
+    try:
+        yield from job.run()
+    except GeneratorExit:
+        raise
+    except KeyboardInterrupt:
+        job.fail(ev.Failed("aborted by a second Ctrl-C: what was embedded is kept, without its map",
+                           job.done, "KeyboardInterrupt"))
+        raise
+    except Exception as error:
+        bad_input = not job.started and isinstance(error, (ValueError, FileNotFoundError))
+        failed = ev.Failed(_explain(error), job.done, type(error).__name__, bad_input)
+        job.fail(failed)
+        yield failed
+    finally:
+        job.release()
+
+
+def _explain(error: Exception) -> str:
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return "out of GPU memory: try a smaller --batch-size"
+    if isinstance(error, (RunWriteError, RunInUseError, ValueError, FileNotFoundError)):
+        return str(error)
+    return f"embedding failed: {type(error).__name__}: {error}"
+
+
+class _EmbedJob:
+    def __init__(self, config: EmbedConfig, control: Control):
+        self.config = config
+        self.control = control
+        self.run_dir: RunDir | None = None
+        self.writer: CollectionWriter | None = None
+        self.started = False
+        self.done = 0
+        self._locked = False
+        self.class_names: list[str] = []
+        self.size = self.thumb = self.channels = 0
+        self.embed_seconds = self.images_per_second = 0.0
+
+    def log(self, event: ev.Event) -> ev.Event:
+        if self.run_dir is not None and event.kind in {cls.kind for cls in ev.EVENTS}:
+            self.run_dir.append(event.to_record())
+        return event
+
+    def fail(self, failed: ev.Failed) -> None:
+        """Keep what was embedded (the rows so far, without the map), then record the failure."""
+        if self.writer is not None and self.writer.rows:
+            try:
+                self.writer.close_arrays()
+                self.writer.finish(self._manifest(complete=False))
+            except Exception:
+                self.writer.discard()
+        elif self.writer is not None:
+            self.writer.discard()
+        if self.started:
+            try:
+                self.log(failed)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        if self._locked and self.run_dir is not None:
+            self.run_dir.unlock()
+            self._locked = False
+
+    def _manifest(self, complete: bool, layout: str | None = None, layout_seconds: float | None = None) -> dict:
+        return {"class_names": self.class_names, "source": self.config.dataset, "encoder": self.config.encoder,
+                "input_size": [self.size, self.size], "channels": self.channels,
+                "thumbnail_size": [self.thumb, self.thumb], "layout": layout, "layout_seconds": layout_seconds,
+                "embed_seconds": self.embed_seconds, "images_per_second": self.images_per_second,
+                "complete": complete}
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> Iterator[ev.Event]:
+        import torch
+
+        from engine.data import FOLDER_PREFIX
+        from engine.data.folder import FOLDER_IMAGE_SIZE, check_folder_path, list_folder, peek
+        from engine.device import device_name, resolve_device
+        from engine.encoders import build_encoder
+
+        cfg = self.config
+        job_started = time.perf_counter()
+        cfg.validate()
+        root = check_folder_path(cfg.dataset[len(FOLDER_PREFIX):]).resolve()
+        listed, self.class_names = list_folder(root)
+        if not listed:
+            raise ValueError(f"no image file in {root} (looked for .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp; "
+                             "sub-folders are classes, a flat folder is unlabelled)")
+        notes = []
+        if cfg.limit is not None and cfg.limit < len(listed):
+            keep = np.unique(np.linspace(0, len(listed) - 1, cfg.limit).round().astype(int))
+            notes.append(f"--limit {cfg.limit}: {len(keep)} of the folder's {len(listed)} images, spread evenly over it")
+            listed = [listed[i] for i in keep]
+        files = [f for f, _ in listed]
+        labels = np.array([label for _, label in listed], dtype=np.int64)
+        # grey or colour, and the thumbnail size, from a few files' headers (nothing decoded)
+        sample = [peek(files[i]) for i in np.unique(np.linspace(0, len(files) - 1, min(SAMPLE, len(files))).astype(int))]
+        sample = [s for s in sample if s is not None]
+        grey = bool(sample) and all(mode in GREY_MODES for mode, _ in sample)
+        self.channels, mode = (1, "L") if grey else (3, "RGB")
+        largest = max((min(size) for _, size in sample), default=cfg.thumbnail_size)
+        self.thumb = int(max(8, min(cfg.thumbnail_size, largest)))
+
+        device = resolve_device(cfg.device)
+        encoder = build_encoder(cfg.encoder, self.channels, (FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE), **cfg.encoder_params)
+        size = encoder_input_size(encoder)
+        self.size = max(size) if size is not None else FOLDER_IMAGE_SIZE
+        if self.size != FOLDER_IMAGE_SIZE:  # decoded at the encoder's own size: nothing for it to resize
+            encoder.notes = [n for n in encoder.notes if "images resized from" not in n]
+            encoder.image_size = (self.size, self.size)
+        notes += [f"images decoded at {self.size}x{self.size} ({'the encoder input size' if size else 'the default size'}), "
+                  f"{'grey' if grey else 'RGB'}; thumbnails {self.thumb}x{self.thumb}"] + list(encoder.notes)
+        encoder = encoder.to(device).eval()
+        dim = int(encoder.embedding_dim)
+        batch_size = cfg.batch_size or (256 if device.type == "cuda" else 64)
+        workers = default_workers(device.type) if cfg.workers is None else cfg.workers
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = cfg.run_name or f"{stamp}-embed-{root.name}"
+        try:
+            self.run_dir = RunDir.create(cfg.out, name)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
+                raise
+            raise ValueError(f"--out: cannot create the run directory {Path(cfg.out) / name} "
+                             f"({error.strerror or error}); choose a folder you can write to") from error
+        self.run_dir.lock()
+        self._locked = True
+        record = self._config_record(device, dim, batch_size, len(files))
+        self.run_dir.write_config(record)
+        total_batches = math.ceil(len(files) / batch_size)
+        self.writer = CollectionWriter(self.run_dir, dim, len(files), (self.channels, self.thumb, self.thumb))
+        self.started = True
+        yield self.log(ev.Started(str(self.run_dir.path), record, str(device), device_name(device),
+                                  total_batches, total_batches, 0, tuple(notes)))
+        for note in notes:
+            yield self.log(ev.Message(note))
+
+        loader = torch.utils.data.DataLoader(
+            FolderImages(files, self.size, self.thumb, mode), batch_size=batch_size, shuffle=False,
+            num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda",
+            worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None)
+        amp = device.type == "cuda"
+        t0 = time.perf_counter()
+        skipped = 0
+        stopped = False
+        rel = [_relative(f, root) for f in files]
+        with torch.inference_mode():
+            for rows, images, thumbs, failed in loader:
+                for row, why in failed:
+                    self.writer.skip(rel[row], why)
+                    if skipped < SKIPS_SHOWN:
+                        yield self.log(ev.Message(f"skipped {files[row]}: {why}", "warning"))
+                    skipped += 1
+                if images is not None:
+                    x = images.to(device, non_blocking=True).float().div_(255)
+                    with torch.autocast(device.type, enabled=amp):
+                        z = encoder(x).float()
+                    z = z.cpu().numpy()
+                    index = rows.numpy()
+                    self.writer.add(z, labels[index], thumbs, [(rel[i],) for i in index])
+                self.done += len(failed) + (0 if images is None else len(images))
+                elapsed = time.perf_counter() - t0
+                rate = self.writer.rows / elapsed if elapsed > 0 else 0.0
+                left = len(files) - self.done
+                yield ev.Progress("embedding", self.done, len(files), skipped, rate,
+                                  left * elapsed / self.done if self.done else None)
+                if self.control.paused:
+                    self.control.wait_while_paused()
+                if self.control.stopped and self.done < len(files):
+                    stopped = True
+                    break
+        self.embed_seconds = time.perf_counter() - t0
+        self.images_per_second = self.writer.rows / self.embed_seconds if self.embed_seconds > 0 else 0.0
+        if skipped > SKIPS_SHOWN:
+            yield self.log(ev.Message(f"{skipped} files could not be read in all (the first {SKIPS_SHOWN} above); "
+                                      f"every one is listed in {self.run_dir.file('skipped.csv')}", "warning"))
+        if stopped:
+            yield self.log(ev.Message(f"stopped: {self.writer.rows} of {len(files)} images embedded; they are kept",
+                                      "warning"))
+        if not self.writer.rows:
+            raise ValueError(f"no readable image in {root}: all {len(files)} files were skipped "
+                             f"(listed in {self.run_dir.file('skipped.csv')})")
+        self.writer.close_arrays()
+        layout, layout_seconds, coords = None, None, None
+        if cfg.projection != "none" and self.writer.rows >= 3:
+            yield ev.Progress("layout", self.done, len(files), skipped, self.images_per_second, None)
+            yield self.log(ev.Message(f"computing the 2D map of {self.writer.rows} points ({cfg.projection} of the "
+                                      "embeddings' 50 principal components)…"))
+            from engine.schema import EMBEDDINGS_NPY, open_npy
+
+            written, _ = open_npy(self.run_dir.file(EMBEDDINGS_NPY), EMBEDDINGS_NPY)
+            t1 = time.perf_counter()
+            coords = compute_layout(written, cfg.projection, seed=cfg.seed, device=device)
+            layout, layout_seconds = cfg.projection, time.perf_counter() - t1
+            del written
+        manifest = self.writer.finish(self._manifest(not stopped, layout, layout_seconds), coords)
+        record["test_images"] = manifest["n"]
+        self.run_dir.write_config(record)
+        summary = {"method": "embed", "dataset": cfg.dataset, "encoder": cfg.encoder, "device": str(device),
+                   "stopped": stopped, "images": manifest["n"], "skipped": skipped,
+                   "images_per_second": self.images_per_second, "embed_seconds": self.embed_seconds,
+                   "layout_seconds": layout_seconds, "job_seconds": time.perf_counter() - job_started}
+        self.run_dir.write_summary(summary)
+        yield self.log(ev.Finished(summary, stopped))
+
+    def _config_record(self, device, dim: int, batch_size: int, n: int) -> dict:
+        cfg = self.config
+        return {"method": "embed", "dataset": cfg.dataset, "encoder": cfg.encoder,
+                "encoder_params": dict(cfg.encoder_params), "embedding_dim": dim, "batch_size": batch_size,
+                "device": cfg.device, "seed": cfg.seed, "out": cfg.out, "run_name": cfg.run_name,
+                "projection": cfg.projection if cfg.projection != "none" else "umap",
+                "device_resolved": str(device), "train_images": 0, "test_images": n,
+                "class_names": list(self.class_names), "image_size": [self.size, self.size],
+                "channels": self.channels, "embedding_dim_actual": dim}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
