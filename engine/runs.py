@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -392,3 +393,116 @@ class MetricsFollower:
     def take_notes(self) -> list[str]:
         notes, self._notes = self._notes, []
         return notes
+
+
+# --- the runs of a folder, at a glance ------------------------------------------------------------
+
+RUN_STATUSES = ("running", "finished", "failed", "stopped", "damaged")
+TAIL_BYTES = 256 * 1024  # of metrics.jsonl read for a listing: its end records are its last lines
+RECENT_S = 600.0  # a run without a writer this machine can see counts as running this long after a write
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """One run directory as a list of runs shows it, read without loading its snapshots or checkpoint.
+
+    status: ``running`` (a writer holds it: a live process on this machine, or on another machine a
+    write in the last RECENT_S), ``finished``, ``failed`` (its failed record says why), ``stopped``
+    (stopped by a person, or its process ended without an end record: killed, the machine shut down;
+    it resumes from its last checkpoint either way) or ``damaged`` (its config.json does not say what
+    was trained, or its metrics.jsonl holds nothing readable)."""
+
+    path: Path
+    status: str
+    config: dict[str, Any] = field(default_factory=dict)  # the settings that fit the schema
+    created: float = 0.0  # when it was made: config.json's modification time (the folder's without one)
+    step: int | None = None  # the last step it reported
+    total_steps: int | None = None
+    message: str = ""  # why it failed, why it is damaged, or how it stopped
+    notes: tuple[str, ...] = ()  # what of its files could not be read
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def read_listing(path: str | Path) -> RunListing:
+    """The listing of one run directory (see RunListing); never raises for what its files hold."""
+    path = Path(path)
+    loaded = schema.load_config(path / CONFIG)
+    config, notes = loaded.value or {}, list(loaded.notes)
+    try:
+        created = (path / CONFIG).stat().st_mtime
+    except OSError:
+        try:
+            created = path.stat().st_mtime
+        except OSError:
+            created = 0.0
+    missing = [k for k in schema.CONFIG_REQUIRED if config.get(k) is None]
+    if loaded.value is None or missing:
+        why = notes[0] if notes else f"{CONFIG}: {', '.join(missing)} missing"
+        return RunListing(path, "damaged", config, created, message=f"{why}: what was trained is unknown",
+                          notes=tuple(notes))
+    records, size, modified = _tail_records(path / METRICS)
+    step = total = None
+    end: dict | None = None
+    for r in records:
+        if "step" in r:
+            step = r["step"]
+        if r["kind"] in ("started", "plan"):
+            total = r.get("total_steps", total)
+        if r["kind"] in ("started", "finished", "failed"):
+            end = r
+    if size and not records:
+        return RunListing(path, "damaged", config, created, message=f"{METRICS}: no line of it can be read",
+                          notes=tuple(notes))
+    if end is not None and end["kind"] == "finished":
+        status = "stopped" if end.get("stopped") else "finished"
+        message = f"stopped at step {step}" if end.get("stopped") else ""
+    elif end is not None and end["kind"] == "failed":
+        status, message = "failed", str(end.get("message", ""))
+    elif _written_now(path, modified):
+        status, message = "running", ""
+    else:
+        status = "stopped"
+        message = (f"ended without an end record at step {step}: its process was stopped from outside "
+                   "(killed, or the machine went down); it resumes from its last checkpoint")
+    return RunListing(path, status, config, created, step, total, message, tuple(notes))
+
+
+def list_runs(root: str | Path) -> list[RunListing]:
+    """The run directories directly inside ``root`` (the folders holding a config.json), newest first;
+    [] when ``root`` does not exist. A run's files are read as input (engine/schema.py): a damaged run
+    is listed as damaged, never raised."""
+    root = Path(root)
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()]
+    except OSError:
+        return []
+    listings = [read_listing(p) for p in folders]
+    return sorted(listings, key=lambda r: (r.created, r.name), reverse=True)
+
+
+def _tail_records(path: Path) -> tuple[list[dict], int, float]:
+    """(the readable records among the last TAIL_BYTES of ``metrics.jsonl``, its size, its mtime)."""
+    try:
+        with open(path, "rb") as f:
+            stat = os.fstat(f.fileno())
+            start = max(0, stat.st_size - TAIL_BYTES)
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return [], 0, 0.0
+    if start > 0:  # the first line read is cut: it starts before the tail
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    records, _ = schema.parse_metrics_lines(data, 1, path.name)
+    return records, stat.st_size, stat.st_mtime
+
+
+def _written_now(path: Path, modified: float) -> bool:
+    """Whether a process writes the run now: its lock's holder lives (on this machine), or the run
+    was written to within RECENT_S (a holder on another machine, or none that can be checked)."""
+    holder = _holder(path / LOCK)
+    if holder.get("pid") and holder.get("host") == socket.gethostname():
+        return _alive(holder["pid"])
+    return modified > 0 and time.time() - modified < RECENT_S

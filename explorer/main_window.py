@@ -266,6 +266,8 @@ class MainWindow(QMainWindow):
         tp.pause_requested.connect(self.toggle_pause)
         tp.stop_requested.connect(s.stop_training)
         self.runs_panel.open_requested.connect(self.open_run_dialog)
+        self.runs_panel.rerun_requested.connect(self.new_run_from)
+        s.watch_runs_folder(self.runs_root)
         s.training_state_changed.connect(self._on_session_training_state_changed)
         s.progress_changed.connect(self._on_session_progress_changed)
         s.run_selected.connect(self._on_session_run_selected)
@@ -374,6 +376,20 @@ class MainWindow(QMainWindow):
             self.show_error(str(error))
             return
         self.settings.setValue("runs/last_opened", str(path))
+
+    def new_run_from(self, config: dict, name: str = "") -> None:
+        """Fill the training form with a run's settings (the Runs panel's button): Start trains a new
+        run like it."""
+        try:
+            notes = self.training_panel.apply_config(config, name)
+        except ValueError as error:
+            self.show_error(str(error))
+            return
+        self.docks["training"].show()
+        self.docks["training"].raise_()
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        self.statusBar().showMessage(f"the training form holds the settings of run {name}{extra}: Start (Ctrl+R) "
+                                     "trains a new run with them", 15_000)
 
     def open_run_dialog(self) -> None:
         start = self.settings.value("runs/last_opened", str(self.runs_root))

@@ -34,6 +34,7 @@ from explorer.state import MapSnapshot, RunStatus, TrainingState
 
 FLUSH_MS = 50
 FOLLOW_MS = 500
+SCAN_MS = 5000  # the runs folder is listed again this often (runs a script or another window started)
 NOTES_SHOWN = 20  # notes on a run file's unreadable parts posted at once; the rest are counted
 COLOURINGS = {"class": "class", "cluster": "cluster", "correct": "kNN correct / wrong",
               "overlap": "neighbour overlap (map honesty)", "triplet": "triplet category (anchor = selected)"}
@@ -62,6 +63,7 @@ class RunState:
     following: bool = False  # another process writes it; polled
     status: RunStatus = RunStatus.RUNNING
     message: str = ""
+    damage: str = ""  # why its files do not say what was trained (engine.runs.read_listing), if so
     collapse_step: int | None = None  # the first evaluation with the worst verdict so far, if not "healthy"
     collapse_verdict: str = ""  # that verdict ("dimensional collapse", "near collapse", "complete collapse")
     dataset: Any = None  # engine.data.ImageDataset once loaded (thumbnails)
@@ -87,6 +89,7 @@ class RunState:
 
 class Session(QObject):
     run_added = Signal(str)
+    runs_listed = Signal()  # ``listings`` holds the runs folder as read now
     run_changed = Signal(str)  # status, message, collapse mark
     run_selected = Signal(str)
     compare_changed = Signal(str)  # "" when nothing is compared
@@ -106,6 +109,9 @@ class Session(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.runs: dict[str, RunState] = {}
+        self.runs_root: Path | None = None
+        self.listings: dict[str, Any] = {}  # run id -> engine.runs.RunListing of the runs folder, newest first
+        self._scanning = False
         self.current_id = ""
         self.compare_id = ""
         self.selected_row = -1
@@ -140,6 +146,8 @@ class Session(QObject):
         self._follow = QTimer(self, interval=FOLLOW_MS)
         self._follow.timeout.connect(self.poll_followed)
         self._follow.start()
+        self._scan = QTimer(self, interval=SCAN_MS)
+        self._scan.timeout.connect(self.scan_runs)
 
     # runs ----------------------------------------------------------------------------------------
     @property
@@ -178,6 +186,35 @@ class Session(QObject):
         if select or not self.current_id:
             self.select_run(run.id)
 
+    def watch_runs_folder(self, root: str | Path) -> None:
+        """List the run directories in ``root`` now and every SCAN_MS (``listings``, ``runs_listed``):
+        the runs of earlier sessions, of scripts, of another window, with their status."""
+        self.runs_root = Path(root).expanduser()
+        self.scan_runs()
+        self._scan.start()
+
+    def scan_runs(self) -> None:
+        """Read the runs folder again, in a worker (engine.runs.list_runs: config.json and the end of
+        metrics.jsonl of each run, through the run files' schema)."""
+        if self.runs_root is None or self._scanning or self._closed:
+            return
+        from engine.runs import list_runs
+
+        self._scanning = True
+        jobs.run(list_runs, self.runs_root, owner=self, on_done=self._on_scan_done,
+                 on_failed=self._on_scan_failed)
+
+    def _on_scan_done(self, listings: list) -> None:
+        self._scanning = False
+        fresh = {str(r.path.resolve()): r for r in listings}
+        if [(k, r.status, r.step) for k, r in fresh.items()] != [(k, r.status, r.step) for k, r in self.listings.items()]:
+            self.listings = fresh
+            self.runs_listed.emit()
+
+    def _on_scan_failed(self, message: str) -> None:
+        self._scanning = False
+        self.message_posted.emit("warning", f"the runs folder {self.runs_root} could not be listed: {message}")
+
     def open_run(self, path: str | Path, select: bool = True) -> RunState:
         """Open a run directory; keep following it while it has no ``finished``/``failed`` line.
 
@@ -199,8 +236,17 @@ class Session(QObject):
         run.following = True
         self._ingest_records(run, run.follower.poll())
         self._load_new_snapshots(run)
+        from engine.runs import read_listing
+
+        listing = read_listing(path)  # as the runs folder's list reads it
+        run.damage = listing.message if listing.status == "damaged" else ""
         if run.status == RunStatus.RUNNING:
-            run.status = RunStatus.FOLLOWING
+            # without an end record it is followed while a writer is at it; one that died left it stopped
+            if listing.status == "stopped":
+                run.status, run.message = RunStatus.STOPPED, listing.message
+            else:
+                run.status = RunStatus.FOLLOWING
+        run.following = not run.status.ended  # an ended run has nothing more to follow
         self.add_run(run, select)
         self._post_notes(run, config.notes + run.follower.take_notes())
         return run
@@ -653,6 +699,7 @@ class Session(QObject):
                 self.run_changed.emit(run_id)
             run.live = False
         self._set_training_state(TrainingState.IDLE)
+        self.scan_runs()  # the folder's listing says how it ended
         if not self.job.in_process:
             self._prepare_standby()  # the next Start finds a warm process
 
@@ -742,6 +789,7 @@ class Session(QObject):
         self._closed = True
         self._flush.stop()
         self._follow.stop()
+        self._scan.stop()
         if self.job is not None:
             self.job.stop()
         from engine.child import discard_standby

@@ -31,10 +31,11 @@ class RunStatus(StringEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     FOLLOWING = "following"  # another process writes it; the window polls its files
+    DAMAGED = "damaged"  # its files do not say what was trained (engine.runs.read_listing)
 
     @property
     def ended(self) -> bool:
-        return self in (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED)
+        return self in (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.DAMAGED)
 
 
 class TrainingState(StringEnum):

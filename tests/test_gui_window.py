@@ -595,3 +595,73 @@ def test_train_subcommand_never_imports_qt(tmp_path):
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(list(tmp_path.glob("*/summary.json"))) == 1
+
+
+def test_a_relaunch_lists_the_runs_folder_and_a_run_refills_the_form(qtbot, cli_run, tmp_path):
+    """The runs of the folder are listed after a relaunch, newest first with their status, damaged
+    ones too; a selected run shows its settings and one click puts them in the training form, so Start
+    trains a run like it (its settings without a field of their own carried along)."""
+    import os
+
+    from engine.config import TrainConfig
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    triplet = dict(json.loads((cli_run / "config.json").read_text()), method="triplet", test_size=500,
+                   weight_decay=0.001, knn_k=5, method_params={
+                       "margin": 0.35, "mining": "semi-hard", "distance": "euclidean", "normalize": True,
+                       "squared": True, "classes_per_batch": 5, "samples_per_class": 8})
+    names = ("old", "failed", "damaged", "triplet")  # oldest first
+    for age, name in zip((400, 300, 200, 100), names):
+        shutil.copytree(cli_run, root / name)
+    (root / "triplet" / "config.json").write_text(json.dumps(triplet))
+    (root / "damaged" / "config.json").write_text("[1, 2]")
+    lines = [line for line in (root / "failed" / "metrics.jsonl").read_text().splitlines(keepends=True)
+             if json.loads(line)["kind"] != "finished"]
+    lines.append(json.dumps({"kind": "failed", "message": "out of memory: lower the batch size", "step": 3}) + "\n")
+    (root / "failed" / "metrics.jsonl").write_text("".join(lines))
+    for age, name in zip((400, 300, 200, 100), names):
+        stamp = (root / name / "config.json").stat().st_mtime - age
+        os.utime(root / name / "config.json", (stamp, stamp))
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, runs_root=root, confirm_close=lambda: True)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        panel, tp = w.runs_panel, w.training_panel
+        qtbot.waitUntil(lambda: panel.list.count() == 4, timeout=TIMEOUT)
+        texts = [panel.list.item(i).text() for i in range(4)]
+        assert [t.split("\n")[1].strip() for t in texts] == ["triplet", "damaged", "failed", "old"]
+        assert [t.split("\n")[0].split(" · ")[-1] for t in texts] == ["finished", "damaged", "failed", "finished"]
+        assert "out of memory" in panel.list.item(2).toolTip()
+        tp.select_method("simclr")  # the form holds the last method, not the run's
+
+        def click(row):
+            rect = panel.list.visualItemRect(panel.list.item(row))
+            qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+        click(0)
+        assert w.session.current.path == (root / "triplet").resolve()
+        shown = panel.settings_view.toPlainText()
+        assert "method triplet" in shown and "margin 0.35" in shown and "mining semi-hard" in shown
+        qtbot.mouseClick(panel.rerun_button, Qt.MouseButton.LeftButton)
+        assert tp.method == "triplet" and tp.method_fields["margin"].text() == "0.35"
+        assert "test size 500" in tp.carried_label.text() and tp.carried_label.isVisibleTo(tp)
+        made = tp.build_config(out=str(root)).to_dict()
+        wanted = TrainConfig.from_dict(triplet).to_dict()
+        for key in ("out", "run_name", "resume"):
+            made.pop(key), wanted.pop(key)
+        assert made == wanted
+        tp.apply_preset("digits")  # a preset forgets the carried settings
+        assert tp.carried == {} and not tp.carried_label.isVisibleTo(tp)
+
+        click(1)  # damaged: listed, opened with what is readable, not offered as settings
+        assert "damaged" in panel.list.item(1).text() and not panel.rerun_button.isEnabled()
+        click(2)
+        assert w.session.current.status == "failed" and panel.rerun_button.isEnabled()
+        assert "out of memory: lower the batch size" in panel.settings_view.toPlainText()
+    finally:
+        w.close()
+        assert jobs.wait_all(TIMEOUT)
+        qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=TIMEOUT)

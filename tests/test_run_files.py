@@ -559,3 +559,104 @@ def test_run_files_get_the_permissions_of_any_new_file(tmp_path, umask):
     assert {p.name for p in files} >= {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", ".lock"}
     assert any(p.suffix == ".npz" for p in files)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(expected) for p in files}
+
+
+# --- the runs of a folder at a glance (engine.runs.list_runs) ----------------------------------------
+
+def _lines(path: Path) -> list[str]:
+    return (path / METRICS).read_text().splitlines(keepends=True)
+
+
+def _without_end(run: Path) -> None:
+    lines = [line for line in _lines(run) if json.loads(line)["kind"] != "finished"]
+    (run / METRICS).write_text("".join(lines))
+
+
+def test_a_finished_run_is_listed_with_its_settings_and_last_step(real_run):
+    from engine.runs import read_listing
+
+    listing = read_listing(real_run)
+    records = RunDir(real_run).records()
+    assert listing.status == "finished" and listing.message == ""
+    assert listing.config == RunDir(real_run).config()
+    assert listing.step == max(r["step"] for r in records if "step" in r)
+    assert listing.total_steps == by_kind_records(records, "started")[-1]["total_steps"]
+
+
+def by_kind_records(records, kind):
+    return [r for r in records if r["kind"] == kind]
+
+
+def test_each_status_is_read_from_the_run_s_files(copy):
+    from engine.runs import LOCK, read_listing
+
+    failed = copy("failed")
+    _without_end(failed)
+    RunDir(failed).append(ev.Failed("out of memory: lower --batch-size", step=12).to_record())
+    assert (read_listing(failed).status, read_listing(failed).message) == ("failed", "out of memory: lower --batch-size")
+
+    stopped = copy("stopped")
+    lines = _lines(stopped)
+    end = json.loads(lines[-1]) | {"stopped": True}
+    (stopped / METRICS).write_text("".join(lines[:-1]) + json.dumps(end) + "\n")
+    assert read_listing(stopped).status == "stopped" and "stopped at step" in read_listing(stopped).message
+
+    cut = copy("cut")  # no end record: running while its writer lives, stopped once it is gone
+    _without_end(cut)
+    host = __import__("socket").gethostname()
+    (cut / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": host}))
+    assert read_listing(cut).status == "running"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (cut / LOCK).write_text(json.dumps({"pid": dead.pid, "host": host}))
+    listing = read_listing(cut)
+    assert listing.status == "stopped" and "without an end record" in listing.message
+    (cut / LOCK).write_text("")  # no holder to ask (another program's run): its last write decides
+    assert read_listing(cut).status == "running"
+    old = (cut / METRICS).stat().st_mtime - 3600
+    os.utime(cut / METRICS, (old, old))
+    assert read_listing(cut).status == "stopped"
+
+    resumed = copy("resumed")  # started again after its end: its last start counts
+    RunDir(resumed).append(next(r for r in RunDir(resumed).records() if r["kind"] == "started"))
+    (resumed / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": host}))
+    assert read_listing(resumed).status == "running"
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda run: (run / "config.json").write_text("{not json"), "not JSON"),
+    (lambda run: (run / "config.json").write_text(json.dumps({"dataset": "digits"})), "method, encoder"),
+    (lambda run: (run / METRICS).write_bytes(b"\x00garbage\n" * 10), "no line of it can be read"),
+])
+def test_a_damaged_run_is_listed_as_damaged_saying_why(copy, damage, words):
+    from engine.runs import read_listing
+
+    run = copy()
+    damage(run)
+    listing = read_listing(run)
+    assert listing.status == "damaged" and words in listing.message
+
+
+def test_a_long_log_is_read_from_its_end(copy):
+    from engine.runs import TAIL_BYTES, read_listing
+
+    run = copy()
+    lines = _lines(run)
+    steps = [line for line in lines if json.loads(line)["kind"] == "step"]
+    padding = steps * (2 * TAIL_BYTES // sum(map(len, steps)) + 2)
+    (run / METRICS).write_text("".join(lines[:-1] + padding + lines[-1:]))
+    assert (run / METRICS).stat().st_size > 2 * TAIL_BYTES
+    assert read_listing(run).status == "finished"
+
+
+def test_the_folder_lists_its_runs_newest_first_and_nothing_else(copy, tmp_path):
+    from engine.runs import list_runs
+
+    runs = [copy(name) for name in ("b", "a", "c")]
+    for age, run in zip((300, 100, 200), runs):
+        stamp = (run / "config.json").stat().st_mtime - age
+        os.utime(run / "config.json", (stamp, stamp))
+    (tmp_path / "not-a-run").mkdir()
+    (tmp_path / "a-file.txt").write_text("x")
+    assert [r.name for r in list_runs(tmp_path)] == ["a", "c", "b"]
+    assert list_runs(tmp_path / "missing") == []

@@ -265,6 +265,13 @@ class TrainingPanel(Panel):
         self.error_label.setWordWrap(True)
         self.error_label.setProperty("error", True)
         self.error_label.hide()
+        # settings of a run the form was filled from that the form has no field for (apply_config)
+        self.carried: dict[str, Any] = {}
+        self.carried_label = QLabel(objectName="carried_settings")
+        self.carried_label.setWordWrap(True)
+        self.carried_label.setProperty("hint", True)
+        self.carried_label.linkActivated.connect(lambda _: self.set_carried({}))
+        self.carried_label.hide()
 
         self.setMinimumWidth(260)
         for combo in (self.preset_combo, self.method_combo, self.dataset_combo, self.encoder_combo,
@@ -274,6 +281,7 @@ class TrainingPanel(Panel):
         layout = self.body
         layout.addWidget(scroll, 1)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.carried_label)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
 
@@ -364,10 +372,64 @@ class TrainingPanel(Panel):
     def apply_preset(self, name: str) -> None:
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(name)))
 
+    def apply_config(self, config: dict, source: str = "") -> list[str]:
+        """Fill the form with a run's settings (its config.json), so that Start trains a new run like
+        it; the settings the form has no field for (test size, weight decay, ...) are carried into that
+        run and listed under the form. Returns notes on what could not be taken over; ValueError when
+        the method or encoder is not known here."""
+        from engine.config import TrainConfig
+
+        method, encoder = config.get("method"), config.get("encoder")
+        if method not in self.methods.names():
+            raise ValueError(f"run {source} was trained with the method {method!r}, which this version does not "
+                             f"have; allowed: {', '.join(self.methods.names())}")
+        notes: list[str] = []
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.setCurrentIndex(0)  # (custom): the run's own settings
+        self.preset_combo.blockSignals(False)
+        self.select_method(method)
+        if config.get("dataset"):
+            self.select_dataset(str(config["dataset"]))
+        if encoder:
+            self.select_encoder(str(encoder))
+        device = config.get("device", "auto")
+        i = self.device_combo.findData(device)
+        if i >= 0 and self.device_combo.model().item(i).isEnabled():
+            self.device_combo.setCurrentIndex(i)
+        else:
+            self.device_combo.setCurrentIndex(0)
+            notes.append(f"it trained on {device}, not available here: device auto")
+        for key, f in self.general.items():
+            value = config.get(key)
+            f.set_text("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+        for fields, values in ((self.method_fields, config.get("method_params") or {}),
+                               (self.encoder_fields, config.get("encoder_params") or {})):
+            for key, f in fields.items():
+                if key in values:
+                    value = values[key]
+                    f.set_text("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+        defaults = TrainConfig().to_dict()
+        formed = {"method", "dataset", "encoder", "device", "method_params", "encoder_params", *self.general}
+        self.set_carried({k: v for k, v in config.items() if k in defaults and k not in formed
+                          and k not in ("out", "run_name", "resume") and v != defaults[k]}, source)
+        for f in self.invalid_fields():
+            notes.append(f.error)
+        return notes
+
+    def set_carried(self, settings: dict, source: str = "") -> None:
+        """The settings without a field of their own that the next run takes over ({} to forget them)."""
+        self.carried = dict(settings)
+        if self.carried:
+            listed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.carried.items())
+            self.carried_label.setText(f"Also from run {html.escape(source)}: {html.escape(listed)} "
+                                       "(<a href='forget'>forget</a>)")
+        self.carried_label.setVisible(bool(self.carried))
+
     def _on_preset_changed(self) -> None:
         name = self.preset_combo.currentData()
         if not name:
             return
+        self.set_carried({})
         preset = self.presets[name]
         self.select_method(preset.get("method", "supervised"))
         self.select_dataset(preset.get("dataset", "digits"))
@@ -497,7 +559,8 @@ class TrainingPanel(Panel):
         values = {k: f.value() for k, f in self.general.items()}
         config = TrainConfig(method=self.method, dataset=self.dataset_combo.currentData(),
                              encoder=self.encoder_combo.currentData(), device=self.device_combo.currentData(),
-                             out=out, **{k: v for k, v in values.items() if v is not None})
+                             out=out, **{k: v for k, v in values.items() if v is not None},
+                             **{k: v for k, v in self.carried.items() if k not in values})
         config.method_params = {k: f.value() for k, f in self.method_fields.items() if f.value() is not None}
         config.encoder_params = {k: f.value() for k, f in self.encoder_fields.items() if f.value() is not None}
         try:
