@@ -665,3 +665,42 @@ def test_a_relaunch_lists_the_runs_folder_and_a_run_refills_the_form(qtbot, cli_
         w.close()
         assert jobs.wait_all(TIMEOUT)
         qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=TIMEOUT)
+
+
+def test_a_run_logged_from_ones_own_loop_is_followed_live(qtbot, window, tmp_path):
+    """engine.log writes while the window follows: a new evaluation shows up in the map, a clicked
+    point shows its neighbours with images, and a view that needs the encoder says why it cannot."""
+    from engine import log
+    from engine.data import load_dataset
+
+    w, s = window, window.session
+    d = load_dataset("digits")
+    images, labels = d.test.images[:300], d.test.labels[:300]
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(len(images), 16)).astype(np.float32)
+    run_log = log.start(tmp_path / "mine", images=images, labels=labels, class_names=d.class_names,
+                        projection="pca")
+    try:
+        run_log.log_losses(0, loss=2.0)
+        run_log.log_embeddings(0, z)
+        qtbot.waitUntil(lambda: (run_log.path / "snapshots" / "step_00000000.npz").exists(), timeout=TIMEOUT)
+        w.open_run(run_log.path)
+        run = s.current
+        assert run.following and run.config["method"] == "logged"
+        with qtbot.waitSignal(s.records_added, timeout=TIMEOUT):
+            run_log.log_losses(5, loss=1.0)
+            run_log.log_embeddings(5, z + np.eye(16, dtype=np.float32)[labels % 16] * 3)
+        qtbot.waitUntil(lambda: len(run.snapshots) == 2, timeout=TIMEOUT)
+    finally:
+        run_log.finish()
+    qtbot.waitUntil(lambda: run.status == "finished" and not run.following, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: run.dataset is not None, timeout=TIMEOUT)
+    map_rows = int((~np.load(run_log.path / "probe.npz")["train"]).sum())
+    qtbot.waitUntil(lambda: w.map_panel.primary.point_count == map_rows, timeout=TIMEOUT)
+    s.select_point(int(run.snapshots[-1].indices[3]))
+    panel = w.neighbours_panel
+    qtbot.waitUntil(lambda: len(panel.neighbour_rows) > 0, timeout=TIMEOUT)
+    shown = [b for b in panel.grid.buttons if b.isVisible()]
+    assert shown and not shown[0].icon().isNull()  # the logged probe images are the thumbnails
+    needs_model = [i for i in w.inspectors.values() if i.needs_method]
+    assert needs_model and all("logged from a training loop" in (i.not_drawn_because() or "") for i in needs_model)

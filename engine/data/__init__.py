@@ -79,6 +79,7 @@ class ImageDataset:
 DatasetLoader = Callable[..., ImageDataset]  # loader(data_root: Path | None, seed: int) -> ImageDataset
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
 FOLDER_PREFIX = "folder:"
+LOGGED_PREFIX = "logged:"  # a run written by engine.log: its probe images are the dataset
 
 
 def default_data_root() -> Path:
@@ -95,6 +96,9 @@ def check_dataset_name(name: str) -> None:
         from engine.data.folder import check_folder_path
 
         check_folder_path(name[len(FOLDER_PREFIX):])
+    elif name.startswith(LOGGED_PREFIX):
+        if not (Path(name[len(LOGGED_PREFIX):]).expanduser() / "probe_images.npy").is_file():
+            raise ValueError(f"dataset {name!r}: not a run written by engine.log (no probe_images.npy there)")
     else:
         DATASETS.get(name)
 
@@ -156,6 +160,10 @@ def load_dataset(name: str, *, data_root: str | Path | None = None, train_size: 
         from engine.data.folder import load_folder
 
         ds = load_folder(name[len(FOLDER_PREFIX):], seed=seed)
+    elif name.startswith(LOGGED_PREFIX):  # the probe set a training loop of its own logged (engine.log)
+        from engine.log import load_logged
+
+        ds = load_logged(name[len(LOGGED_PREFIX):], seed=seed)
     else:
         ds = _load_registered(name, root, seed)
     rng = np.random.default_rng(seed)

@@ -205,8 +205,12 @@ class Diagnostics:
         self.timings, self.cpu_timings, self.arrays = {}, {}, {}
         notes: list[str] = []
         metrics: dict[str, Any] = {}
-        views = self._timed("views", lambda: properties.view_embeddings(
-            encoder, images, self.augment, n=self.property_points, seed=self.seed, device=self.device))
+        if encoder is None:  # embeddings logged from elsewhere (engine.log): no views to measure
+            views = (None, None)
+            notes.append("smoothness and invariance need the encoder: this run holds its embeddings only")
+        else:
+            views = self._timed("views", lambda: properties.view_embeddings(
+                encoder, images, self.augment, n=self.property_points, seed=self.seed, device=self.device))
 
         # one (N, N) distance matrix between the l2-normalised embeddings serves the triplets (when
         # their definition is that distance), both silhouettes and the kNN accuracy
@@ -278,9 +282,10 @@ class Diagnostics:
             self.arrays[f"{name}_clusters"] = found_ids
 
     def _properties(self, encoder, images, z, labels, views, factors, dist, metrics, notes) -> None:
-        metrics["smoothness"] = properties.smoothness(encoder, images, n=self.property_points, seed=self.seed,
-                                                      device=self.device)
-        metrics["invariance"] = properties.invariance(*views, seed=self.seed)
+        if encoder is not None:
+            metrics["smoothness"] = properties.smoothness(encoder, images, n=self.property_points, seed=self.seed,
+                                                          device=self.device)
+            metrics["invariance"] = properties.invariance(*views, seed=self.seed)
         metrics["knn_loo_acc"] = properties.knn_accuracy_loo(z, labels, k=min(self.k, len(z) - 1),
                                                              device=self.device, distances=dist)
         metrics["sparsity"] = properties.hoyer_sparsity(z)
@@ -289,7 +294,7 @@ class Diagnostics:
             return
         from engine.data import shapes
 
-        if all(k in factors for k in shapes.FACTORS):
+        if encoder is not None and all(k in factors for k in shapes.FACTORS):
             size = int(images.shape[-1])
             inv = properties.factor_invariance(encoder, z, factors, n=self.factor_points, seed=self.seed,
                                                device=self.device, size=size)

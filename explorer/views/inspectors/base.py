@@ -83,6 +83,12 @@ class Inspector(Panel):
         """Why there is nothing to draw for the run (None: draw)."""
         if not self.config:
             return "No run selected."
+        from engine.log import METHOD as LOGGED
+
+        if self.needs_method and self.config.get("method") == LOGGED:
+            return ("This run was logged from a training loop of its own (engine.log): it holds the "
+                    "embeddings, not the encoder that this view runs. The map, neighbours, probe, collapse, "
+                    "triplet and cluster panels show it.")
         if not self.applies():
             return (f"This view is for {', '.join(self.methods)} runs; the selected run uses "
                     f"{self.config.get('method')}.")
