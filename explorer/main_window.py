@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QRect, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
                                QMessageBox, QToolButton, QVBoxLayout, QWidget)
 
@@ -34,8 +34,31 @@ from explorer.views.triplets import TripletPanel
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 RECORD_PANELS = (LossPlot, ProbePlot, CollapsePanel, TripletPanel, PropertiesPanel)
+# the first launch: a screen up to this size is filled; a larger one gets this size at least, 80 % of it at most
+FIRST_SIZE = QSize(1600, 1000)
+# a window narrower than this gets the compact layout (one tab group under the map)
+WIDE_LAYOUT_WIDTH = 1500
 # closing while a job stops: the window waits this long for it to save its checkpoint and summary
 CLOSE_GRACE_MS = 5000
+
+
+def first_geometry(available: QRect) -> QRect:
+    """Where the window opens on a first launch on a screen whose free area is ``available``: the
+    whole of it up to FIRST_SIZE (a laptop's 1280 x 800 needs every pixel for the docks), on a larger
+    screen FIRST_SIZE or 80 % of it, whichever is larger, centred."""
+    width = min(available.width(), max(FIRST_SIZE.width(), int(available.width() * 0.8)))
+    height = min(available.height(), max(FIRST_SIZE.height(), int(available.height() * 0.8)))
+    rect = QRect(0, 0, width, height)
+    rect.moveCenter(available.center())
+    return rect
+
+
+def clamped(frame: QRect, available: QRect) -> QRect:
+    """``frame`` (a window's frame) moved, and shrunk where it must be, to lie within ``available``."""
+    rect = QRect(frame.topLeft(), frame.size().boundedTo(available.size()))
+    rect.moveLeft(min(max(rect.left(), available.left()), available.right() - rect.width() + 1))
+    rect.moveTop(min(max(rect.top(), available.top()), available.bottom() - rect.height() + 1))
+    return rect
 
 
 def process_memory_mb() -> float | None:
@@ -55,8 +78,11 @@ class MainWindow(QMainWindow):
     export_finished = Signal(str)  # what the export wrote (or why it failed), once the encoder part is done
 
     def __init__(self, settings: QSettings | None = None, runs_root: str | Path | None = None,
-                 confirm_close: Callable[[], bool] | None = None):
+                 confirm_close: Callable[[], bool] | None = None, screen_area: QRect | None = None):
+        """``screen_area``: the free screen area the window must fit, by default that of the screen it
+        opens on (a test gives a laptop's)."""
         super().__init__()
+        self.screen_area = screen_area
         self.setWindowTitle("Embedding Explorer")
         self.setObjectName("main_window")
         self.setAcceptDrops(True)
@@ -106,15 +132,36 @@ class MainWindow(QMainWindow):
             inspector.attach(s)
         self.docks: dict[str, QDockWidget] = {}
         self.dock_panels: dict[str, Panel] = {}  # the panel in each dock
-        d = {panel.dock_key(): self._add_dock(panel) for panel in (
-            self.training_panel, self.runs_panel, self.neighbours_panel, self.selection_grid,
-            *self.panels.values(), self.log_panel, *self.inspectors.values())}
+        for panel in (self.training_panel, self.runs_panel, self.neighbours_panel, self.selection_grid,
+                      *self.panels.values(), self.log_panel, *self.inspectors.values()):
+            self._add_dock(panel)
+        self._sized_docks = False
+
+        self._build_menus()
+        self._build_status_bar()
+        self._connect()
+        geometry = self.settings.value("window/geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.setGeometry(first_geometry(self.available_geometry()))
+        self.keep_on_screen()
+        # a laptop's screen gets one tab group under the map, a larger one two side by side
+        self.compact = self.width() < WIDE_LAYOUT_WIDTH
+        self._place_docks()
+        self.apply_theme(self.settings.value("view/theme", "light") == "dark")
+        self._restore_settings()
+
+    # construction --------------------------------------------------------------------------------
+    def _place_docks(self) -> None:
+        d = self.docks
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
         # left: training over runs (augmentations behind them); right: neighbours (selection behind)
-        # over the point inspectors; under the map only (the side columns keep the full height):
-        # loss | probe side by side, properties and log behind the loss, collapse, triplets, angles and
-        # pairs behind the probe. Each dock is placed once: moving a placed dock leaves stray tab bars.
+        # over the point inspectors; under the map only (the side columns keep the full height): the
+        # record panels, in one tab group on a laptop's screen (each then gets the map's width: side
+        # by side, the triplet plots, the properties table and the probe's legend had a third of the
+        # room they need at 1280 x 800), else loss | probe side by side, properties and log behind the
+        # loss, collapse, triplets, angles and pairs behind the probe. Each dock is placed once:
+        # moving a placed dock leaves stray tab bars.
         self.setCorner(Qt.Corner.BottomLeftCorner, left)
         self.setCorner(Qt.Corner.BottomRightCorner, right)
         self.addDockWidget(left, d["training"])
@@ -122,25 +169,22 @@ class MainWindow(QMainWindow):
         self.addDockWidget(right, d["neighbours"])
         self.addDockWidget(right, d["triplet_inspector"], Qt.Orientation.Vertical)
         self.addDockWidget(bottom, d["loss_plot"])
-        self.splitDockWidget(d["loss_plot"], d["probe_plot"], Qt.Orientation.Horizontal)
+        if self.compact:
+            bottom_groups = (("loss_plot", ("probe_plot", "collapse_panel", "triplet_panel", "properties_panel",
+                                            "angle_view", "pair_histogram", "log")),)
+        else:
+            self.splitDockWidget(d["loss_plot"], d["probe_plot"], Qt.Orientation.Horizontal)
+            bottom_groups = (("loss_plot", ("properties_panel", "log")),
+                             ("probe_plot", ("collapse_panel", "triplet_panel", "angle_view", "pair_histogram")))
         for first, others in (("runs", ("augmentation_preview",)), ("neighbours", ("selection",)),
                               ("triplet_inspector", ("contrastive_inspector", "pretext_debugger")),
-                              ("loss_plot", ("properties_panel", "log")),
-                              ("probe_plot", ("collapse_panel", "triplet_panel", "angle_view", "pair_histogram"))):
+                              *bottom_groups):
             for other in others:
                 self.tabifyDockWidget(d[first], d[other])
         for front in ("runs", "neighbours", "triplet_inspector", "loss_plot", "probe_plot"):
-            d[front].raise_()  # tabbing raises the newcomer: keep the usual panel in front
-        self._sized_docks = False
+            if not (self.compact and front == "probe_plot"):
+                d[front].raise_()  # tabbing raises the newcomer: keep the usual panel in front
 
-        self._build_menus()
-        self._build_status_bar()
-        self._connect()
-        self.resize(1500, 950)
-        self.apply_theme(self.settings.value("view/theme", "light") == "dark")
-        self._restore_settings()
-
-    # construction --------------------------------------------------------------------------------
     def _add_dock(self, panel: Panel) -> QDockWidget:
         dock = QDockWidget(panel.dock_title, self)
         dock.setObjectName(f"{panel.dock_key()}_dock")
@@ -152,6 +196,7 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        QTimer.singleShot(0, self.keep_on_screen)  # once the window manager has framed it
         if not self._sized_docks and self.settings.value("window/state") is None:
             self._sized_docks = True  # first start: sizes that suit the content (later: the saved layout)
             QTimer.singleShot(0, self._default_dock_sizes)
@@ -177,15 +222,37 @@ class MainWindow(QMainWindow):
                 bar.hide()
 
     def _default_dock_sizes(self) -> None:
-        d = self.docks
-        self.resizeDocks([d["training"], d["neighbours"]], [370, 360], Qt.Orientation.Horizontal)
-        self.resizeDocks([d["training"], d["runs"]], [int(self.height() * 0.68), int(self.height() * 0.24)],
+        """First start: the side columns as wide as their content reads (the training form's fields
+        show their placeholders, the tabs of the right column their whole titles), the map keeps the
+        rest; the record panels under it get two fifths of the height on a laptop's screen."""
+        d, h = self.docks, self.height()
+        left, right = (310, 300) if self.compact else (370, 360)
+        right = max(right, self._tabs_width(("neighbours", "selection")),
+                    self._tabs_width(("triplet_inspector", "contrastive_inspector", "pretext_debugger")))
+        left = max(left, self._tabs_width(("runs", "augmentation_preview")))
+        self.resizeDocks([d["training"], d["neighbours"]], [left, right], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["training"], d["runs"]], [int(h * 0.68), int(h * 0.24)], Qt.Orientation.Vertical)
+        self.resizeDocks([d["neighbours"], d["triplet_inspector"]], [int(h * 0.5), int(h * 0.5)],
                          Qt.Orientation.Vertical)
-        self.resizeDocks([d["loss_plot"]], [int(self.height() * 0.3)], Qt.Orientation.Vertical)
-        # the loss column a little wider than the probe's: its tabs hold the properties table and the log
-        bottom = d["loss_plot"].width() + d["probe_plot"].width()
-        self.resizeDocks([d["loss_plot"], d["probe_plot"]], [int(bottom * 0.543), bottom - int(bottom * 0.543)],
-                         Qt.Orientation.Horizontal)
+        self.resizeDocks([d["loss_plot"]], [int(h * (0.4 if self.compact else 0.33))], Qt.Orientation.Vertical)
+        if not self.compact:
+            # the loss column a little wider than the probe's: its tabs hold the properties table and the log
+            bottom = d["loss_plot"].width() + d["probe_plot"].width()
+            self.resizeDocks([d["loss_plot"], d["probe_plot"]], [int(bottom * 0.543), bottom - int(bottom * 0.543)],
+                             Qt.Orientation.Horizontal)
+
+    def _tabs_width(self, names: tuple[str, ...]) -> int:
+        """The width a tab bar needs to show the tabs of these docks with their whole titles."""
+        from PySide6.QtWidgets import QTabBar
+
+        bar = QTabBar(self)  # an unshown bar under the application's style sheet, as the dock tabs are
+        bar.hide()
+        for name in names:
+            bar.addTab(self.docks[name].windowTitle())
+        bar.ensurePolished()
+        width = sum(bar.tabSizeHint(i).width() for i in range(bar.count())) + 8
+        bar.deleteLater()
+        return width
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -471,10 +538,29 @@ class MainWindow(QMainWindow):
             self.theme_action.setChecked(dark)
         self.settings.setValue("view/theme", "dark" if dark else "light")
 
+    def available_geometry(self) -> QRect:
+        """The free area (without task bars) of the screen that holds the window's centre."""
+        if self.screen_area is not None:
+            return QRect(self.screen_area)
+        screen = QGuiApplication.screenAt(self.frameGeometry().center()) or self.screen() \
+            or QGuiApplication.primaryScreen()
+        return screen.availableGeometry()
+
+    def keep_on_screen(self, available: QRect | None = None) -> None:
+        """Move and shrink the window, frame included, into ``available`` (default: its screen's free
+        area): a geometry saved on a larger screen, or a window manager's frame, never leaves the
+        status bar or the right dock off screen. Maximised and full-screen windows are the window
+        manager's to place."""
+        if self.windowState() & (Qt.WindowState.WindowMaximized | Qt.WindowState.WindowFullScreen):
+            return
+        available = available or self.available_geometry()
+        frame, inner = self.frameGeometry(), self.geometry()
+        target = clamped(frame, available)
+        if target != frame:
+            extra = frame.size() - inner.size()  # the frame's borders and title bar
+            self.setGeometry(QRect(target.topLeft() + (inner.topLeft() - frame.topLeft()), target.size() - extra))
+
     def _restore_settings(self) -> None:
-        geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)

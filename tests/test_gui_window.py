@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, QRect, QSettings, Qt  # noqa: E402
 
 from explorer import jobs  # noqa: E402
 from explorer.main_window import MainWindow  # noqa: E402
@@ -30,7 +30,9 @@ TIMEOUT = 180_000  # generous: the 2 shared cores are often busy with other runs
 def window(qtbot, tmp_path):
     threads_before = set(threading.enumerate())
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(settings=settings, runs_root=tmp_path / "runs", confirm_close=lambda: True)
+    # the size these tests were written at (the offscreen screen is 800 x 800)
+    w = MainWindow(settings=settings, runs_root=tmp_path / "runs", confirm_close=lambda: True,
+                   screen_area=QRect(0, 0, 1600, 1000))
     w.map_panel.primary.animate = False
     w.map_panel.secondary.animate = False
     qtbot.addWidget(w)

@@ -24,6 +24,7 @@ from engine.projection import PROJECTIONS
 from explorer.session import CLUSTERINGS, COLOURINGS, RunState, Session
 from explorer.state import MapSnapshot
 from explorer.views import wrapped_tooltip
+from explorer.views.flow import FlowLayout
 from explorer.views.kit import FRAMES, thumbnail_pixmap
 from explorer.views.palette import (BACKGROUND, RIGHT, SELECTION, UNLABELLED, WRONG, argb, class_palette,
                                     map_triplet_colours, ramp, verdict_style)
@@ -758,8 +759,6 @@ class MapPanel(QWidget):
         self.primary = MapView(session, "primary")
         self.secondary = MapView(session, "secondary")
         self.secondary.hide()
-        bar = QHBoxLayout()
-        bar.setContentsMargins(6, 4, 6, 0)
         self.projection_combo = QComboBox(objectName="projection_combo")
         for name in PROJECTIONS.names():
             self.projection_combo.addItem(projection_label(name), name)
@@ -805,17 +804,21 @@ class MapPanel(QWidget):
         self.reset_button = QToolButton(text="Fit", objectName="fit_button")
         self.reset_button.setToolTip("Zoom to show every point")
         self.reset_button.clicked.connect(self.fit)
-        bar.addWidget(QLabel("Map"))
-        bar.addWidget(self.projection_combo)
-        bar.addWidget(QLabel("Colour"))
-        bar.addWidget(self.colour_combo)
-        bar.addWidget(self.cluster_combo)
-        bar.addWidget(self.hulls_check)
-        bar.addLayout(mode_box)
-        bar.addWidget(self.centroids_check)
-        bar.addWidget(self.trails_check)
-        bar.addStretch(1)
-        bar.addWidget(self.reset_button)
+        # the toolbar wraps onto a second row in a narrow centre (a laptop's screen with both side
+        # columns): on one row it set the window's least width to 1277 px
+        bar = FlowLayout()
+        bar.setContentsMargins(6, 4, 6, 0)
+        bar.setSpacing(8)
+        for group in ((QLabel("Map"), self.projection_combo),
+                      (QLabel("Colour"), self.colour_combo, self.cluster_combo, self.hulls_check),
+                      (mode_box,), (self.centroids_check, self.trails_check, self.reset_button)):
+            box = QWidget()
+            row = QHBoxLayout(box)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(4)
+            for part in group:
+                row.addLayout(part) if isinstance(part, QHBoxLayout) else row.addWidget(part)
+            bar.addWidget(box)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.primary)
