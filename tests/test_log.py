@@ -113,3 +113,15 @@ def test_an_exception_in_the_loop_is_recorded_and_what_was_logged_stays(tmp_path
     records = RunDir(run.path).records()
     assert records[-1]["kind"] == "failed" and "ZeroDivisionError" in records[-1]["message"]
     assert [r["kind"] for r in records].count("snapshot") == 1
+
+
+def test_the_plain_pytorch_example_runs_and_its_run_opens(tmp_path):
+    """examples/simclr_loop.py, as a user runs it (one epoch): a finished run the engine reads."""
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "simclr_loop.py"))
+    path = Path(example["main"](["--epochs", "1", "--out", str(tmp_path)]))
+    records = RunDir(path).records()
+    assert records[-1]["kind"] == "finished" and any(r["kind"] == "evaluation" for r in records)
+    assert sum(r["kind"] == "step" for r in records) == 8  # 1797 images in batches of 256
