@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QPolygonF  # noqa: E402
 
 from engine.projection import layout  # noqa: E402
@@ -389,3 +389,109 @@ def test_cluster_ids_colours_and_hulls_follow_the_previous_snapshot(qtbot, sessi
         assert view._legend_entries[-1][0] == f"noise ({(found < 0).sum()})"
     panel.colour_combo.setCurrentIndex(panel.colour_combo.findData("class"))
     assert not any(i.isVisible() for i in view.hull_items) and panel.cluster_combo.isHidden()
+
+
+def _send(widget, kind, pos, button, buttons) -> None:
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.sendEvent(widget, QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons,
+                                               Qt.KeyboardModifier.NoModifier))
+
+
+def fast_drag(widget, start, end) -> None:
+    """A flick: press, two moves, release, with nothing in between (no event loop turn)."""
+    from PySide6.QtGui import QMouseEvent
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    _send(widget, QMouseEvent.Type.MouseMove, start, none, none)
+    _send(widget, QMouseEvent.Type.MouseButtonPress, start, left, left)
+    _send(widget, QMouseEvent.Type.MouseMove, (start + end) / 2, none, left)
+    _send(widget, QMouseEvent.Type.MouseMove, end, none, left)
+    _send(widget, QMouseEvent.Type.MouseButtonRelease, end, left, none)
+
+
+@pytest.fixture
+def dropped_moves():
+    """Every mouse move after the first within a second is dropped by pyqtgraph's rate limit, as moves
+    that queued while the window was busy are (it measures when it handles them)."""
+    import pyqtgraph as pg
+
+    before = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", 1)
+    yield
+    pg.setConfigOption("mouseRateLimit", before)
+
+
+def _pixel(view, x, y):
+    return view.plot.mapFromScene(view.vb.mapViewToScene(QPointF(float(x), float(y))))
+
+
+def test_a_fast_rectangle_selects_what_it_covers_and_says_so(qtbot, session, digits, dropped_moves):
+    run = fake_run(digits, "a")
+    view = MapView(session)
+    view.animate = False
+    qtbot.addWidget(view)
+    add(session, run)
+    view.resize(600, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.vb.autoRange()
+    view.set_select_mode("rect")
+    xy = view.cloud.positions
+    x0, x1 = np.quantile(xy[:, 0], [0.3, 0.7])
+    y0, y1 = np.quantile(xy[:, 1], [0.3, 0.7])
+    a, b = _pixel(view, x0, y0), _pixel(view, x1, y1)
+    fast_drag(view.plot.viewport(), a, b)
+    p, q = (view.vb.mapSceneToView(view.plot.mapToScene(c)) for c in (a, b))
+    inside = ((xy[:, 0] >= min(p.x(), q.x())) & (xy[:, 0] <= max(p.x(), q.x()))
+              & (xy[:, 1] >= min(p.y(), q.y())) & (xy[:, 1] <= max(p.y(), q.y())))
+    assert inside.sum() > 10
+    np.testing.assert_array_equal(session.selected_rows, np.sort(view.shown_rows()[inside]))
+    assert view.flash.isVisible() and view.flash.text() == f"{inside.sum()} points selected"
+    assert session.selected_row == -1  # the release was not taken for a click on a point
+    # a rectangle over nothing says so, and clears the selection
+    corner = _pixel(view, xy[:, 0].min(), xy[:, 1].max())
+    fast_drag(view.plot.viewport(), corner - QPoint(12, 12), corner - QPoint(4, 4))
+    assert len(session.selected_rows) == 0
+    assert view.flash.text() == "no point inside the rectangle: drag across some points"
+    qtbot.waitUntil(lambda: not view.flash.isVisible(), timeout=10_000)
+
+
+def test_the_side_by_side_map_selects_through_its_legend_and_marks_and_links(qtbot, session, digits):
+    panel = MapPanel(session)
+    for v in panel.views:
+        v.animate = False
+    qtbot.addWidget(panel)
+    a, b = fake_run(digits, "a"), fake_run(digits, "b", noise=0.2)
+    add(session, a)
+    add(session, b)
+    session.set_compare("b")
+    panel.resize(1000, 560)
+    panel.show()
+    qtbot.waitExposed(panel)
+    view = panel.secondary
+    view.vb.autoRange()
+    xy = view.cloud.positions
+    # the legend over point 42: a click there selects the point (the legend took it)
+    target = _pixel(view, *xy[42])
+    legend = view.legend
+    at = view.vb.mapFromScene(view.plot.mapToScene(target))
+    legend.anchor(itemPos=(0, 0), parentPos=(0, 0), offset=(at.x() - 20, at.y() - 20))
+    assert legend.sceneBoundingRect().contains(view.plot.mapToScene(target))
+    qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=target)
+    assert session.selected_row == int(view.shown_rows()[42])
+    # a point under the rings of the neighbours is clicked too
+    session.set_neighbour_rows(view.shown_rows()[[7, 8]])
+    qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=_pixel(view, *xy[7]))
+    assert session.selected_row == int(view.shown_rows()[7])
+    # a rectangle drawn on the side-by-side map from over the legend selects, in both maps
+    panel.mode_group.buttons()[1].click()
+    start = legend.mapToScene(legend.boundingRect().center())
+    start = view.plot.mapFromScene(start)
+    end = _pixel(view, *np.median(xy, axis=0))
+    drag(view.plot.viewport(), start, end)
+    assert len(session.selected_rows) > 0
+    assert len(panel.primary.selection_marks.data) == len(session.selected_rows)
+    assert len(view.selection_marks.data) == len(session.selected_rows)
+    assert view.flash.text().endswith("selected")

@@ -30,6 +30,7 @@ from explorer.views.palette import (BACKGROUND, RIGHT, SELECTION, UNLABELLED, WR
                                     map_triplet_colours, ramp, verdict_style)
 
 ANIMATION_MS = 300
+FLASH_MS = 3000  # how long the map says what a rectangle or lasso selected
 HULL_COVERAGE = 0.9  # a cluster's outline goes round this share of its points, those nearest its centre
 
 
@@ -139,16 +140,29 @@ class PointCloudItem(pg.GraphicsObject):
         painter.restore()
 
 
+DRAG_PIXELS = 3  # a press and release farther apart than this select a region, never a point
+
+
 class MapViewBox(pg.ViewBox):
-    """A ViewBox that pans and zooms, or selects with a rectangle or a lasso."""
+    """A ViewBox that pans and zooms, or selects with a rectangle or a lasso.
+
+    The rectangle and the lasso follow the mouse's own events (``track_press``, ``track_move``,
+    ``track_release``, fed by the map's event filter), not pyqtgraph's drag events: pyqtgraph drops
+    mouse moves that come closer together than its rate limit (10 ms), and a drag whose moves were all
+    dropped (a fast flick, or events that queued while the window was busy) reached the view as a
+    click, so a rectangle selected nothing. Here a press and a release more than DRAG_PIXELS apart
+    always select the region between them."""
 
     clicked = Signal(object)  # QPointF in data coordinates
-    region_selected = Signal(object)  # (m, 2) polygon in data coordinates
+    region_selected = Signal(object, str)  # (m, 2) polygon in data coordinates, the mode that drew it
 
     def __init__(self):
         super().__init__()
         self.select_mode = "pan"  # pan, rect, lasso
         self._path: list[QPointF] = []
+        self._press_pixel: QPointF | None = None
+        self._dragged = False
+        self._swallow_click = False  # the release ended a region: pyqtgraph's click that follows is not one
         self._outline = pg.QtWidgets.QGraphicsPathItem()
         self._outline.setPen(pg.mkPen(SELECTION, width=1.5, style=Qt.PenStyle.DashLine))
         self._outline.setBrush(pg.mkBrush(255, 159, 28, 40))
@@ -159,6 +173,9 @@ class MapViewBox(pg.ViewBox):
     def mouseClickEvent(self, ev) -> None:
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
+            if self._swallow_click:
+                self._swallow_click = False
+                return
             self.clicked.emit(self.mapToView(ev.pos()))
         else:
             super().mouseClickEvent(ev)
@@ -167,11 +184,41 @@ class MapViewBox(pg.ViewBox):
         if self.select_mode == "pan" or ev.button() != Qt.MouseButton.LeftButton:
             super().mouseDragEvent(ev, axis)
             return
-        ev.accept()
-        here = self.mapToView(ev.pos())
-        if ev.isStart():
-            self._path = [self.mapToView(ev.buttonDownPos())]
-        self._path.append(here)
+        ev.accept()  # the region follows the mouse's own events (track_*): no panning meanwhile
+
+    # the region, from the mouse's events (scene coordinates) ------------------------------------------
+    def track_press(self, pixel: QPointF, scene: QPointF) -> None:
+        self._swallow_click = False
+        if self.select_mode == "pan":
+            return
+        self._press_pixel, self._dragged = QPointF(pixel), False
+        self._path = [self.mapSceneToView(scene)]
+
+    def track_move(self, pixel: QPointF, scene: QPointF) -> None:
+        if self._press_pixel is None:
+            return
+        if not self._dragged and (pixel - self._press_pixel).manhattanLength() <= DRAG_PIXELS:
+            return
+        self._dragged = True
+        self._path.append(self.mapSceneToView(scene))
+        self._draw_outline()
+
+    def track_release(self, pixel: QPointF, scene: QPointF) -> None:
+        if self._press_pixel is None:
+            return
+        far = (pixel - self._press_pixel).manhattanLength() > DRAG_PIXELS
+        self._press_pixel = None
+        self._outline.hide()
+        if not (self._dragged or far):
+            self._path = []
+            return  # a click: pyqtgraph delivers it (mouseClickEvent)
+        self._path.append(self.mapSceneToView(scene))
+        polygon = self._polygon()
+        self._path = []
+        self._swallow_click = True
+        self.region_selected.emit(polygon, self.select_mode)
+
+    def _draw_outline(self) -> None:
         polygon = self._polygon()
         path = QPainterPath()
         path.moveTo(*polygon[0])
@@ -180,10 +227,6 @@ class MapViewBox(pg.ViewBox):
         path.closeSubpath()
         self._outline.setPath(path)
         self._outline.show()
-        if ev.isFinish():
-            self._outline.hide()
-            self.region_selected.emit(polygon)
-            self._path = []
 
     def _polygon(self) -> np.ndarray:
         pts = np.array([(p.x(), p.y()) for p in self._path], dtype=np.float64)
@@ -191,6 +234,37 @@ class MapViewBox(pg.ViewBox):
             (x0, y0), (x1, y1) = pts[0], pts[-1]
             return np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
         return pts
+
+
+class _PassiveMarks(pg.ScatterPlotItem):
+    """Rings drawn over points (the clicked one, its neighbours, a selection) that let the mouse through:
+    a ScatterPlotItem takes the click on its own points, so a marked point could not be clicked."""
+
+    def mouseClickEvent(self, ev) -> None:
+        ev.ignore()
+
+    def hoverEvent(self, ev) -> None:
+        pass
+
+
+class _PassiveSample(pg.ItemSample):
+    def mouseClickEvent(self, ev) -> None:  # pyqtgraph's hides the item the entry stands for
+        ev.ignore()
+
+
+class MapLegend(pg.LegendItem):
+    """The map's legend, which the mouse goes through: pyqtgraph's takes drags (to move it) and clicks
+    (to hide an entry's item), so over it, which on a half-width side-by-side map is much of the map,
+    no point could be clicked nor a rectangle drawn."""
+
+    def __init__(self, **kwargs):
+        super().__init__(sampleType=_PassiveSample, **kwargs)
+
+    def hoverEvent(self, ev) -> None:
+        pass
+
+    def mouseDragEvent(self, ev) -> None:
+        ev.ignore()
 
 
 def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -245,13 +319,13 @@ class MapView(QWidget):
         self.trails = pg.PlotCurveItem(pen=pg.mkPen(120, 120, 120, 60, width=1), connect="finite")
         self.trails.setZValue(-1)
         self.plot.addItem(self.trails, ignoreBounds=True)
-        self.selection_marks = pg.ScatterPlotItem(size=9, pen=pg.mkPen(SELECTION, width=1.5), brush=None)
-        self.neighbour_marks = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#222222", width=1.5), brush=None)
+        self.selection_marks = _PassiveMarks(size=9, pen=pg.mkPen(SELECTION, width=1.5), brush=None)
+        self.neighbour_marks = _PassiveMarks(size=11, pen=pg.mkPen("#222222", width=1.5), brush=None)
         # the clicked point: a dark ring inside a white one, visible on every colouring and theme
-        self.point_mark = pg.ScatterPlotItem(size=22, pen=pg.mkPen("#111111", width=3.5), brush=None)
-        self.point_halo = pg.ScatterPlotItem(size=22, pen=pg.mkPen("#ffffff", width=1.2), brush=None)
-        self.centroid_marks = pg.ScatterPlotItem(size=14, symbol="x", pen=pg.mkPen("#000000", width=1),
-                                                 brush=pg.mkBrush("#ffffff"))
+        self.point_mark = _PassiveMarks(size=22, pen=pg.mkPen("#111111", width=3.5), brush=None)
+        self.point_halo = _PassiveMarks(size=22, pen=pg.mkPen("#ffffff", width=1.2), brush=None)
+        self.centroid_marks = _PassiveMarks(size=14, symbol="x", pen=pg.mkPen("#000000", width=1),
+                                            brush=pg.mkBrush("#ffffff"))
         for item in (self.selection_marks, self.neighbour_marks, self.point_mark, self.point_halo,
                      self.centroid_marks):
             self.plot.addItem(item, ignoreBounds=True)
@@ -260,7 +334,7 @@ class MapView(QWidget):
         self.hull_items: list[QGraphicsPolygonItem] = []
         self._hulls: dict[int, np.ndarray] = {}  # cluster id -> rows (drawing order) at its outline
         self._cluster_ids: np.ndarray | None = None  # the shown snapshot's, when colouring by cluster
-        self.legend = pg.LegendItem(offset=(-8, 8), labelTextSize="8pt")
+        self.legend = MapLegend(offset=(-8, 8), labelTextSize="8pt")
         self.legend.setParentItem(self.plot.getPlotItem().vb)
         self.title = QLabel(self)
         self.title.setObjectName("map_title")
@@ -271,6 +345,15 @@ class MapView(QWidget):
         self.note.setObjectName("map_note")
         self.note.hide()
         self.hover = HoverCard(self)
+        # what a region selection found, for a few seconds: a drag that selects nothing says so
+        self.flash = QLabel(self, objectName="selection_flash")
+        self.flash.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.flash.setStyleSheet("background: rgba(30, 30, 30, 200); color: white; padding: 3px 8px; "
+                                 "border-radius: 4px;")
+        self.flash.hide()
+        self._flash_timer = QTimer(self, singleShot=True, interval=FLASH_MS)
+        self._flash_timer.timeout.connect(self.flash.hide)
+        self.plot.viewport().installEventFilter(self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
@@ -672,6 +755,7 @@ class MapView(QWidget):
         self.title.move(8, 6)
         self.badge.move(8, 6 + self.title.height() + 4)
         self.note.move(max(8, (self.width() - self.note.width()) // 2), self.height() // 2 - 10)
+        self.flash.move(max(8, (self.width() - self.flash.width()) // 2), self.height() - self.flash.height() - 12)
         self.title.raise_()
         self.badge.raise_()
         self.note.raise_()
@@ -700,9 +784,44 @@ class MapView(QWidget):
         """Select a test-split row as a click on its point would (automation, tests)."""
         self.session.select_point(int(test_row))
 
-    def _on_vb_region_selected(self, polygon: np.ndarray) -> None:
+    def eventFilter(self, watched, event) -> bool:  # Qt override: the mouse's own events, for the region
+        from PySide6.QtCore import QEvent
+
+        kind = event.type()
+        if watched is self.plot.viewport() and kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove,
+                                                         QEvent.Type.MouseButtonRelease):
+            left = Qt.MouseButton.LeftButton
+            pixel = event.position()
+            scene = self.plot.mapToScene(pixel.toPoint())
+            if kind == QEvent.Type.MouseButtonPress and event.button() == left:
+                self.vb.track_press(pixel, scene)
+            elif kind == QEvent.Type.MouseMove and event.buttons() & left:
+                self.vb.track_move(pixel, scene)
+            elif kind == QEvent.Type.MouseButtonRelease and event.button() == left:
+                self.vb.track_release(pixel, scene)
+        return super().eventFilter(watched, event)
+
+    def _on_vb_region_selected(self, polygon: np.ndarray, mode: str = "rect") -> None:
         inside = points_in_polygon(self.cloud.positions, polygon)
-        self.session.select_rows(self._indices[inside])
+        rows = self._indices[inside]
+        shape = "rectangle" if mode == "rect" else "lasso"
+        if len(rows):
+            self.show_flash(f"{len(rows)} point{'s' * (len(rows) > 1)} selected")
+        elif not len(self._indices):
+            self.show_flash("nothing to select: the map has no points yet")
+        else:
+            self.show_flash(f"no point inside the {shape}: "
+                            + ("drag across some points" if mode == "rect" else "draw around some points"))
+        self.session.select_rows(rows)
+
+    def show_flash(self, text: str) -> None:
+        """Say ``text`` over the bottom of the map for FLASH_MS."""
+        self.flash.setText(text)
+        self.flash.adjustSize()
+        self._place_overlays()
+        self.flash.show()
+        self.flash.raise_()
+        self._flash_timer.start()
 
     def set_select_mode(self, mode: str) -> None:
         self.vb.select_mode = mode
