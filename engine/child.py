@@ -198,3 +198,74 @@ def discard_standby() -> None:
         child, _standby = _standby, None
     if child is not None:
         child.discard(timeout=0.2)
+
+
+# --------------------------------------------------------------------------- any other job (embed)
+
+def _job_main(target: str, config: dict, running, stop, events) -> None:
+    """A spawned process for a job other than training: ``target`` names a generator function
+    ``module:function(config_dict, control)`` yielding the engine's events; each is sent, then None."""
+    import importlib
+    import signal
+
+    from threadpoolctl import threadpool_limits
+
+    from engine.device import configure_threads
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the window decides (Stop), as for training
+    threadpool_limits(configure_threads(leave_one_core=True))
+    if hasattr(os, "nice"):
+        os.nice(5)
+    module, _, name = target.partition(":")
+    try:
+        try:
+            for event in getattr(importlib.import_module(module), name)(config, Control(running, stop)):
+                events.send(event)
+        except (BrokenPipeError, ConnectionError):
+            raise
+        except Exception as error:  # the job reports failures as events; this is a last resort
+            events.send(ev.Failed(f"{type(error).__name__}: {error}", 0, type(error).__name__))
+        events.send(None)
+    except (BrokenPipeError, ConnectionError):
+        pass  # the window went away: what the job wrote stays written
+
+
+class ProcessJob:
+    """A generator job (``target``: "module:function", called with ``config`` and a Control) in a
+    spawned process of its own: its events come through ``events()``; ``control`` stops it."""
+
+    def __init__(self, target: str, config: dict):
+        context = multiprocessing.get_context("spawn")
+        running, stop = context.Event(), context.Event()
+        running.set()
+        self.control = Control(running, stop)
+        self._events, events_out = context.Pipe(duplex=False)
+        self.process = context.Process(target=_job_main, name="embedding-explorer-job", daemon=False,
+                                       args=(target, config, running, stop, events_out))
+        with _main_script_hidden():
+            self.process.start()
+        events_out.close()
+
+    def events(self) -> Iterator[ev.Event]:
+        complete = False
+        try:
+            while True:
+                try:
+                    event = self._events.recv()
+                except EOFError:
+                    complete = True
+                    self.process.join(5)
+                    yield ev.Failed(f"the job's process ended unexpectedly (exit code {self.process.exitcode}); "
+                                    "what it wrote is kept: try a smaller batch", 0, "ProcessExit")
+                    return
+                if event is None:
+                    complete = True
+                    return
+                yield event
+        finally:
+            self.control.stop()
+            self._events.close()
+            self.process.join(1.0 if complete else 30.0)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(1.0)

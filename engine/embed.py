@@ -388,3 +388,8 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def embed_job(config: dict[str, Any], control: Control | None = None) -> Iterator[ev.Event]:
+    """``embed`` from a plain dict of EmbedConfig's fields (a spawned process's job, engine/child.py)."""
+    yield from embed(EmbedConfig.from_dict(config), control)

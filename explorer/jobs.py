@@ -271,3 +271,57 @@ class TrainingJob(QObject):
             except (OSError, ValueError):
                 pass  # the map then projects the embeddings itself
         return cls.from_arrays(arrays, path=event.path, step=event.step, epoch=event.epoch)
+
+
+class EmbedJob(QObject):
+    """Runs ``engine.embed.embed(config, control)`` for the window (File > Embed a folder…): in a
+    spawned process of its own (``engine.child.ProcessJob``: its DataLoader workers and the encoder
+    never hold this process's interpreter lock), or, with ``EMBEDDING_EXPLORER_JOB=thread``, in a
+    worker thread here, decoding in that thread (no worker processes forked from the window).
+    ``emitted(job_id, event)`` for each event in the GUI thread, ``ended(job_id)`` once done."""
+
+    emitted = Signal(int, object)
+    ended = Signal(int)
+
+    def __init__(self, config, parent: QObject | None = None):
+        super().__init__(parent)
+        from engine.training import Control
+
+        self.id = next_id()
+        self.config = config
+        self.in_process = training_in_thread()
+        if self.in_process:
+            config.workers = 0
+        self._process = None
+        self.control = Control()
+        self._worker = Worker(self._relay)
+        # bound methods, not lambdas: Qt drops them when this object is deleted (the window closed)
+        self._worker.signals.yielded.connect(self._on_worker_yielded)
+        self._worker.signals.finished.connect(self._on_worker_finished)
+
+    def _on_worker_yielded(self, event) -> None:
+        self.emitted.emit(self.id, event)
+
+    def _on_worker_finished(self) -> None:
+        self.ended.emit(self.id)
+
+    def start(self) -> None:
+        if not self.in_process:
+            from engine.child import ProcessJob
+
+            self._process = ProcessJob("engine.embed:embed_job", self.config.to_dict())
+            self.control = self._process.control
+        start(self._worker)
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def _relay(self):  # worker thread
+        from engine import events as ev
+        from engine.embed import embed
+
+        try:
+            yield from (self._process.events() if self._process is not None else embed(self.config, self.control))
+        except Exception as error:  # the job reports failures as events; this is a last resort
+            traceback.print_exc()
+            yield ev.Failed(f"{type(error).__name__}: {error}", 0, type(error).__name__)

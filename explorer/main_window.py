@@ -13,7 +13,7 @@ from typing import Callable
 from PySide6.QtCore import QRect, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow,
-                               QMessageBox, QToolButton, QVBoxLayout, QWidget)
+                               QMessageBox, QProgressBar, QToolButton, QVBoxLayout, QWidget)
 
 from explorer import export
 from explorer.session import Session
@@ -258,6 +258,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self.open_action = self._action(file_menu, "&Open run…", QKeySequence.StandardKey.Open, self.open_run_dialog)
+        self.embed_action = self._action(file_menu, "E&mbed a folder…", "Ctrl+Shift+E", self.embed_folder_dialog)
         self.export_action = self._action(file_menu, "&Export…", "Ctrl+E", self.export_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
@@ -296,6 +297,16 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel(objectName="status_device")
         self.throughput_label = QLabel("— img/s", objectName="status_throughput")
         self.memory_label = QLabel(objectName="status_memory")
+        # a folder being embedded (File > Embed a folder…): its progress and a stop button, while it runs
+        self.embed_progress = QProgressBar(objectName="embed_progress")
+        self.embed_progress.setMaximumWidth(320)
+        self.embed_progress.setTextVisible(True)
+        self.embed_stop = QToolButton(text="Stop", objectName="embed_stop")
+        self.embed_stop.setToolTip("Stop embedding after this batch: what was embedded is kept and opened")
+        self.embed_stop.clicked.connect(self.session.stop_embedding)
+        for w in (self.embed_progress, self.embed_stop):
+            bar.addPermanentWidget(w)
+            w.hide()
         for w in (self.device_label, self.throughput_label, self.memory_label):
             bar.addPermanentWidget(w)
         self.device_label.setText(f"device: {self._auto_device()}")
@@ -340,6 +351,8 @@ class MainWindow(QMainWindow):
         s.run_selected.connect(self._on_session_run_selected)
         s.run_changed.connect(self._on_session_run_changed)
         s.message_posted.connect(self._on_session_message_posted)
+        s.embedding_progressed.connect(self._on_session_embedding_progressed)
+        s.embedding_ended.connect(self._on_session_embedding_ended)
         s.rows_selected.connect(lambda rows: len(rows) and self.docks["selection"].raise_())
         s.point_selected.connect(self._on_session_point_selected)
         preview = self.inspectors["augmentation_preview"]
@@ -463,6 +476,54 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Open a run directory", str(Path(start).parent))
         if path:
             self.open_run(path)
+
+    # embedding a folder -------------------------------------------------------------------------------
+    def embed_folder_dialog(self) -> None:
+        """Ask which folder and encoder (EmbedDialog); the job starts when the dialog is accepted."""
+        from explorer.views.embed_dialog import EmbedDialog
+
+        if self.session.embedding:
+            self.show_error("A folder is being embedded already: wait for it, or stop it (status bar)")
+            return
+        self.embed_window = EmbedDialog(self.settings.value("embed/folder", ""), str(self.runs_root), self)
+        dialog = self.embed_window
+        dialog.accepted.connect(lambda: self.embed_folder(dialog.accepted_config()))
+        dialog.open()
+
+    def embed_folder(self, config) -> None:
+        """Embed in the background (the session's job); the progress shows in the status bar."""
+        try:
+            self.session.start_embedding(config)
+        except ValueError as error:
+            self.show_error(str(error))
+            return
+        self.settings.setValue("embed/folder", config.dataset.partition(":")[2])
+        self.embed_progress.setRange(0, 0)
+        self.embed_progress.setFormat("embedding: starting…")
+        self.embed_progress.show()
+        self.embed_stop.show()
+        self.embed_action.setEnabled(False)
+
+    def _on_session_embedding_progressed(self, p: dict) -> None:
+        bar = self.embed_progress
+        if p["stage"] == "layout":
+            bar.setRange(0, 0)
+            bar.setFormat(f"embedded {p['done']:,}: computing the map…")
+            return
+        bar.setRange(0, max(1, p["total"]))
+        bar.setValue(p["done"])
+        eta = p.get("eta_s")
+        eta_text = f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}" if eta is not None else ""
+        skipped = f" · {p['skipped']} skipped" if p.get("skipped") else ""
+        bar.setFormat(f"embedding {p['done']:,}/{p['total']:,} · {p['images_per_second']:.0f} img/s{eta_text}{skipped}")
+        self.throughput_label.setText(f"{p['images_per_second']:,.0f} img/s")
+
+    def _on_session_embedding_ended(self, run_dir: str, failure: str) -> None:
+        self.embed_progress.hide()
+        self.embed_stop.hide()
+        self.embed_action.setEnabled(True)
+        if not failure:
+            self.statusBar().showMessage(f"embedded: {run_dir}", 10_000)
 
     def export_dialog(self) -> None:
         """Ask where to and what (export.ExportDialog); the export starts when the dialog is accepted."""

@@ -10,8 +10,9 @@ The session also owns the window's background work (Orange's t-SNE widget's way:
 session starts the job and hands the result on): the training job (``start_training``), the images of a
 run (``request_dataset``), the 2D maps in other projections than the engine's (``coords``, then
 ``coords_ready``), the cluster ids of each snapshot, numbered after the snapshot before (``clusters``,
-then ``clusters_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``) and the
-warm training process (``warm_up``). Views never start work.
+then ``clusters_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``), the warm training
+process (``warm_up``) and a folder being embedded (``start_embedding``, then the run it wrote opens).
+Views never start work.
 
 Threads: everything here runs in the GUI thread; the work runs in ``explorer.jobs`` workers, whose
 results arrive through queued signals. Training events are buffered; a 50 ms timer hands them on in
@@ -67,6 +68,8 @@ class RunState:
     collapse_step: int | None = None  # the first evaluation with the worst verdict so far, if not "healthy"
     collapse_verdict: str = ""  # that verdict ("dimensional collapse", "near collapse", "complete collapse")
     dataset: Any = None  # engine.data.ImageDataset once loaded (thumbnails)
+    collection: Any = None  # engine.schema.Collection of an embed run, once read (its arrays memory-mapped)
+    collection_loading: bool = False
     follower: Any = None
     known_snapshots: set[str] = field(default_factory=set)
     # snapshots that did not fit their schema, by name: (size, mtime) when read, so each is noted once
@@ -86,6 +89,18 @@ class RunState:
     def class_names(self) -> list[str]:
         return list(self.config.get("class_names") or [])
 
+    @property
+    def is_collection(self) -> bool:
+        """A run of ``embed``: a whole collection's embeddings (engine/schema.py), no training."""
+        return self.config.get("method") == "embed"
+
+    def point_name(self, row: int) -> str:
+        """How a person reads a point: its image file in a collection, else its row of the test split."""
+        items = self.collection.items if self.collection is not None else None
+        if items is not None and 0 <= row < len(items) and items[row].get("path"):
+            return items[row]["path"]
+        return f"{'image' if self.is_collection else 'test image'} {row}"
+
 
 class Session(QObject):
     run_added = Signal(str)
@@ -104,6 +119,8 @@ class Session(QObject):
     neighbours_changed = Signal(object)  # test-split rows of the selected point's neighbours
     view_changed = Signal()  # projection, colouring or frame
     training_state_changed = Signal(str)  # a TrainingState
+    embedding_progressed = Signal(dict)  # {stage, done, total, skipped, images_per_second, eta_s, run_dir}
+    embedding_ended = Signal(str, str)  # the run directory ("" if none), and why it failed ("" when it did not)
     message_posted = Signal(str, str)  # level (info, warning, error), text
 
     def __init__(self, parent: QObject | None = None):
@@ -125,6 +142,8 @@ class Session(QObject):
         self.trails = False
         self.centroids = False
         self.job: jobs.TrainingJob | None = None
+        self.embed_job: jobs.EmbedJob | None = None  # File > Embed a folder…: one at a time
+        self._embed_run_dir = ""
         self.training_state = TrainingState.IDLE
         self._job_run: dict[int, str] = {}
         self._pending_records: dict[str, list[dict]] = {}
@@ -293,6 +312,9 @@ class Session(QObject):
 
         if run.path is None:
             return
+        if run.is_collection:
+            self._request_collection(run)
+            return
         notes = []
         for p in sorted((run.path / "snapshots").glob("step_*.npz")):
             if p.name in run.known_snapshots:
@@ -369,7 +391,48 @@ class Session(QObject):
             if on_failed is not None:
                 on_failed(message)
 
+    # a collection (embed): its arrays read memory-mapped in a worker, its thumbnails the images ---------
+    def _request_collection(self, run: RunState) -> None:
+        """Read an embed run's collection (engine.schema.load_collection) in a worker, once its
+        ``embeddings.json`` is there (written last: a run still being embedded is followed until then)."""
+        from engine.schema import MANIFEST, load_collection
+
+        if run.collection is not None or run.collection_loading or not (run.path / MANIFEST).exists():
+            return
+        run.collection_loading = True
+        jobs.run(load_collection, run.path, owner=self,
+                 on_done=lambda loaded: self._on_collection_loaded(run.id, loaded),
+                 on_failed=lambda message: self._on_collection_loaded(run.id, None, message))
+
+    def _on_collection_loaded(self, run_id: str, loaded, message: str = "") -> None:
+        from engine.data import ImageDataset, Split
+
+        run = self.runs.get(run_id)
+        if run is None:
+            return
+        run.collection_loading = False
+        if loaded is None or loaded.value is None:
+            notes = loaded.notes if loaded is not None else [message]
+            self._post_notes(run, notes)
+            self.message_posted.emit("warning", f"run {run.name}: its embeddings cannot be shown: {notes[-1]}")
+            return
+        self._post_notes(run, loaded.notes)
+        c = run.collection = loaded.value
+        if c.manifest.get("layout"):  # the 2D map computed when the run was made is the run's own
+            run.config["projection"] = c.manifest["layout"]
+        run.config.setdefault("class_names", c.class_names)
+        rows = np.arange(len(c.embeddings))
+        run.snapshots = [MapSnapshot(step=0, epoch=0.0, embeddings=c.embeddings, indices=rows, labels=c.labels,
+                                     path=str(c.path), coords=c.coords)]
+        if c.thumbnails is not None:
+            images = Split(c.thumbnails, c.labels)
+            run.dataset = ImageDataset(c.manifest.get("source") or run.name, images, images, c.class_names)
+            self.dataset_ready.emit(run_id)
+        self.snapshot_added.emit(run_id, 0)
+
     def _request_run_dataset(self, run: RunState) -> None:
+        if run.is_collection:
+            return  # its thumbnails come with its collection
         if run.config.get("dataset"):
             self.request_dataset(run.config, lambda dataset: self._on_run_dataset(run.id, dataset),
                                  lambda message: self.message_posted.emit(
@@ -402,11 +465,14 @@ class Session(QObject):
             return run.coords[key]
         request = (run.id, frame, projection)
         if request not in self._projections:
+            from engine.collection import compute_layout
             from engine.projection import layout
 
+            # a collection's map as the embed job draws it: its principal components, read chunk by chunk
+            fn, args = ((compute_layout, (snap.embeddings, projection)) if run.is_collection
+                        else (layout, (projection, snap.embeddings, run.coords.get((frame - 1, projection)))))
             self._projections[request] = jobs.run(
-                layout, projection, snap.embeddings, run.coords.get((frame - 1, projection)), owner=self,
-                on_done=lambda xy: self._on_projection_done(request, xy),
+                fn, *args, owner=self, on_done=lambda xy: self._on_projection_done(request, xy),
                 on_failed=lambda message: self._on_projection_failed(request, message))
         return None
 
@@ -555,6 +621,62 @@ class Session(QObject):
 
         jobs.run(export_run, run.path, folder, formats, ONNX_TOLERANCE, run.dataset, owner=self,
                  on_done=on_done, on_failed=on_failed)
+
+    # embedding a folder (engine.embed), then opening its run ---------------------------------------
+    @property
+    def embedding(self) -> bool:
+        return self.embed_job is not None
+
+    def start_embedding(self, config) -> int:
+        """Embed a folder (an ``engine.embed.EmbedConfig``) in the background; its progress comes as
+        ``embedding_progressed``, its end as ``embedding_ended``, and the run opens once it is written."""
+        if self.embed_job is not None:
+            raise ValueError("a folder is being embedded already: wait for it or stop it first")
+        job = jobs.EmbedJob(config, self)
+        job.emitted.connect(self._on_embed_job_emitted)
+        job.ended.connect(self._on_embed_job_ended)
+        self.embed_job, self._embed_run_dir = job, ""
+        job.start()
+        return job.id
+
+    def stop_embedding(self) -> None:
+        """Stop after the current batch: what was embedded is kept, mapped and opened."""
+        if self.embed_job is not None:
+            self.embed_job.stop()
+
+    def _on_embed_job_emitted(self, job_id: int, event) -> None:
+        from engine import events as ev
+
+        if self.embed_job is None or job_id != self.embed_job.id:
+            return
+        if isinstance(event, ev.Started):
+            self._embed_run_dir = event.run_dir
+            self.message_posted.emit("info", f"embedding into {event.run_dir} on {event.device_name}")
+        elif isinstance(event, ev.Progress):
+            self.embedding_progressed.emit({"stage": event.stage, "done": event.done, "total": event.total,
+                                            "skipped": event.skipped, "images_per_second": event.images_per_second,
+                                            "eta_s": event.eta_s, "run_dir": self._embed_run_dir})
+        elif isinstance(event, ev.Message):
+            self.message_posted.emit(event.level, event.text)
+        elif isinstance(event, ev.Failed):
+            self.message_posted.emit("error", f"embedding failed: {event.message}")
+            self._end_embedding(event.message)
+        elif isinstance(event, ev.Finished):
+            run_dir = self._embed_run_dir
+            self._end_embedding("")
+            try:
+                self.open_run(run_dir)
+            except (ValueError, OSError) as error:
+                self.message_posted.emit("error", f"the embedded run could not be opened: {error}")
+
+    def _end_embedding(self, failure: str) -> None:
+        if self.embed_job is not None:
+            self.embed_job = None
+            self.embedding_ended.emit(self._embed_run_dir, failure)
+
+    def _on_embed_job_ended(self, job_id: int) -> None:
+        if self.embed_job is not None and job_id == self.embed_job.id:  # ended without its last event
+            self._end_embedding("the embedding job ended without a result")
 
     # training ------------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -792,6 +914,8 @@ class Session(QObject):
         self._scan.stop()
         if self.job is not None:
             self.job.stop()
+        if self.embed_job is not None:
+            self.embed_job.stop()
         from engine.child import discard_standby
 
         discard_standby()  # the warm training process waiting for a next job: nothing in it to keep

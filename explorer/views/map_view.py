@@ -839,7 +839,7 @@ class MapView(QWidget):
         label = int(self._labels[i])
         names = run.class_names
         name = names[label] if 0 <= label < len(names) else ("unlabelled" if label < 0 else str(label))
-        self.hover.text.setText(f"{name}\ntest image {row}")
+        self.hover.text.setText(f"{name}\n{run.point_name(row)}")
         if run.dataset is not None:
             self.hover.image.setPixmap(thumbnail_pixmap(run.dataset.thumbnail("test", row), 72))
             self.hover.image.show()

@@ -7,6 +7,7 @@ selection.
 """
 from __future__ import annotations
 
+import html
 from collections import Counter
 
 import numpy as np
@@ -152,7 +153,8 @@ class NeighboursPanel(Panel):
             self.neighbour_rows = np.zeros(0, dtype=np.int64)
             self.neighbour_distances = np.zeros(0, dtype=np.float32)
             self.image.clear()
-            self.info.setText("Click a point on the map." if row < 0 else f"test image {row} is not on this map.")
+            self.info.setText("Click a point on the map." if row < 0 or run is None
+                              else f"{run.point_name(row)} is not on this map.")
             self.grid.show_items([])
             s.set_neighbour_rows(self.neighbour_rows)
             return
@@ -175,19 +177,22 @@ class NeighboursPanel(Panel):
         ds = run.dataset
         label = int(labels[pos])
         same = int((labels[idx] == label).sum()) if label >= 0 else 0
-        self.info.setText(f"<b>{_label_name(names, label)}</b> · test image {row}<br>step {snap.step}"
+        self.info.setText(f"<b>{_label_name(names, label)}</b> · {html.escape(run.point_name(row))}"
+                          + ("" if run.is_collection else f"<br>step {snap.step}")
                           + (f"<br>{same} of {k} neighbours share its class" if label >= 0 else ""))
         if ds is not None:
             self.image.setPixmap(thumbnail_pixmap(ds.thumbnail("test", row), 124))
         else:
-            self.image.setText("(loading images…)")
+            self.image.setText("(no images: the embeddings came without them)" if run.collection is not None
+                               else "(loading images…)")
         items = []
         for r, i, d in zip(self.neighbour_rows, idx, self.neighbour_distances):
             name = _label_name(names, int(labels[i]))
             image = ds.thumbnail("test", int(r)) if ds is not None else None
             mark = "" if labels[i] == label else " ✗"
             shown = f"{d:.3f}" if d >= 0.01 or d == 0 else f"{d:.1e}"  # collapsed embeddings: tiny distances
-            items.append((int(r), image, f"{name}{mark}\n{shown}", f"test image {r}: {name}, {metric} distance {d:.6g}"))
+            items.append((int(r), image, f"{name}{mark}\n{shown}",
+                          f"{run.point_name(int(r))}: {name}, {metric} distance {d:.6g}"))
         self.grid.show_items(items)
         s.set_neighbour_rows(self.neighbour_rows)
 
@@ -237,5 +242,5 @@ class SelectionGrid(Panel):
                              + (f" (first {shown} shown)" if shown < len(rows) else "") + ": "
                              + ", ".join(f"{n} {c}" for n, c in counts.most_common()))
         self.grid.show_items([(int(r), ds.thumbnail("test", int(r)) if ds is not None else None,
-                               name, f"test image {r}: {name}")
+                               name, f"{run.point_name(int(r))}: {name}")
                               for r, name in zip(rows[:shown], label_names[:shown])])

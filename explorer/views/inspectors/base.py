@@ -89,6 +89,10 @@ class Inspector(Panel):
             return ("This run was logged from a training loop of its own (engine.log): it holds the "
                     "embeddings, not the encoder that this view runs. The map, neighbours, probe, collapse, "
                     "triplet and cluster panels show it.")
+        if self.needs_method and self.config.get("method") == "embed":
+            return (f"This view needs a trained method, and this run has none: it holds the embeddings of "
+                    f"{self.config.get('dataset') or 'a collection'} by {self.config.get('encoder') or 'an encoder'}, "
+                    "made without training. The map, the neighbours and the selection work on it.")
         if not self.applies():
             return (f"This view is for {', '.join(self.methods)} runs; the selected run uses "
                     f"{self.config.get('method')}.")

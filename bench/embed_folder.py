@@ -1,0 +1,234 @@
+"""Benchmark: ``embed`` on Fashion-MNIST's 70 000 images as PNG files in class folders.
+
+    python bench/embed_folder.py [--limit N] [--encoder efficientnet-lite0] [--input-size 224]
+
+Prints, all measured in this one run (the machine may be shared: the ratios are what to read):
+
+- throughput: the embed job (``python -m engine embed``: listing, DataLoader workers decoding the PNG
+  files at the encoder's input size, the encoder, thumbnails and writing the rows) against a bare torch
+  loop over the same encoder on the same images already decoded into one uint8 tensor (the loop is
+  timed before and after the job, on up to ``--bare`` of the images, and the faster taken). Target:
+  the job at >= 0.8 x the loop.
+- peak resident memory of the job (its process and its decoding workers together, sampled every
+  0.1 s) and of a window holding the run (its own peak, VmHWM). Target: <= 2.5 GB each.
+- open-to-first-map: the window opening the run until the map shows every point (the job stored its
+  map, coords.npy), beside umap-learn's cold fit on the same embeddings' 50 principal components
+  (the input the job's own UMAP had). Target: <= 6 s.
+
+The folder is made once, under /tmp/fashion-mnist-png (``--folder``): 70 000 PNG files, 60 000 from
+the training split and 10 000 from the test split, in one folder per class. ``--limit N`` embeds N of
+them spread evenly over the folder (the full run takes long on a small CPU); the window and
+umap-learn figures are then for N points.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
+
+
+def make_folder(folder: Path) -> int:
+    """Fashion-MNIST's 70 000 images as PNG files in class folders (once: a marker file says it is done)."""
+    marker = folder / ".complete"
+    if marker.exists():
+        return int(marker.read_text())
+    from PIL import Image
+
+    from engine.data import load_dataset
+
+    data = load_dataset("fashion-mnist")
+    n = 0
+    for split_name, split in (("train", data.train), ("test", data.test)):
+        for i, (image, label) in enumerate(zip(split.images, split.labels)):
+            where = folder / data.class_names[int(label)].replace("/", "-")
+            where.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[0]).save(where / f"{split_name}_{i:05d}.png")
+            n += 1
+    marker.write_text(str(n))
+    return n
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants (/proc, Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def run_job(folder: Path, out: Path, args) -> tuple[dict, float]:
+    """The embed job as a user runs it, in its own process: (its summary, the tree's peak RSS in MiB)."""
+    cmd = [sys.executable, "-m", "engine", "embed", "--dataset", f"folder:{folder}", "--encoder", args.encoder,
+           "--out", str(out), "--run-name", "bench", "--quiet"]
+    if args.input_size:
+        cmd += ["--input-size", str(args.input_size)]
+    if args.limit:
+        cmd += ["--limit", str(args.limit)]
+    if args.batch_size:
+        cmd += ["--batch-size", str(args.batch_size)]
+    job = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    done = threading.Event()
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: (output.extend(job.stdout), done.set()), daemon=True)
+    reader.start()
+    while job.poll() is None:
+        peak = max(peak, _tree_rss_kib(job.pid))
+        time.sleep(0.1)
+    reader.join()
+    if job.returncode != 0:
+        raise SystemExit(f"the embed job failed ({job.returncode}):\n{''.join(output)}")
+    print("".join(f"  job: {line}" for line in output), end="")
+    return json.loads((out / "bench" / "summary.json").read_text()), peak / 1024
+
+
+def bare_loop(folder: Path, args, n_images: int) -> float:
+    """Images per second of a bare torch loop: the same encoder, the same images decoded beforehand at
+    the same size into one uint8 tensor, batch by batch to numpy. In this process."""
+    import torch
+
+    from engine.data.folder import FOLDER_IMAGE_SIZE, decode, list_folder
+    from engine.device import configure_threads
+    from engine.embed import encoder_input_size
+    from engine.encoders import build_encoder
+
+    configure_threads(leave_one_core=False)  # as the command line does
+    files = [f for f, _ in list_folder(folder)[0]]
+    pick = np.unique(np.linspace(0, len(files) - 1, n_images).round().astype(int))
+    params = {"input_size": args.input_size} if args.input_size else {}
+    encoder = build_encoder(args.encoder, 1, (FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE), **params).eval()
+    size = max(encoder_input_size(encoder) or (FOLDER_IMAGE_SIZE,))
+    images = torch.from_numpy(np.stack([decode(files[i], (size,), "L")[0] for i in pick]))
+    batch = args.batch_size or 64
+    with torch.inference_mode():
+        encoder(images[:batch].float().div_(255))  # warm-up: the first batch's one-time costs
+        start = time.perf_counter()
+        for i in range(0, len(images), batch):
+            encoder(images[i:i + batch].float().div_(255)).float().cpu().numpy()
+    return len(images) / (time.perf_counter() - start)
+
+
+WINDOW = r"""
+import sys, time
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from engine.device import configure_threads
+configure_threads(leave_one_core=True)
+from explorer.main_window import MainWindow
+import tempfile
+w = MainWindow(settings=QSettings(tempfile.mktemp(suffix=".ini"), QSettings.Format.IniFormat))
+w.resize(1280, 800)
+w.show()
+app.processEvents()
+n = int(sys.argv[2])
+start = time.perf_counter()
+w.open_run(sys.argv[1])
+view = w.map_panel.primary
+while view.point_count != n:
+    app.processEvents()
+    if time.perf_counter() - start > 600:
+        raise SystemExit("no map after 600 s")
+first_map = time.perf_counter() - start
+s = w.session
+t = time.perf_counter()
+s.select_point(n // 2)
+app.processEvents()
+neighbours = time.perf_counter() - t
+shown = sum(b.isVisible() and not b.icon().isNull() for b in w.neighbours_panel.grid.buttons)
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
+print(f"{first_map} {neighbours} {shown} {peak}")
+"""
+
+
+def window_figures(run_dir: Path, n: int) -> tuple[float, float, int, float]:
+    done = subprocess.run([sys.executable, "-c", WINDOW, str(run_dir), str(n)], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(ENV, QT_QPA_PLATFORM="offscreen"))
+    if done.returncode != 0:
+        raise SystemExit(f"the window failed:\n{done.stdout}\n{done.stderr}")
+    first_map, neighbours, shown, peak = done.stdout.split()[-4:]
+    return float(first_map), float(neighbours), int(shown), float(peak)
+
+
+def umap_learn_cold(run_dir: Path) -> float:
+    from engine.collection import reduce_pca
+    from engine.schema import load_collection
+
+    x = reduce_pca(load_collection(run_dir).value.embeddings)
+    import umap
+
+    start = time.perf_counter()
+    umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", default="/tmp/fashion-mnist-png")
+    parser.add_argument("--encoder", default="efficientnet-lite0")
+    parser.add_argument("--input-size", type=int, help="the encoder's input size (default: its own, 224)")
+    parser.add_argument("--limit", type=int, help="embed only N images, spread over the folder (default: all)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--bare", type=int, default=2000, help="images of the bare loop (default 2000)")
+    parser.add_argument("--no-umap-learn", action="store_true")
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    t = time.perf_counter()
+    n_files = make_folder(folder)
+    print(f"folder: {folder}, {n_files} PNG files ({time.perf_counter() - t:.0f} s to find or make)")
+    n = min(args.limit or n_files, n_files)
+    bare_before = bare_loop(folder, args, min(n, args.bare))
+    print(f"bare torch loop, {min(n, args.bare)} images decoded beforehand: {bare_before:.1f} img/s")
+    out = Path(tempfile.mkdtemp(prefix="embed-bench-"))
+    summary, job_peak = run_job(folder, out, args)
+    bare_after = bare_loop(folder, args, min(n, args.bare))
+    bare = max(bare_before, bare_after)
+    print(f"bare torch loop again: {bare_after:.1f} img/s")
+    job = summary["images_per_second"]
+    print(f"embed job: {summary['images']} images in {summary['embed_seconds']:.1f} s = {job:.1f} img/s "
+          f"(decoding, thumbnails and writing included); map {summary['layout_seconds']:.1f} s; "
+          f"whole job {summary['job_seconds']:.1f} s")
+    print(f"throughput ratio job / bare loop: {job / bare:.3f} (target >= 0.8)")
+    print(f"peak RSS of the job (process and workers): {job_peak:,.0f} MiB (target <= 2500 MB)")
+    first_map, neighbours, shown, window_peak = window_figures(out / "bench", summary["images"])
+    print(f"window: open to first map of {summary['images']} points {first_map:.2f} s (target <= 6 s); "
+          f"click -> {shown} neighbours with thumbnails {neighbours * 1000:.0f} ms (index built at the first click); "
+          f"peak RSS {window_peak:,.0f} MiB (target <= 2500 MB)")
+    if not args.no_umap_learn:
+        cold = umap_learn_cold(out / "bench")
+        print(f"umap-learn cold fit of the same {summary['images']} points (50 principal components): {cold:.1f} s; "
+              f"the window's first map: {first_map:.2f} s ({cold / first_map:.0f}x sooner)")
+    print(f"run directory kept: {out / 'bench'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""File > Embed a folder…: which folder, which encoder, where the run goes. The dialog only asks; the
+session runs the job (``Session.start_embedding``) and the window shows its progress."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
+
+# the encoders offered first; any other name the command line takes can be typed (timm:NAME, run:DIR …)
+SUGGESTED = ("efficientnet-lite0", "resnet18-imagenet", "resnet50-imagenet", "timm:vit_small_patch14_dinov2",
+             "run:", "exported:", "onnx:", "torchscript:", "pixels")
+
+
+class EmbedDialog(QDialog):
+    """Folder, encoder (editable: any ``--encoder`` name), input size, device, the 2D map, the runs
+    folder. ``config()`` is the checked ``engine.embed.EmbedConfig`` (ValueError naming the field)."""
+
+    def __init__(self, folder: str = "", out: str = "runs", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("embed_dialog")
+        self.setWindowTitle("Embed a folder")
+        layout = QVBoxLayout(self)
+        intro = QLabel("Every image of the folder goes through the encoder, without training; the run opens "
+                       "when it is written. Sub-folders are classes; a flat folder is unlabelled.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = QFormLayout()
+        self.folder_edit = QLineEdit(folder, objectName="embed_folder")
+        self.folder_edit.setPlaceholderText("a folder of images")
+        browse = QPushButton("Browse…", objectName="embed_browse")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Folder", row)
+        self.encoder_combo = QComboBox(objectName="embed_encoder")
+        self.encoder_combo.setEditable(True)
+        self.encoder_combo.addItems(SUGGESTED)
+        self.encoder_combo.setToolTip("Any encoder the command line takes: a name of the list, timm:NAME, "
+                                      "run:RUN_DIR, exported:DIR, onnx:PATH, torchscript:PATH, python:module:function")
+        form.addRow("Encoder", self.encoder_combo)
+        self.size_edit = QLineEdit("auto", objectName="embed_input_size")
+        self.size_edit.setToolTip("Size the images are decoded at for the encoder: auto (its own, e.g. 224), "
+                                  "or a side in pixels (smaller is faster on a CPU)")
+        form.addRow("Input size", self.size_edit)
+        self.device_combo = QComboBox(objectName="embed_device")
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        form.addRow("Device", self.device_combo)
+        self.map_combo = QComboBox(objectName="embed_projection")
+        self.map_combo.addItems(["umap", "pca", "none"])
+        self.map_combo.setToolTip("The 2D map computed once the images are embedded (none: when the run opens)")
+        form.addRow("Map", self.map_combo)
+        self.out_edit = QLineEdit(str(out), objectName="embed_out")
+        form.addRow("Runs folder", self.out_edit)
+        layout.addLayout(form)
+        self.error = QLabel(objectName="embed_error")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c0392b;")
+        self.error.hide()
+        layout.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.embed_button = buttons.addButton("Embed", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.embed_button.setObjectName("embed_button")
+        buttons.accepted.connect(self._on_accepted)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._config = None
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder of images", self.folder_edit.text())
+        if path:
+            self.folder_edit.setText(path)
+
+    def config(self):
+        """The EmbedConfig the fields ask for, checked (ValueError naming the field otherwise)."""
+        from engine.embed import EmbedConfig
+        from engine.encoders import ENCODERS
+        from engine.params import resolve
+
+        folder = self.folder_edit.text().strip()
+        if not folder:
+            raise ValueError("Folder: choose the folder of images to embed")
+        encoder = self.encoder_combo.currentText().strip()
+        params = {}
+        size = self.size_edit.text().strip() or "auto"
+        if size != "auto":
+            param = next((p for p in ENCODERS.get(encoder).params if p.name == "input_size"), None)
+            if param is None:
+                raise ValueError(f"Input size: the encoder {encoder} takes no input size; leave it auto")
+            if param.type is int and not size.isdigit():
+                raise ValueError(f"Input size: {size!r} is not valid; allowed: auto, or a side in pixels")
+            params["input_size"] = int(size) if param.type is int else size
+        config = EmbedConfig(dataset=f"folder:{Path(folder).expanduser()}", encoder=encoder, encoder_params=params,
+                             device=self.device_combo.currentText(), projection=self.map_combo.currentText(),
+                             out=self.out_edit.text().strip() or "runs")
+        config.validate()
+        resolve(ENCODERS.get(encoder).params, params)  # a bad input size names itself
+        return config
+
+    def _on_accepted(self) -> None:
+        try:
+            self._config = self.config()
+        except (ValueError, FileNotFoundError) as error:
+            self.error.setText(str(error))
+            self.error.show()
+            return
+        self.accept()
+
+    def accepted_config(self):
+        return self._config

@@ -1,0 +1,120 @@
+"""The window and a collection (embed): File > Embed a folder… runs the job in the background with its
+progress in the status bar, then opens the run; an embed run's map shows every image, the neighbours
+and the selection show thumbnails, and the views that need a trained method say so."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+
+from engine import events as ev  # noqa: E402
+from engine import schema  # noqa: E402
+from engine.embed import EmbedConfig, embed  # noqa: E402
+from explorer import jobs  # noqa: E402
+from explorer.main_window import MainWindow  # noqa: E402
+from tests.test_embed import _corrupt, _folder  # noqa: E402
+
+TIMEOUT = 180_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    threads_before = set(threading.enumerate())
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, runs_root=tmp_path / "runs", confirm_close=lambda: True)
+    w.map_panel.primary.animate = False
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+    assert jobs.wait_all(TIMEOUT)
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=TIMEOUT)
+    left = [t for t in set(threading.enumerate()) - threads_before
+            if t.is_alive() and not isinstance(t, threading._DummyThread)]
+    assert not left, f"threads left running: {left}"
+
+
+def _opened(qtbot, w: MainWindow, n: int):
+    s = w.session
+    w.map_panel.projection_combo.setCurrentIndex(w.map_panel.projection_combo.findData("pca"))  # as embedded
+    qtbot.waitUntil(lambda: s.current is not None and s.current.collection is not None, timeout=TIMEOUT)
+    view = w.map_panel.primary
+    qtbot.waitUntil(lambda: view.point_count == n, timeout=TIMEOUT)
+    return s.current, view
+
+
+def test_embed_a_folder_from_the_window(qtbot, window, tmp_path):
+    """The dialog, a job in its own process (DataLoader worker included), progress, then the run opens."""
+    paths = _folder(tmp_path / "images", per_class=4)
+    _corrupt(tmp_path / "images")
+    w = window
+    w.embed_action.trigger()
+    dialog = w.embed_window
+    dialog.folder_edit.setText(str(tmp_path / "nowhere"))
+    dialog.encoder_combo.setEditText("pixels")
+    qtbot.mouseClick(dialog.embed_button, Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and "does not exist" in dialog.error.text()  # refused at the dialog
+    dialog.folder_edit.setText(str(tmp_path / "images"))
+    dialog.map_combo.setCurrentText("pca")
+    progress = []
+    w.session.embedding_progressed.connect(progress.append)
+    with qtbot.waitSignal(w.session.embedding_ended, timeout=TIMEOUT) as ended:
+        qtbot.mouseClick(dialog.embed_button, Qt.MouseButton.LeftButton)
+        assert w.embed_progress.isVisible() and w.embed_stop.isVisible() and not w.embed_action.isEnabled()
+    run_dir, failure = ended.args
+    assert failure == "" and progress and progress[-1]["done"] == len(paths) + 2
+    run, view = _opened(qtbot, w, len(paths))
+    assert str(run.path) == run_dir and not w.embed_progress.isVisible() and w.embed_action.isEnabled()
+    assert run.dataset is not None and len(run.dataset.test) == len(paths)
+    log = w.log_panel.log_view.toPlainText()
+    assert "zz_not_an_image.png" in log and "zz_cut.png" in log  # the skipped files, named
+
+
+@pytest.fixture
+def embedded(tmp_path):
+    paths = _folder(tmp_path / "images", per_class=5)
+    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="pixels", out=str(tmp_path / "made"),
+                         run_name="e", workers=0, projection="pca")
+    assert isinstance(list(embed(config))[-1], ev.Finished)
+    return tmp_path / "made" / "e", len(paths)
+
+
+def test_an_embed_run_shows_every_point_neighbours_and_selection_with_thumbnails(qtbot, window, embedded):
+    run_dir, n = embedded
+    w, s = window, window.session
+    w.open_run(run_dir)
+    run, view = _opened(qtbot, w, n)
+    c = run.collection
+    np.testing.assert_array_equal(view.cloud.positions, c.coords)  # the map computed at embed time, at once
+    i = 3
+    x, y = view.cloud.positions[i]
+    pos = view.plot.mapFromScene(view.vb.mapViewToScene(QPointF(float(x), float(y))))
+    qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert s.selected_row >= 0
+    panel = w.neighbours_panel
+    shown = [b for b in panel.grid.buttons if b.isVisible()]
+    assert len(shown) == min(panel.k_spin.value(), n - 1) and not shown[0].icon().isNull()
+    assert c.items[s.selected_row]["path"] in panel.info.text()  # the image's file, not a row number
+    assert not panel.image.pixmap().isNull()
+    s.select_rows([0, 1, 2])
+    grid = w.selection_grid.grid
+    assert sum(b.isVisible() for b in grid.buttons) == 3 and not grid.buttons[0].icon().isNull()
+    w.docks["contrastive_inspector"].raise_()
+    contrastive = w.inspectors["contrastive_inspector"]
+    qtbot.waitUntil(lambda: "needs a trained method" in contrastive.status.text(), timeout=10_000)
+
+
+def test_a_damaged_embed_run_opens_with_its_complete_rows(qtbot, window, embedded):
+    run_dir, n = embedded
+    path = run_dir / schema.EMBEDDINGS_NPY
+    os.truncate(path, path.stat().st_size - 3 * 64 * 64 * 3 * 4)
+    window.open_run(run_dir)
+    run, view = _opened(qtbot, window, n - 3)
+    assert any("cut short" in note for note in run.notes)
+    assert "cut short" in window.log_panel.log_view.toPlainText()
