@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
+import shiboken6
 
 from engine.metrics.clusters import ALGORITHMS as CLUSTERINGS
 from explorer import jobs
@@ -555,13 +556,14 @@ class Session(QObject):
         self.view_changed.emit()
 
     # the trained method (inspectors) ------------------------------------------------------------------
-    def request_statistics(self, panel: str, key: Any, fn: Callable[..., Any], *args,
+    def request_statistics(self, owner: QObject, panel: str, key: Any, fn: Callable[..., Any], *args,
                            on_ready: Callable[[Any], None], on_failed: Callable[[str], None]) -> bool:
         """A panel's heavier statistics (the pair histogram's half a million distances: 50-130 ms) in a
         worker thread, never on the GUI thread: True with ``on_ready(result)`` called at once when
         ``key`` (what the figures depend on: run, step) was computed last; else False, and
         ``on_ready`` follows from the worker. The newest key of a panel wins: a result for an older
-        one is kept but not delivered."""
+        one is kept but not delivered, and nothing is delivered to an ``owner`` (the panel) deleted
+        meanwhile: drawing into a closed panel's plot crashed the process."""
         done = self._statistics.get(panel)
         if done is not None and done[0] == key:
             on_ready(done[1])
@@ -574,12 +576,14 @@ class Session(QObject):
             self._statistics[panel] = (key, result)
             if self._statistics_running.get(panel) == key:
                 del self._statistics_running[panel]
-                on_ready(result)
+                if shiboken6.isValid(owner):
+                    on_ready(result)
 
         def failed(message: str) -> None:
             if self._statistics_running.get(panel) == key:
                 del self._statistics_running[panel]
-                on_failed(message)
+                if shiboken6.isValid(owner):
+                    on_failed(message)
 
         jobs.run(fn, *args, owner=self, on_done=finished, on_failed=failed)
         return False

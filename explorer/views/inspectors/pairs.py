@@ -103,7 +103,7 @@ class PairHistogram(Inspector):
             return
         key = (str(self.run_dir), snap.step, len(rows), loss.margin, loss.distance_name, loss.normalize)
         if not self._session.request_statistics(
-                self.name, key, pair_statistics, *args,
+                self, self.name, key, pair_statistics, *args,
                 on_ready=lambda stats: self._on_statistics_ready(key, stats, loss, snap, rows, keep),
                 on_failed=lambda message: self._clear(f"The pair distances could not be computed: {message}")):
             raise Pending(f"Measuring the distances of the pairs at step {snap.step}…")
