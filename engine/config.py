@@ -18,10 +18,14 @@ FIXED_EVAL_SIZE = 2000  # points on the map: the fixed evaluation subset of the 
 
 
 def method_encoder_defaults(method, encoder: str) -> dict[str, Any]:
-    """The encoder settings a method prefers (``defaults["encoder_params"]``), those the encoder has."""
+    """The encoder settings a method prefers (``defaults["encoder_params"]``), those the encoder has;
+    none for an encoder you bring (``timm:NAME``, ``onnx:PATH``...): its model says its own input."""
     from engine.encoders import ENCODERS
 
-    known = {p.name for p in ENCODERS.get(encoder).params}
+    cls = ENCODERS.get(encoder)
+    if cls.argument:
+        return {}
+    known = {p.name for p in cls.params}
     return {k: v for k, v in method.defaults.get("encoder_params", {}).items() if k in known}
 
 

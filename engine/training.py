@@ -441,6 +441,7 @@ class _Job:
         idx = torch.as_tensor(rows, device=self.device)
         images = self.train_images[idx].float().div_(255)
         labels = self.train_labels[idx]
+        self.method.before_step(self.step, self.total_steps)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.method.training_step(images, labels)
         loss = out.loss.float()

@@ -29,6 +29,7 @@ class Encoder(nn.Module):
     argument: ClassVar[str] = ""  # what follows "kind:" for the kinds that take one ("PATH", "NAME")
     example: ClassVar[str] = ""  # a whole name of such a kind, for messages ("timm:resnet18")
     embedding_dim: int
+    batch_norm_frozen: bool = False  # set by freeze_batch_norm()
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], embedding_dim: int, **params: Any):
         super().__init__()
@@ -41,10 +42,51 @@ class Encoder(nn.Module):
         """Parameters that came pretrained (fine-tuned with a smaller learning rate in transfer)."""
         return []
 
+    def batch_norm_layers(self) -> list[nn.Module]:
+        """The encoder's batch-norm layers (torch's ``_BatchNorm`` subclasses, timm's included)."""
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def freeze_batch_norm(self) -> int:
+        """Keep every batch-norm layer as it came: its running statistics are used, never updated (the
+        layer stays in eval mode while the rest of the encoder trains, ``train()`` included) and its
+        scale and shift stop learning. What transfer fine-tuning does by default: small batches of
+        another domain would otherwise replace the pretrained statistics within a few dozen steps, and
+        the features the probe reads in eval mode would no longer be those the network trained with.
+        Returns the number of layers frozen."""
+        layers = self.batch_norm_layers()
+        for layer in layers:
+            layer.requires_grad_(False)
+        self.batch_norm_frozen = True
+        self.train(self.training)
+        return len(layers)
+
+    def train(self, mode: bool = True) -> "Encoder":
+        super().train(mode)
+        if mode and self.batch_norm_frozen:
+            for layer in self.batch_norm_layers():
+                layer.eval()
+        return self
+
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters initialised here (the neck): trained at the full learning rate."""
         backbone = {id(p) for p in self.backbone_parameters()}
         return [p for p in self.parameters() if id(p) not in backbone]
+
+
+class InputView(nn.Module):
+    """``encoder`` behind a fixed transformation of its [0, 1] input images (a method's
+    ``encoder_input``): embeds what the encoder was trained to see. Train and eval modes pass through
+    to the encoder, which it holds as its only submodule."""
+
+    def __init__(self, encoder: nn.Module, view):
+        super().__init__()
+        self.encoder = encoder
+        self.view = view
+        self.embedding_dim = getattr(encoder, "embedding_dim", 0)
+        self.training = encoder.training
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.view(images))
 
 
 class EncoderRegistry(Registry[type[Encoder]]):

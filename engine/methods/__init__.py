@@ -49,6 +49,8 @@ class Method(nn.Module):
     Besides ``training_step``, a method may provide these hooks; each has a default here, and the
     training job and the window use them without asking whether they exist:
 
+    - ``before_step(step, total_steps)`` / ``after_step(step, total_steps)``: around each training step
+      (phases of training; an EMA teacher's update);
     - ``notes``: sentences for the run log (e.g. sampling with replacement), filled in ``__init__``
       or ``steps_per_epoch``;
     - ``retrieval_metric``: the distance its embedding is meant for ("euclidean" or "cosine"),
@@ -58,6 +60,8 @@ class Method(nn.Module):
     - ``augment``: the module that makes its training views (float images (B, C, H, W) in [0, 1],
       takes ``generator=``), or None; ``evaluation_views()`` gives it, or the dataset's own views,
       to the invariance property and the alignment;
+    - ``encoder_input(images)``: the input the encoder is trained on (colorization: grey), which the
+      evaluation and its references then embed too (``representation()``);
     - ``evaluation_stats(embeddings, labels)``: the method's own figures on an evaluation subset
       (triplet categories, distance histograms, class-centre angles), merged into the evaluation.
     """
@@ -67,7 +71,8 @@ class Method(nn.Module):
     help: ClassVar[str] = ""  # a paragraph in the words of the field, for the window
     params: ClassVar[tuple[Param, ...]] = ()
     needs_labels: ClassVar[bool] = True
-    # Defaults the method prefers for the generic settings (e.g. a larger batch for SimCLR)
+    # Defaults the method prefers for the generic settings (e.g. a larger batch for SimCLR); "dataset"
+    # names the one the window offers when the method is chosen (digits when it names none)
     defaults: ClassVar[dict[str, Any]] = {}
     retrieval_metric: str = "euclidean"
 
@@ -99,6 +104,11 @@ class Method(nn.Module):
         """Optimiser groups. Default: everything at ``lr``."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
+    def before_step(self, step: int, total_steps: int) -> None:
+        """Called before each training step, ``step`` of them done out of ``total_steps`` (which a time
+        limit may still change): a method whose training has phases switches them here (transfer's
+        head warm-up), so a resumed run enters the phase its step belongs to."""
+
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (an EMA teacher updates itself here)."""
 
@@ -114,6 +124,22 @@ class Method(nn.Module):
         the map's colouring), from its resolved ``params``. Default: the triplet loss's defaults; a
         method that trains with a triplet loss returns that loss's."""
         return TripletDefinition()
+
+    def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The images as the encoder is trained to see them, from the dataset's float images (B, C, H, W)
+        in [0, 1]. Default: as they are; colorization's encoder sees the lightness alone. The
+        evaluation measures the representation of this input, and its references (random init, raw
+        pixels) get the same input, so that they compare like with like."""
+        return images
+
+    def representation(self) -> nn.Module:
+        """The module the evaluation embeds images with: the encoder, behind ``encoder_input`` when
+        the method overrides it."""
+        if type(self).encoder_input is Method.encoder_input:
+            return self.encoder
+        from engine.encoders import InputView
+
+        return InputView(self.encoder, self.encoder_input)
 
     def evaluation_views(self) -> nn.Module:
         """The random views the invariance property and the alignment are measured under: the
