@@ -133,9 +133,24 @@ def _add_embed_parser(sub, encoders: str) -> None:
                     "unlabelled. Files that cannot be read are skipped and listed (skipped.csv).",
         epilog="examples:\n  embedding-explorer embed --dataset folder:~/Pictures/pets\n"
                "  embedding-explorer embed --encoder timm:vit_small_patch14_dinov2 --dataset folder:photos\n"
-               "  embedding-explorer embed --encoder run:runs/20260101-120000-simclr-digits --dataset folder:scans\n\n"
+               "  embedding-explorer embed --encoder run:runs/20260101-120000-simclr-digits --dataset folder:scans\n"
+               "  embedding-explorer embed --from embeddings.npy --labels metadata.csv\n"
+               "  embedding-explorer embed --from exports/run/projector\n\n"
                f"encoders:\n{encoders}")
     e.add_argument("--dataset", help="folder:PATH, the images to embed")
+    e.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="instead of a folder: embeddings made elsewhere, opened as a run: a .npy (N, D), a .parquet "
+                        "(a column of vectors; needs the parquet extra) or TensorBoard projector files "
+                        "(projector_config.pbtxt, or its folder: tensors.tsv, metadata.tsv, sprite)")
+    e.add_argument("--labels", metavar="TABLE", help="with --from: a CSV/TSV table with a header, one row per embedding "
+                                                     "(labels, image paths, any metadata), or a .npy of labels")
+    e.add_argument("--label-column", help="with --from: the table's column of labels (default: class_name, class, "
+                                          "label, labels, category, target or y, the first there)")
+    e.add_argument("--path-column", help="with --from: the table's column of image files, for thumbnails (default: "
+                                         "path, image, file, filename, filepath or image_path)")
+    e.add_argument("--image-root", help="with --from: the folder the image paths are relative to (default: the table's)")
+    e.add_argument("--tensor", help="with --from projector files: which embeddings of the config (default: the first)")
+    e.add_argument("--embedding-column", help="with --from FILE.parquet: the column of vectors")
     e.add_argument("--encoder", help=f"the encoder (default {DEFAULT_ENCODER}, ImageNet weights offline); see below")
     e.add_argument("--device", help="auto (cuda, then mps, then cpu), cuda or cpu (default auto)")
     e.add_argument("--batch-size", type=int, help="images per batch (default 64 on a CPU, 256 on a GPU)")
@@ -159,10 +174,18 @@ def embed_config_from_args(args: argparse.Namespace):
     from engine.encoders import ENCODERS
 
     values = {k: getattr(args, k) for k in ("dataset", "encoder", "device", "batch_size", "workers", "out",
-                                             "run_name", "thumbnail_size", "projection", "limit", "seed")
+                                             "run_name", "thumbnail_size", "projection", "limit", "seed", "from_file",
+                                             "labels", "label_column", "path_column", "image_root", "tensor",
+                                             "embedding_column")
               if getattr(args, k) is not None}
-    if not values.get("dataset"):
-        raise ValueError("--dataset: give the images to embed, folder:PATH")
+    if not values.get("dataset") and not values.get("from_file"):
+        raise ValueError("--dataset: give the images to embed, folder:PATH (or --from FILE: embeddings made elsewhere)")
+    if values.get("from_file"):
+        given = [f"--{k.replace('_', '-')}" for k in ("encoder", "device", "batch_size", "limit") if k in values]
+        given += [f"--{k[len('param__'):].replace('_', '-')}" for k, v in vars(args).items()
+                  if k.startswith("param__") and v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: not with --from FILE: the embeddings are made already")
     config = EmbedConfig(**values)
     known = {p.name for p in ENCODERS.get(config.encoder).params}
     for key, value in vars(args).items():

@@ -58,6 +58,14 @@ class EmbedConfig:
     projection: str = "umap"  # the 2D map computed at the end: umap, pca or none
     limit: int | None = None  # only this many images, spread evenly over the folder (to try an encoder)
     seed: int = 0
+    # embeddings made elsewhere instead of a folder (engine/imports.py)
+    from_file: str | None = None  # a .npy, .parquet, or TensorBoard projector files
+    labels: str | None = None  # a CSV/TSV table (or .npy of labels), one row per embedding
+    label_column: str | None = None
+    path_column: str | None = None
+    image_root: str | None = None  # the folder the table's image paths are relative to
+    tensor: str | None = None  # which of a projector config's embeddings
+    embedding_column: str | None = None  # a parquet file's column of vectors
 
     def validate(self) -> None:
         from engine.data import FOLDER_PREFIX
@@ -65,11 +73,18 @@ class EmbedConfig:
         from engine.device import DEVICES
         from engine.encoders import check_encoder_name
 
-        if not self.dataset.startswith(FOLDER_PREFIX):
+        if self.from_file is not None:
+            if self.dataset:
+                raise ValueError("--from and --dataset: give one, the embeddings made elsewhere or a folder to embed")
+        elif not self.dataset.startswith(FOLDER_PREFIX):
             raise ValueError(f"--dataset: {self.dataset!r} is not valid; embed takes folder:PATH (a folder of "
-                             "images: sub-folders are classes, a flat folder is unlabelled)")
-        check_folder_path(self.dataset[len(FOLDER_PREFIX):])
-        check_encoder_name(self.encoder)
+                             "images: sub-folders are classes, a flat folder is unlabelled), or --from FILE")
+        else:
+            check_folder_path(self.dataset[len(FOLDER_PREFIX):])
+            check_encoder_name(self.encoder)
+        for name in ("labels", "label_column", "path_column", "image_root", "tensor", "embedding_column"):
+            if getattr(self, name) is not None and self.from_file is None:
+                raise ValueError(f"--{name.replace('_', '-')} applies with --from FILE (embeddings made elsewhere)")
         for name in ("batch_size", "limit"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
@@ -163,7 +178,7 @@ def default_workers(device_type: str) -> int:
 def embed(config: EmbedConfig, control: Control | None = None) -> Iterator[ev.Event]:
     """Embed every image of the folder, yielding events. Never raises for a bad setting or a failure:
     the last event is then ``Failed`` (``bad_input`` when it never started); what was embedded is kept."""
-    job = _EmbedJob(config, control or Control())
+    job = (_ImportJob if config.from_file is not None else _EmbedJob)(config, control or Control())
     try:
         yield from job.run()
     except GeneratorExit:
@@ -203,6 +218,8 @@ class _EmbedJob:
         self.class_names: list[str] = []
         self.size = self.thumb = self.channels = 0
         self.embed_seconds = self.images_per_second = 0.0
+        self.source_name = ""
+        self.thumbnail_size: list[int] | None = None
 
     def log(self, event: ev.Event) -> ev.Event:
         if self.run_dir is not None and event.kind in {cls.kind for cls in ev.EVENTS}:
@@ -284,16 +301,7 @@ class _EmbedJob:
         workers = default_workers(device.type) if cfg.workers is None else cfg.workers
 
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = cfg.run_name or f"{stamp}-embed-{root.name}"
-        try:
-            self.run_dir = RunDir.create(cfg.out, name)
-        except OSError as error:
-            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
-                raise
-            raise ValueError(f"--out: cannot create the run directory {Path(cfg.out) / name} "
-                             f"({error.strerror or error}); choose a folder you can write to") from error
-        self.run_dir.lock()
-        self._locked = True
+        self._create(cfg.run_name or f"{stamp}-embed-{root.name}")
         record = self._config_record(device, dim, batch_size, len(files))
         self.run_dir.write_config(record)
         total_batches = math.ceil(len(files) / batch_size)
@@ -339,7 +347,6 @@ class _EmbedJob:
                     stopped = True
                     break
         self.embed_seconds = time.perf_counter() - t0
-        self.images_per_second = self.writer.rows / self.embed_seconds if self.embed_seconds > 0 else 0.0
         if skipped > SKIPS_SHOWN:
             yield self.log(ev.Message(f"{skipped} files could not be read in all (the first {SKIPS_SHOWN} above); "
                                       f"every one is listed in {self.run_dir.file('skipped.csv')}", "warning"))
@@ -349,10 +356,29 @@ class _EmbedJob:
         if not self.writer.rows:
             raise ValueError(f"no readable image in {root}: all {len(files)} files were skipped "
                              f"(listed in {self.run_dir.file('skipped.csv')})")
+        yield from self._finish(record, len(files), skipped, stopped, job_started, cfg.dataset, device)
+
+    def _create(self, name: str) -> None:
+        cfg = self.config
+        try:
+            self.run_dir = RunDir.create(cfg.out, name)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
+                raise
+            raise ValueError(f"--out: cannot create the run directory {Path(cfg.out) / name} "
+                             f"({error.strerror or error}); choose a folder you can write to") from error
+        self.run_dir.lock()
+        self._locked = True
+
+    def _finish(self, record: dict, total: int, skipped: int, stopped: bool, job_started: float, source: str,
+                device=None) -> Iterator[ev.Event]:
+        """The rows in place, the 2D map, the rest of the collection's files, the summary, Finished."""
+        cfg = self.config
+        self.images_per_second = self.writer.rows / self.embed_seconds if self.embed_seconds > 0 else 0.0
         self.writer.close_arrays()
         layout, layout_seconds, coords = None, None, None
         if cfg.projection != "none" and self.writer.rows >= 3:
-            yield ev.Progress("layout", self.done, len(files), skipped, self.images_per_second, None)
+            yield ev.Progress("layout", self.done, total, skipped, self.images_per_second, None)
             yield self.log(ev.Message(f"computing the 2D map of {self.writer.rows} points ({cfg.projection} of the "
                                       "embeddings' 50 principal components)…"))
             from engine.schema import EMBEDDINGS_NPY, open_npy
@@ -365,7 +391,8 @@ class _EmbedJob:
         manifest = self.writer.finish(self._manifest(not stopped, layout, layout_seconds), coords)
         record["test_images"] = manifest["n"]
         self.run_dir.write_config(record)
-        summary = {"method": "embed", "dataset": cfg.dataset, "encoder": cfg.encoder, "device": str(device),
+        summary = {"method": "embed", "dataset": source, "encoder": record.get("encoder"),
+                   "device": str(device) if device is not None else None,
                    "stopped": stopped, "images": manifest["n"], "skipped": skipped,
                    "images_per_second": self.images_per_second, "embed_seconds": self.embed_seconds,
                    "layout_seconds": layout_seconds, "job_seconds": time.perf_counter() - job_started}
@@ -382,6 +409,109 @@ class _EmbedJob:
                 "class_names": list(self.class_names), "image_size": [self.size, self.size],
                 "channels": self.channels, "embedding_dim_actual": dim}
 
+
+class _ImportJob(_EmbedJob):
+    """Embeddings made elsewhere (engine/imports.py) written as the same collection: the rows copied
+    chunk by chunk, the thumbnails from the projector's sprite or decoded from the table's image
+    paths, the table's columns in items.csv, the 2D map computed once."""
+
+    def _manifest(self, complete: bool, layout: str | None = None, layout_seconds: float | None = None) -> dict:
+        return {"class_names": self.class_names, "source": self.source_name, "encoder": None,
+                "thumbnail_size": self.thumbnail_size, "channels": self.channels or None, "layout": layout,
+                "layout_seconds": layout_seconds, "complete": complete}
+
+    def run(self) -> Iterator[ev.Event]:
+        from engine.imports import labels_of, read_source
+
+        cfg = self.config
+        job_started = time.perf_counter()
+        cfg.validate()
+        source = read_source(cfg.from_file, cfg.labels, cfg.label_column, cfg.path_column, cfg.image_root,
+                             cfg.tensor, cfg.embedding_column)
+        self.source_name = source.name
+        labels, self.class_names = labels_of(source)
+        n, dim = source.n, int(source.embeddings.shape[1])
+        notes = list(source.notes)
+        notes.append(f"{n} embeddings of {dim} dimensions from {source.name.partition(':')[2]}"
+                     + (f"; labels from column {source.label_column!r} ({len(self.class_names)} classes)"
+                        if source.label_column else "; unlabelled"))
+        paths = source.columns.get(source.path_column) if source.path_column else None
+        thumbs = source.thumbnails
+        self.thumbnail_size = list(thumbs.shape[2:]) if thumbs is not None else None
+        self.channels = int(thumbs.shape[1]) if thumbs is not None else 0
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        stem = Path(str(cfg.from_file)).expanduser()
+        name = cfg.run_name or f"{stamp}-embeddings-{(stem.parent.name if stem.suffix == '.pbtxt' else stem.stem) or 'file'}"
+        self._create(name)
+        record = {"method": "embed", "dataset": source.name, "encoder": None, "embedding_dim": dim,
+                  "seed": cfg.seed, "out": cfg.out, "run_name": cfg.run_name,
+                  "projection": cfg.projection if cfg.projection != "none" else "umap", "train_images": 0,
+                  "test_images": n, "class_names": list(self.class_names), "embedding_dim_actual": dim}
+        self.run_dir.write_config(record)
+        self.started = True
+        yield self.log(ev.Started(str(self.run_dir.path), record, "cpu", "embeddings made elsewhere", 1, 1, 0,
+                                  tuple(notes)))
+        for note in notes:
+            yield self.log(ev.Message(note, "warning" if "show without" in note else "info"))
+        if paths is not None and thumbs is None:
+            thumbs = yield from self._thumbnails_from(paths, source.image_root)
+        columns = list(source.columns)
+        self.writer = CollectionWriter(self.run_dir, dim, n, tuple(thumbs.shape[1:]) if thumbs is not None else None,
+                                       item_columns=["path"] + [c for c in columns if c != "path"])
+        chunk = 8192
+        t0 = time.perf_counter()
+        for start in range(0, n, chunk):
+            block = np.asarray(source.embeddings[start:start + chunk], dtype=np.float32)
+            bad = np.flatnonzero(~np.isfinite(block).all(1))
+            if len(bad):
+                raise ValueError(f"{source.name.partition(':')[2]}: row {start + int(bad[0])} holds NaN or infinite "
+                                 "values; embeddings must be finite numbers (the model diverged, or the file is damaged)")
+            rows = range(start, min(n, start + chunk))
+            items = [[paths[i] if paths is not None else ""] + [source.columns[c][i] for c in columns if c != "path"]
+                     for i in rows] if (paths is not None or columns) else None
+            self.writer.add(block, labels[start:start + chunk], thumbs[start:start + chunk] if thumbs is not None
+                            else None, items)
+            self.done = min(n, start + chunk)
+            elapsed = time.perf_counter() - t0
+            yield ev.Progress("embedding", self.done, n, 0, self.done / elapsed if elapsed > 0 else 0.0, None)
+        self.embed_seconds = time.perf_counter() - t0
+        yield from self._finish(record, n, 0, False, job_started, cfg.from_file)
+
+    def _thumbnails_from(self, paths: list[str], root: Path | None):
+        """The table's images decoded at the thumbnail size (DataLoader workers, as embed does); a row
+        whose image cannot be read gets a blank thumbnail, and its file is named."""
+        import torch
+
+        from engine.data.folder import peek
+
+        root = root or Path.cwd()
+        files = [Path(p).expanduser() if Path(p).expanduser().is_absolute() else root / p for p in paths]
+        sample = [peek(files[i]) for i in np.unique(np.linspace(0, len(files) - 1, min(SAMPLE, len(files))).astype(int))]
+        sample = [s for s in sample if s is not None]
+        if not sample:
+            yield self.log(ev.Message(f"none of the table's image files could be read (the first: {files[0]}); the "
+                                      "points show without images: give --image-root, the folder the paths are "
+                                      "relative to", "warning"))
+            return None
+        grey = all(mode in GREY_MODES for mode, _ in sample)
+        self.channels, mode = (1, "L") if grey else (3, "RGB")
+        side = int(max(8, min(self.config.thumbnail_size, max(min(size) for _, size in sample))))
+        self.thumbnail_size = [side, side]
+        out = np.zeros((len(files), self.channels, side, side), dtype=np.uint8)
+        workers = default_workers("cpu") if self.config.workers is None else self.config.workers
+        loader = torch.utils.data.DataLoader(FolderImages(files, side, side, mode), batch_size=256, num_workers=workers,
+                                             collate_fn=collate, worker_init_fn=_worker_init if workers else None)
+        missing = []
+        for rows, _images, thumbnails, failed in loader:
+            if thumbnails is not None:
+                out[rows.numpy()] = thumbnails
+            missing += failed
+        for row, why in missing[:SKIPS_SHOWN]:
+            yield self.log(ev.Message(f"no thumbnail for row {row}, {files[row]}: {why}", "warning"))
+        if missing:
+            yield self.log(ev.Message(f"{len(missing)} of the {len(files)} images could not be read: their points show "
+                                      "without an image", "warning"))
+        return out
 
 def _relative(path: Path, root: Path) -> str:
     try:

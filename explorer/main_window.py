@@ -259,6 +259,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self.open_action = self._action(file_menu, "&Open run…", QKeySequence.StandardKey.Open, self.open_run_dialog)
         self.embed_action = self._action(file_menu, "E&mbed a folder…", "Ctrl+Shift+E", self.embed_folder_dialog)
+        self.open_embeddings_action = self._action(file_menu, "Open em&beddings…", None, self.open_embeddings_dialog)
         self.export_action = self._action(file_menu, "&Export…", "Ctrl+E", self.export_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
@@ -490,6 +491,18 @@ class MainWindow(QMainWindow):
         dialog.accepted.connect(lambda: self.embed_folder(dialog.accepted_config()))
         dialog.open()
 
+    def open_embeddings_dialog(self) -> None:
+        """Embeddings made elsewhere (OpenEmbeddingsDialog), made into a run in the background, then opened."""
+        from explorer.views.embed_dialog import OpenEmbeddingsDialog
+
+        if self.session.embedding:
+            self.show_error("A folder is being embedded already: wait for it, or stop it (status bar)")
+            return
+        self.embeddings_window = OpenEmbeddingsDialog(str(self.runs_root), self)
+        dialog = self.embeddings_window
+        dialog.accepted.connect(lambda: self.embed_folder(dialog.accepted_config()))
+        dialog.open()
+
     def embed_folder(self, config) -> None:
         """Embed in the background (the session's job); the progress shows in the status bar."""
         try:
@@ -497,12 +510,14 @@ class MainWindow(QMainWindow):
         except ValueError as error:
             self.show_error(str(error))
             return
-        self.settings.setValue("embed/folder", config.dataset.partition(":")[2])
+        if config.dataset:
+            self.settings.setValue("embed/folder", config.dataset.partition(":")[2])
         self.embed_progress.setRange(0, 0)
         self.embed_progress.setFormat("embedding: starting…")
         self.embed_progress.show()
         self.embed_stop.show()
         self.embed_action.setEnabled(False)
+        self.open_embeddings_action.setEnabled(False)
 
     def _on_session_embedding_progressed(self, p: dict) -> None:
         bar = self.embed_progress
@@ -522,6 +537,7 @@ class MainWindow(QMainWindow):
         self.embed_progress.hide()
         self.embed_stop.hide()
         self.embed_action.setEnabled(True)
+        self.open_embeddings_action.setEnabled(True)
         if not failure:
             self.statusBar().showMessage(f"embedded: {run_dir}", 10_000)
 

@@ -118,3 +118,25 @@ def test_a_damaged_embed_run_opens_with_its_complete_rows(qtbot, window, embedde
     run, view = _opened(qtbot, window, n - 3)
     assert any("cut short" in note for note in run.notes)
     assert "cut short" in window.log_panel.log_view.toPlainText()
+
+
+def test_open_embeddings_made_elsewhere_from_the_window(qtbot, window, tmp_path, monkeypatch):
+    """File > Open embeddings… on a projector export of the explorer's own File > Export."""
+    from explorer.export import export_projector
+
+    monkeypatch.setenv("EMBEDDING_EXPLORER_JOB", "thread")  # the import is quick: no process needed
+    rng = np.random.default_rng(1)
+    n = 24
+    export_projector(tmp_path / "proj", rng.normal(size=(n, 6)).astype(np.float32), np.arange(n) % 4,
+                     ["a", "b", "c", "d"], np.arange(n), rng.integers(0, 255, size=(n, 16, 16, 3), dtype=np.uint8))
+    w = window
+    w.open_embeddings_action.trigger()
+    dialog = w.embeddings_window
+    dialog.file_edit.setText(str(tmp_path / "proj" / "projector_config.pbtxt"))
+    dialog.map_combo.setCurrentText("pca")
+    with qtbot.waitSignal(w.session.embedding_ended, timeout=TIMEOUT) as ended:
+        qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)
+    assert ended.args[1] == ""
+    run, view = _opened(qtbot, w, n)
+    assert run.class_names == ["a", "b", "c", "d"] and run.dataset is not None
+    assert run.dataset.thumbnail("test", 0).shape == (16, 16, 3)

@@ -109,3 +109,89 @@ class EmbedDialog(QDialog):
 
     def accepted_config(self):
         return self._config
+
+
+class OpenEmbeddingsDialog(QDialog):
+    """File > Open embeddings…: embeddings made elsewhere (a .npy or .parquet with a table, or
+    TensorBoard projector files), made into a run the window opens (``engine.imports``)."""
+
+    FILTER = "Embeddings (*.npy *.parquet *.pbtxt *.tsv);;All files (*)"
+
+    def __init__(self, out: str = "runs", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("open_embeddings_dialog")
+        self.setWindowTitle("Open embeddings")
+        layout = QVBoxLayout(self)
+        intro = QLabel("Embeddings made elsewhere: a .npy (N, D) or .parquet with a table of labels, image paths "
+                       "and metadata (one row per embedding, a header first), or TensorBoard's projector files "
+                       "(projector_config.pbtxt: tensors, metadata, sprite).")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = QFormLayout()
+        self.file_edit = QLineEdit(objectName="embeddings_file")
+        form.addRow("Embeddings", self._with_browse(self.file_edit, lambda: QFileDialog.getOpenFileName(
+            self, "Embeddings", self.file_edit.text(), self.FILTER)[0]))
+        self.table_edit = QLineEdit(objectName="embeddings_table")
+        self.table_edit.setPlaceholderText("optional: a CSV/TSV table, one row per embedding")
+        form.addRow("Table", self._with_browse(self.table_edit, lambda: QFileDialog.getOpenFileName(
+            self, "Labels or metadata table", self.table_edit.text(), "Tables (*.csv *.tsv *.npy);;All files (*)")[0]))
+        self.label_edit = QLineEdit(objectName="embeddings_label_column")
+        self.label_edit.setPlaceholderText("auto: class_name, class, label, …")
+        form.addRow("Label column", self.label_edit)
+        self.root_edit = QLineEdit(objectName="embeddings_image_root")
+        self.root_edit.setPlaceholderText("optional: the folder the table's image paths are relative to")
+        form.addRow("Image folder", self._with_browse(self.root_edit, lambda: QFileDialog.getExistingDirectory(
+            self, "Image folder", self.root_edit.text())))
+        self.map_combo = QComboBox(objectName="embeddings_projection")
+        self.map_combo.addItems(["umap", "pca", "none"])
+        form.addRow("Map", self.map_combo)
+        self.out_edit = QLineEdit(str(out), objectName="embeddings_out")
+        form.addRow("Runs folder", self.out_edit)
+        layout.addLayout(form)
+        self.error = QLabel(objectName="embeddings_error")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c0392b;")
+        self.error.hide()
+        layout.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.open_button = buttons.addButton("Open", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.open_button.setObjectName("embeddings_open")
+        buttons.accepted.connect(self._on_accepted)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._config = None
+
+    def _with_browse(self, edit: QLineEdit, ask) -> QHBoxLayout:
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda: edit.setText(ask() or edit.text()))
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(browse)
+        return row
+
+    def config(self):
+        from engine.embed import EmbedConfig
+
+        path = self.file_edit.text().strip()
+        if not path:
+            raise ValueError("Embeddings: choose the file (.npy, .parquet, or projector_config.pbtxt)")
+        if not Path(path).expanduser().exists():
+            raise ValueError(f"Embeddings: {path} does not exist")
+        config = EmbedConfig(from_file=str(Path(path).expanduser()), labels=self.table_edit.text().strip() or None,
+                             label_column=self.label_edit.text().strip() or None,
+                             image_root=self.root_edit.text().strip() or None,
+                             projection=self.map_combo.currentText(), out=self.out_edit.text().strip() or "runs")
+        config.validate()
+        return config
+
+    def _on_accepted(self) -> None:
+        try:
+            self._config = self.config()
+        except (ValueError, FileNotFoundError) as error:
+            self.error.setText(str(error))
+            self.error.show()
+            return
+        self.accept()
+
+    def accepted_config(self):
+        return self._config
