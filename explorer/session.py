@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
-import shiboken6
 
 from engine.metrics.clusters import ALGORITHMS as CLUSTERINGS
 from explorer import jobs
@@ -157,8 +156,6 @@ class Session(QObject):
         self.cluster_failures: dict[tuple[str, str], str] = {}  # (run, algorithm) -> why none could be found
         self._methods: dict[tuple, Any] = {}  # (run dir, checkpoint key) -> the rebuilt method
         self._method_waiters: dict[tuple, list[tuple[Callable, Callable]]] = {}
-        self._statistics: dict[str, tuple[Any, Any]] = {}  # panel -> (the key computed last, its result)
-        self._statistics_running: dict[str, Any] = {}  # panel -> the key being computed
         self._closed = False
         self._flush = QTimer(self, interval=FLUSH_MS)
         self._flush.timeout.connect(self._on_flush_timeout)
@@ -556,38 +553,6 @@ class Session(QObject):
         self.view_changed.emit()
 
     # the trained method (inspectors) ------------------------------------------------------------------
-    def request_statistics(self, owner: QObject, panel: str, key: Any, fn: Callable[..., Any], *args,
-                           on_ready: Callable[[Any], None], on_failed: Callable[[str], None]) -> bool:
-        """A panel's heavier statistics (the pair histogram's half a million distances: 50-130 ms) in a
-        worker thread, never on the GUI thread: True with ``on_ready(result)`` called at once when
-        ``key`` (what the figures depend on: run, step) was computed last; else False, and
-        ``on_ready`` follows from the worker. The newest key of a panel wins: a result for an older
-        one is kept but not delivered, and nothing is delivered to an ``owner`` (the panel) deleted
-        meanwhile: drawing into a closed panel's plot crashed the process."""
-        done = self._statistics.get(panel)
-        if done is not None and done[0] == key:
-            on_ready(done[1])
-            return True
-        if self._statistics_running.get(panel) == key:
-            return False
-        self._statistics_running[panel] = key
-
-        def finished(result) -> None:
-            self._statistics[panel] = (key, result)
-            if self._statistics_running.get(panel) == key:
-                del self._statistics_running[panel]
-                if shiboken6.isValid(owner):
-                    on_ready(result)
-
-        def failed(message: str) -> None:
-            if self._statistics_running.get(panel) == key:
-                del self._statistics_running[panel]
-                if shiboken6.isValid(owner):
-                    on_failed(message)
-
-        jobs.run(fn, *args, owner=self, on_done=finished, on_failed=failed)
-        return False
-
     def request_trained_method(self, run_dir: Path, checkpoint_key: tuple, dataset,
                                on_ready: Callable[[Any], None], on_failed: Callable[[str], None]) -> None:
         """``on_ready(method)``: the run's method rebuilt from its checkpoint (``engine.restore``), in a

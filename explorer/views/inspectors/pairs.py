@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QWidget
 
-from explorer.views.inspectors.base import Inspector, Pending
+from explorer.views.inspectors.base import Inspector
 from explorer.views.palette import RIGHT, WRONG
 
 
@@ -97,24 +97,7 @@ class PairHistogram(Inspector):
         rows = np.flatnonzero(keep)
         if len(rows) > self.max_points:  # a fixed subset: 1000 points are half a million pairs, 0.1 s
             rows = np.sort(np.random.default_rng(0).choice(rows, self.max_points, replace=False))
-        args = (loss, snap.embeddings[rows], labels[rows])
-        if self._session is None:  # standalone (a script, a test): at once
-            self._show(pair_statistics(*args), loss, snap, rows, keep)
-            return
-        key = (str(self.run_dir), snap.step, len(rows), loss.margin, loss.distance_name, loss.normalize)
-        if not self._session.request_statistics(
-                self, self.name, key, pair_statistics, *args,
-                on_ready=lambda stats: self._on_statistics_ready(key, stats, loss, snap, rows, keep),
-                on_failed=lambda message: self._clear(f"The pair distances could not be computed: {message}")):
-            raise Pending(f"Measuring the distances of the pairs at step {snap.step}…")
-
-    def _on_statistics_ready(self, key, stats: dict, loss, snap, rows, keep) -> None:
-        try:  # the result of an older request is not drawn over the run and step shown now
-            current = self._get_snapshot()
-        except (FileNotFoundError, ValueError, Pending):
-            return
-        if key[:2] == (str(self.run_dir), current.step):
-            self._show(stats, loss, snap, rows, keep)
+        self._show(pair_statistics(loss, snap.embeddings[rows], labels[rows]), loss, snap, rows, keep)
 
     def _show(self, stats: dict, loss, snap, rows: np.ndarray, keep: np.ndarray) -> None:
         self.stats = dict(stats)
@@ -136,7 +119,7 @@ class PairHistogram(Inspector):
 
 def pair_statistics(loss, embeddings: np.ndarray, labels: np.ndarray) -> dict:
     """The pair loss's own statistics (histograms of positive and negative distances, shares inside the
-    margin) over every pair of the points: run in a worker thread by the session."""
+    margin) over every pair of the points."""
     import torch
 
     with torch.no_grad():
