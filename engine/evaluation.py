@@ -55,8 +55,6 @@ class Evaluator:
         import torch
 
         from engine.encoders import embed
-        from engine.metrics.probe import knn_accuracy, linear_probe
-        from engine.metrics.retrieval import retrieval_metrics
 
         cfg, data, dev = self.config, self.data, self.device
         encoder = self.method.encoder
@@ -70,13 +68,8 @@ class Evaluator:
             # the quick protocol scores on the map's points, already embedded
             test_x = embed(encoder, test_imgs, device=dev) if final else eval_x
             check_finite(train_x, step)
-            metrics["linear_probe_acc"] = linear_probe(train_x, train_y, test_x, test_y, device=dev)
-            metrics["knn_acc"] = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k, device=dev)
-            retrieval = retrieval_metrics(test_x.float().cpu().numpy(), np.asarray(test_y),
-                                          metric=self.method.retrieval_metric)
-            # "nmi" is the diagnostics' k-means NMI on the map's points; retrieval's is on the test split
-            retrieval["retrieval_nmi"] = retrieval.pop("nmi", None)
-            metrics.update(retrieval)
+            metrics.update(label_scores(train_x, train_y, test_x, test_y, k=cfg.knn_k,
+                                        retrieval_metric=self.method.retrieval_metric, device=dev))
             # the method's own figures, e.g. triplet shares, class-centre angles
             metrics.update(self.method.evaluation_stats(
                 eval_x, torch.as_tensor(data.test.labels[self.eval_rows], device=eval_x.device)))
@@ -95,13 +88,7 @@ class Evaluator:
                                                       data.test.labels[self.eval_rows], eval_np, factors, step)
             metrics.update(extra)
             diagnostics_seconds = time.perf_counter() - diagnostics_start
-        arrays = {"embeddings": eval_np, "indices": self.eval_rows, "labels": data.test.labels[self.eval_rows]}
-        if coords is not None:
-            arrays["coords"] = coords
-        if self.diagnostics is not None:  # per-point results the map colours with
-            arrays.update(self.diagnostics.arrays)
-            if "kmeans_clusters" in arrays:
-                arrays["clusters"] = arrays["kmeans_clusters"]
+        arrays = snapshot_arrays(eval_np, self.eval_rows, data.test.labels[self.eval_rows], coords, self.diagnostics)
         return EvaluationResult(metrics, eval_np, arrays, diagnostics_seconds, references_seconds)
 
     def probe_data(self, final: bool):
@@ -142,6 +129,37 @@ class Evaluator:
         out["pixels_linear_probe_acc"] = linear_probe(pixels(train_imgs.cpu()), train_y,
                                                       pixels(test_imgs.cpu()), test_y, device=dev)
         return out
+
+
+def label_scores(train_x, train_y, test_x, test_y, k: int, retrieval_metric: str = "euclidean",
+                 device="cpu") -> dict[str, Any]:
+    """The figures scored against the labels at every evaluation: the linear probe and the kNN fitted on
+    (train_x, train_y) and scored on the test rows, and retrieval among the test rows."""
+    import torch
+
+    from engine.metrics.probe import knn_accuracy, linear_probe
+    from engine.metrics.retrieval import retrieval_metrics
+
+    scores = {"linear_probe_acc": linear_probe(train_x, train_y, test_x, test_y, device=device),
+              "knn_acc": knn_accuracy(train_x, train_y, test_x, test_y, k=k, device=device)}
+    test_np = test_x.float().cpu().numpy() if torch.is_tensor(test_x) else np.asarray(test_x)
+    retrieval = retrieval_metrics(test_np, np.asarray(test_y), metric=retrieval_metric)
+    # "nmi" is the diagnostics' k-means NMI on the map's points; retrieval's is on the test rows
+    retrieval["retrieval_nmi"] = retrieval.pop("nmi", None)
+    return scores | retrieval
+
+
+def snapshot_arrays(embeddings: np.ndarray, indices: np.ndarray, labels: np.ndarray, coords, diagnostics) -> dict:
+    """What a snapshot .npz holds: the map's embeddings, rows and labels, its 2D coordinates (when the
+    diagnostics made them) and the diagnostics' per-point results the map colours with."""
+    arrays = {"embeddings": embeddings, "indices": indices, "labels": labels}
+    if coords is not None:
+        arrays["coords"] = coords
+    if diagnostics is not None:
+        arrays.update(diagnostics.arrays)
+        if "kmeans_clusters" in arrays:
+            arrays["clusters"] = arrays["kmeans_clusters"]
+    return arrays
 
 
 def _pixel_grid(size: tuple[int, int]) -> tuple[int, int]:

@@ -29,6 +29,7 @@ waits for it. Files: the run directory of README "Run directory" (config.json wi
 """
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
@@ -60,13 +61,10 @@ def start(root: str | Path = "runs", name: str = "logged", *, images, labels=Non
 
 def _images_uint8(images) -> np.ndarray:
     """(N, C, H, W) uint8 from uint8 or [0, 1] floats in (N, H, W), (N, C, H, W) or (N, H, W, C)."""
-    try:
-        import torch
+    import torch
 
-        if torch.is_tensor(images):
-            images = images.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if torch.is_tensor(images):
+        images = images.detach().cpu().numpy()
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[:, None]
@@ -141,13 +139,10 @@ class LoggedRun:
         Returns at once: the snapshot and its evaluation are written by a background thread."""
         self._check_open()
         step = self._check_step(step)
-        try:
-            import torch
+        import torch
 
-            if torch.is_tensor(embeddings):
-                embeddings = embeddings.detach().float().cpu().numpy()
-        except ImportError:  # pragma: no cover
-            pass
+        if torch.is_tensor(embeddings):
+            embeddings = embeddings.detach().float().cpu().numpy()
         z = np.array(embeddings, dtype=np.float32, copy=True)
         if z.ndim != 2 or len(z) != len(self._images):
             raise ValueError(f"embeddings: shape {z.shape} is not valid; allowed: ({len(self._images)}, D), "
@@ -253,8 +248,6 @@ class LoggedRun:
 
         from engine.config import TrainConfig
 
-        import json
-
         settings = dict(settings or {})
         try:
             json.dumps(settings)
@@ -288,8 +281,7 @@ class LoggedRun:
     def _evaluate(self, step: int, epoch: float, z: np.ndarray) -> None:
         import torch
 
-        from engine.metrics.probe import knn_accuracy, linear_probe
-        from engine.metrics.retrieval import retrieval_metrics
+        from engine.evaluation import label_scores, snapshot_arrays
 
         if self.config["embedding_dim"] != z.shape[1]:
             self.config.update(embedding_dim=int(z.shape[1]), embedding_dim_actual=int(z.shape[1]))
@@ -300,11 +292,7 @@ class LoggedRun:
         fit = self._train & (y >= 0)
         scored = (~self._train) & (y >= 0)
         if fit.any() and scored.any() and len(np.unique(y[fit])) >= 2:
-            metrics["linear_probe_acc"] = linear_probe(z[fit], y[fit], z[scored], y[scored])
-            metrics["knn_acc"] = knn_accuracy(z[fit], y[fit], z[scored], y[scored], k=min(self._knn_k, int(fit.sum())))
-            retrieval = retrieval_metrics(z[scored], y[scored])
-            retrieval["retrieval_nmi"] = retrieval.pop("nmi", None)
-            metrics.update(retrieval)
+            metrics.update(label_scores(z[fit], y[fit], z[scored], y[scored], k=min(self._knn_k, int(fit.sum()))))
         if self._diagnostics is None:
             from engine.augment import dataset_views
             from engine.metrics.diagnostics import Diagnostics
@@ -317,10 +305,7 @@ class LoggedRun:
         images = torch.from_numpy(self._images[rows])
         extra, coords = self._diagnostics.evaluate(None, images, map_y, map_z, None, step)
         metrics.update(extra)
-        arrays = {"embeddings": map_z, "indices": np.arange(len(rows)), "labels": map_y, "coords": coords}
-        arrays.update(self._diagnostics.arrays)
-        if "kmeans_clusters" in arrays:
-            arrays["clusters"] = arrays["kmeans_clusters"]
+        arrays = snapshot_arrays(map_z, np.arange(len(rows)), map_y, coords, self._diagnostics)
         path = self.dir.save_snapshot(step, **arrays)
         self.dir.append(ev.Evaluation(step, epoch, metrics).to_record())
         self.dir.append(ev.Snapshot(step, epoch, map_z, arrays["indices"], map_y, path=str(path)).to_record())
