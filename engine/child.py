@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import types
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 from engine import events as ev
 from engine.config import TrainConfig
@@ -137,20 +137,8 @@ class ChildJob:
         """The job's events until its last; a ``Failed`` event if the process dies on the way."""
         complete = False
         try:
-            while True:
-                try:
-                    event = self._events.recv()
-                except EOFError:  # killed, out of memory, crashed in native code
-                    complete = True
-                    self.process.join(5)
-                    yield ev.Failed(f"the training process ended unexpectedly (exit code {self.process.exitcode}); "
-                                    "the run directory keeps what was saved: try a smaller batch or dataset",
-                                    0, "ProcessExit")
-                    return
-                if event is None:
-                    complete = True
-                    return
-                yield event
+            complete = yield from _received(self._events, self.process, "the training process",
+                                            "the run directory keeps what was saved: try a smaller batch or dataset")
         finally:  # also when the caller stops listening: the job stops at its next step
             self.control.stop()
             # a complete job has saved everything: its process only exits (seconds, with torch loaded);
@@ -160,12 +148,33 @@ class ChildJob:
     def discard(self, timeout: float = 30.0) -> None:
         """Close the pipes and give the process ``timeout`` seconds to exit (an unused child exits at
         once, one still warming up or saving is ended after that)."""
-        for conn in (self._configs, self._events):
-            conn.close()
-        self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(1.0)
+        _close(self.process, (self._configs, self._events), timeout)
+
+
+def _received(events, process, who: str, fix: str) -> Generator[ev.Event, None, bool]:
+    """The events a child process sends on ``events`` until its end marker (None); a ``Failed``
+    event naming ``who`` and ``fix`` if the process dies on the way. Returns True once the job's
+    end (or the process's) is seen, so the caller knows nothing is left to wait for."""
+    while True:
+        try:
+            event = events.recv()
+        except EOFError:  # killed, out of memory, crashed in native code
+            process.join(5)
+            yield ev.Failed(f"{who} ended unexpectedly (exit code {process.exitcode}); {fix}", 0, "ProcessExit")
+            return True
+        if event is None:
+            return True
+        yield event
+
+
+def _close(process, pipes, timeout: float) -> None:
+    """Close ``pipes`` and give ``process`` ``timeout`` seconds to exit, then end it."""
+    for conn in pipes:
+        conn.close()
+    process.join(timeout)
+    if process.is_alive():
+        process.terminate()
+        process.join(1.0)
 
 
 _standby: ChildJob | None = None
@@ -249,23 +258,8 @@ class ProcessJob:
     def events(self) -> Iterator[ev.Event]:
         complete = False
         try:
-            while True:
-                try:
-                    event = self._events.recv()
-                except EOFError:
-                    complete = True
-                    self.process.join(5)
-                    yield ev.Failed(f"the job's process ended unexpectedly (exit code {self.process.exitcode}); "
-                                    "what it wrote is kept: try a smaller batch", 0, "ProcessExit")
-                    return
-                if event is None:
-                    complete = True
-                    return
-                yield event
+            complete = yield from _received(self._events, self.process, "the job's process",
+                                            "what it wrote is kept: try a smaller batch")
         finally:
             self.control.stop()
-            self._events.close()
-            self.process.join(1.0 if complete else 30.0)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(1.0)
+            _close(self.process, (self._events,), 1.0 if complete else 30.0)
