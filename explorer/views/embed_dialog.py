@@ -12,7 +12,58 @@ SUGGESTED = ("efficientnet-lite0", "resnet18-imagenet", "resnet50-imagenet", "ti
              "run:", "exported:", "onnx:", "torchscript:", "pixels")
 
 
-class EmbedDialog(QDialog):
+class _RunDialog(QDialog):
+    """What the two dialogs share: the 2D map choice, the runs folder, an error line, the buttons; on
+    accept, ``config()`` is checked and kept (``accepted_config``) or its error shown in the dialog."""
+
+    def _finish(self, layout: QVBoxLayout, form: QFormLayout, prefix: str, out: str, accept_text: str,
+                accept_name: str) -> QPushButton:
+        self.map_combo = QComboBox(objectName=f"{prefix}_projection")
+        self.map_combo.addItems(["umap", "pca", "none"])
+        form.addRow("Map", self.map_combo)
+        self.out_edit = QLineEdit(str(out), objectName=f"{prefix}_out")
+        form.addRow("Runs folder", self.out_edit)
+        layout.addLayout(form)
+        self.error = QLabel(objectName=f"{prefix}_error")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c0392b;")
+        self.error.hide()
+        layout.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        accept = buttons.addButton(accept_text, QDialogButtonBox.ButtonRole.AcceptRole)
+        accept.setObjectName(accept_name)
+        buttons.accepted.connect(self._on_accepted)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._config = None
+        return accept
+
+    def _with_browse(self, edit: QLineEdit, ask, name: str = "") -> QHBoxLayout:
+        """``edit`` with a Browse… button beside it; ``ask()`` returns the path chosen, or "" for none."""
+        browse = QPushButton("Browse…", objectName=name)
+        browse.clicked.connect(lambda: edit.setText(ask() or edit.text()))
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(browse)
+        return row
+
+    def config(self):
+        raise NotImplementedError
+
+    def _on_accepted(self) -> None:
+        try:
+            self._config = self.config()
+        except (ValueError, FileNotFoundError) as error:
+            self.error.setText(str(error))
+            self.error.show()
+            return
+        self.accept()
+
+    def accepted_config(self):
+        return self._config
+
+
+class EmbedDialog(_RunDialog):
     """Folder, encoder (editable: any ``--encoder`` name), input size, device, the 2D map, the runs
     folder. ``config()`` is the checked ``engine.embed.EmbedConfig`` (ValueError naming the field)."""
 
@@ -28,12 +79,8 @@ class EmbedDialog(QDialog):
         form = QFormLayout()
         self.folder_edit = QLineEdit(folder, objectName="embed_folder")
         self.folder_edit.setPlaceholderText("a folder of images")
-        browse = QPushButton("Browse…", objectName="embed_browse")
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.folder_edit, 1)
-        row.addWidget(browse)
-        form.addRow("Folder", row)
+        form.addRow("Folder", self._with_browse(self.folder_edit, lambda: QFileDialog.getExistingDirectory(
+            self, "Folder of images", self.folder_edit.text()), name="embed_browse"))
         self.encoder_combo = QComboBox(objectName="embed_encoder")
         self.encoder_combo.setEditable(True)
         self.encoder_combo.addItems(SUGGESTED)
@@ -47,30 +94,8 @@ class EmbedDialog(QDialog):
         self.device_combo = QComboBox(objectName="embed_device")
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         form.addRow("Device", self.device_combo)
-        self.map_combo = QComboBox(objectName="embed_projection")
-        self.map_combo.addItems(["umap", "pca", "none"])
+        self.embed_button = self._finish(layout, form, "embed", out, "Embed", "embed_button")
         self.map_combo.setToolTip("The 2D map computed once the images are embedded (none: when the run opens)")
-        form.addRow("Map", self.map_combo)
-        self.out_edit = QLineEdit(str(out), objectName="embed_out")
-        form.addRow("Runs folder", self.out_edit)
-        layout.addLayout(form)
-        self.error = QLabel(objectName="embed_error")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #c0392b;")
-        self.error.hide()
-        layout.addWidget(self.error)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.embed_button = buttons.addButton("Embed", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.embed_button.setObjectName("embed_button")
-        buttons.accepted.connect(self._on_accepted)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self._config = None
-
-    def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Folder of images", self.folder_edit.text())
-        if path:
-            self.folder_edit.setText(path)
 
     def config(self):
         """The EmbedConfig the fields ask for, checked (ValueError naming the field otherwise)."""
@@ -98,20 +123,8 @@ class EmbedDialog(QDialog):
         resolve(ENCODERS.get(encoder).params, params)  # a bad input size names itself
         return config
 
-    def _on_accepted(self) -> None:
-        try:
-            self._config = self.config()
-        except (ValueError, FileNotFoundError) as error:
-            self.error.setText(str(error))
-            self.error.show()
-            return
-        self.accept()
 
-    def accepted_config(self):
-        return self._config
-
-
-class OpenEmbeddingsDialog(QDialog):
+class OpenEmbeddingsDialog(_RunDialog):
     """File > Open embeddings…: embeddings made elsewhere (a .npy or .parquet with a table, or
     TensorBoard projector files), made into a run the window opens (``engine.imports``)."""
 
@@ -142,32 +155,7 @@ class OpenEmbeddingsDialog(QDialog):
         self.root_edit.setPlaceholderText("optional: the folder the table's image paths are relative to")
         form.addRow("Image folder", self._with_browse(self.root_edit, lambda: QFileDialog.getExistingDirectory(
             self, "Image folder", self.root_edit.text())))
-        self.map_combo = QComboBox(objectName="embeddings_projection")
-        self.map_combo.addItems(["umap", "pca", "none"])
-        form.addRow("Map", self.map_combo)
-        self.out_edit = QLineEdit(str(out), objectName="embeddings_out")
-        form.addRow("Runs folder", self.out_edit)
-        layout.addLayout(form)
-        self.error = QLabel(objectName="embeddings_error")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #c0392b;")
-        self.error.hide()
-        layout.addWidget(self.error)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.open_button = buttons.addButton("Open", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.open_button.setObjectName("embeddings_open")
-        buttons.accepted.connect(self._on_accepted)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self._config = None
-
-    def _with_browse(self, edit: QLineEdit, ask) -> QHBoxLayout:
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(lambda: edit.setText(ask() or edit.text()))
-        row = QHBoxLayout()
-        row.addWidget(edit, 1)
-        row.addWidget(browse)
-        return row
+        self.open_button = self._finish(layout, form, "embeddings", out, "Open", "embeddings_open")
 
     def config(self):
         from engine.embed import EmbedConfig
@@ -183,15 +171,3 @@ class OpenEmbeddingsDialog(QDialog):
                              projection=self.map_combo.currentText(), out=self.out_edit.text().strip() or "runs")
         config.validate()
         return config
-
-    def _on_accepted(self) -> None:
-        try:
-            self._config = self.config()
-        except (ValueError, FileNotFoundError) as error:
-            self.error.setText(str(error))
-            self.error.show()
-            return
-        self.accept()
-
-    def accepted_config(self):
-        return self._config
