@@ -163,7 +163,9 @@ def _add_embed_parser(sub, encoders: str) -> None:
                                         "(default umap; none: the window computes it when it opens the run)")
     e.add_argument("--limit", type=int, metavar="N", help="only N images, spread evenly over the folder (to try an "
                                                          "encoder on a big folder; default: every image)")
-    e.add_argument("--seed", type=int, help="seed of the 2D map (default 0)")
+    e.add_argument("--seed", type=int, help="seed of the 2D map and the evaluation's subsets (default 0)")
+    e.add_argument("--no-evaluation", action="store_true",
+                   help="skip the trainer's figures at the end (probe, kNN, collapse, triplets, clusters on subsets)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_component_flags(e, "encoder parameters (each applies where named)", ("encoder",))
 
@@ -186,7 +188,7 @@ def embed_config_from_args(args: argparse.Namespace):
                   if k.startswith("param__") and v is not None]
         if given:
             raise ValueError(f"{', '.join(given)}: not with --from FILE: the embeddings are made already")
-    config = EmbedConfig(**values)
+    config = EmbedConfig(**values, evaluate=not args.no_evaluation)
     known = {p.name for p in ENCODERS.get(config.encoder).params}
     for key, value in vars(args).items():
         if key.startswith("param__") and value is not None:

@@ -58,6 +58,7 @@ class EmbedConfig:
     projection: str = "umap"  # the 2D map computed at the end: umap, pca or none
     limit: int | None = None  # only this many images, spread evenly over the folder (to try an encoder)
     seed: int = 0
+    evaluate: bool = True  # the trainer's figures (probe, kNN, collapse, triplets...) on subsets, at the end
     # embeddings made elsewhere instead of a folder (engine/imports.py)
     from_file: str | None = None  # a .npy, .parquet, or TensorBoard projector files
     labels: str | None = None  # a CSV/TSV table (or .npy of labels), one row per embedding
@@ -391,13 +392,41 @@ class _EmbedJob:
         manifest = self.writer.finish(self._manifest(not stopped, layout, layout_seconds), coords)
         record["test_images"] = manifest["n"]
         self.run_dir.write_config(record)
-        summary = {"method": "embed", "dataset": source, "encoder": record.get("encoder"),
-                   "device": str(device) if device is not None else None,
-                   "stopped": stopped, "images": manifest["n"], "skipped": skipped,
-                   "images_per_second": self.images_per_second, "embed_seconds": self.embed_seconds,
-                   "layout_seconds": layout_seconds, "job_seconds": time.perf_counter() - job_started}
+        figures = {}
+        if cfg.evaluate and self.writer.rows >= 3:
+            figures = yield from self._evaluate(coords)
+        summary = {k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        summary |= {"method": "embed", "dataset": source, "encoder": record.get("encoder"),
+                    "device": str(device) if device is not None else None,
+                    "stopped": stopped, "images": manifest["n"], "skipped": skipped,
+                    "images_per_second": self.images_per_second, "embed_seconds": self.embed_seconds,
+                    "layout_seconds": layout_seconds, "job_seconds": time.perf_counter() - job_started}
         self.run_dir.write_summary(summary)
         yield self.log(ev.Finished(summary, stopped))
+
+    def _evaluate(self, coords: np.ndarray | None) -> Iterator[ev.Event]:
+        """The trainer's figures for the whole collection (engine.evaluation.evaluate_collection), logged
+        as the run's final evaluation so the record panels show them; returns them. A failure here is
+        reported and leaves the collection complete without them."""
+        from engine.evaluation import evaluate_collection
+        from engine.schema import EMBEDDINGS_NPY, LABELS_NPY, open_npy
+
+        yield self.log(ev.Message("evaluating the embeddings as the trainer does (probe, kNN, retrieval, collapse, "
+                                  "triplets, clusters), on subsets…"))
+        t0 = time.perf_counter()
+        written, _ = open_npy(self.run_dir.file(EMBEDDINGS_NPY), EMBEDDINGS_NPY)
+        try:
+            figures = evaluate_collection(written, np.load(self.run_dir.file(LABELS_NPY)), len(self.class_names),
+                                          coords=coords, seed=self.config.seed)
+        except Exception as error:  # noqa: BLE001  (the collection is written; its figures are extra)
+            yield self.log(ev.Message(f"the evaluation failed ({type(error).__name__}: {error}); the run is complete "
+                                      "without its figures", "warning"))
+            return {}
+        finally:
+            del written
+        figures["evaluation_seconds"] = time.perf_counter() - t0
+        yield self.log(ev.Evaluation(0, 0.0, figures, final=True))
+        return figures
 
     def _config_record(self, device, dim: int, batch_size: int, n: int) -> dict:
         cfg = self.config

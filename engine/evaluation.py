@@ -188,3 +188,51 @@ def _make_diagnostics(cfg: TrainConfig, info, device, method):
     return Diagnostics(num_classes=info.num_classes, labelled=info.labelled, projection=cfg.projection,
                        device=device, seed=cfg.seed, triplets=method.triplet_definition(method.hparams),
                        augment=method.evaluation_views())
+
+
+COLLECTION_MAP_POINTS = 2000  # a collection's collapse, triplet, cluster and map indicators: on this many rows
+COLLECTION_PROBE_POINTS = 10000  # its probe, kNN and retrieval: fitted on half of this many labelled rows
+
+
+def evaluate_collection(embeddings: np.ndarray, labels: np.ndarray, num_classes: int, coords: np.ndarray | None = None,
+                        seed: int = 0, k: int = 10, map_points: int = COLLECTION_MAP_POINTS,
+                        probe_points: int = COLLECTION_PROBE_POINTS) -> dict[str, Any]:
+    """The trainer's figures for a collection (an embedded folder, embeddings made elsewhere), by the
+    same code, on fixed stratified subsets so 100k rows cost what a training run's evaluation does:
+    ``label_scores`` on up to ``probe_points`` labelled rows (a stratified half fits, the other half
+    is scored), and the diagnostics (collapse verdict and indicators, triplet categories, clusters) on
+    ``map_points`` rows. The map's honesty (trustworthiness, neighbour overlap) is that of ``coords``,
+    the map the window shows, on those rows; without it, left out. Smoothness and invariance need an
+    encoder and are left out with a note. ``embeddings`` may be memory-mapped: only the subsets are read."""
+    from engine.data import stratified_subset
+    from engine.metrics import honesty
+    from engine.metrics.diagnostics import Diagnostics
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, dtype=np.int64)
+    metrics: dict[str, Any] = {}
+    known = np.flatnonzero(labels >= 0)
+    if len(np.unique(labels[known])) >= 2 and len(known) >= 4:
+        rows = known[stratified_subset(labels[known], min(probe_points, len(known)), rng)]
+        z, y = np.asarray(embeddings[rows], dtype=np.float32), labels[rows]
+        fit = np.zeros(len(rows), dtype=bool)
+        fit[stratified_subset(y, len(rows) // 2, rng)] = True
+        metrics.update(label_scores(z[fit], y[fit], z[~fit], y[~fit], k=min(k, int(fit.sum()))))
+        metrics["probe_points"] = int(len(rows))
+    rows = stratified_subset(labels, min(map_points, len(labels)), rng)
+    z, y = np.asarray(embeddings[rows], dtype=np.float32), labels[rows]
+    # encoder None: the images are not looked at (only counted) and there are no views to measure
+    diagnostics = Diagnostics(num_classes=max(1, num_classes), labelled=bool((y >= 0).any()), projection="pca",
+                              seed=seed, augment=None, k=k)
+    extra, _ = diagnostics.evaluate(None, np.empty((len(rows), 0)), y, z, None, 0)
+    # the diagnostics scored a PCA of the subset drawn for them; the honest figures are the shown map's
+    extra.pop("trustworthiness", None)
+    extra.pop("neighbour_overlap", None)
+    if coords is not None:
+        xy = np.asarray(coords[rows], dtype=np.float32)
+        kk = max(1, min(k, (len(rows) - 1) // 2))
+        extra["trustworthiness"] = honesty.trustworthiness(z, xy, k=kk)
+        extra["neighbour_overlap"] = float(np.mean(honesty.neighbour_overlap(z, xy, k=kk)))
+    metrics.update(extra)
+    metrics["evaluation_points"] = int(len(rows))
+    return metrics

@@ -56,7 +56,7 @@ def _run(config: EmbedConfig, control: Control | None = None) -> list[ev.Event]:
 def test_every_image_embedded_corrupt_files_skipped_and_listed(tmp_path):
     paths = _folder(tmp_path / "images")
     bad = _corrupt(tmp_path / "images")
-    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="pixels", out=str(tmp_path / "runs"),
+    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="pixels", evaluate=False, out=str(tmp_path / "runs"),
                          run_name="r", batch_size=4, workers=1, projection="pca")
     events = _run(config)
     run = tmp_path / "runs" / "r"
@@ -103,7 +103,7 @@ def test_flat_folder_unlabelled_grey_and_the_same_without_workers(tmp_path):
         Image.fromarray(np.full((10, 10), 40 * i, np.uint8)).save(folder / f"g{i}.png")
     runs = []
     for workers in (0, 1):
-        config = EmbedConfig(dataset=f"folder:{folder}", encoder="pixels", out=str(tmp_path / "runs"),
+        config = EmbedConfig(dataset=f"folder:{folder}", encoder="pixels", evaluate=False, out=str(tmp_path / "runs"),
                              run_name=f"w{workers}", batch_size=4, workers=workers, projection="none")
         _run(config)
         runs.append(schema.load_collection(tmp_path / "runs" / f"w{workers}").value)
@@ -117,7 +117,7 @@ def test_flat_folder_unlabelled_grey_and_the_same_without_workers(tmp_path):
 def test_decoded_at_the_encoders_input_size(tmp_path):
     _folder(tmp_path / "images", per_class=2)
     config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="efficientnet-lite0",
-                         encoder_params={"input_size": 40}, out=str(tmp_path / "runs"), run_name="e",
+                         encoder_params={"input_size": 40}, evaluate=False, out=str(tmp_path / "runs"), run_name="e",
                          workers=0, projection="none")
     events = _run(config)
     c = schema.load_collection(tmp_path / "runs" / "e").value
@@ -133,7 +133,7 @@ def test_decoded_at_the_encoders_input_size(tmp_path):
 def test_stopped_job_keeps_what_it_embedded(tmp_path):
     _folder(tmp_path / "images", per_class=6)
     control = Control()
-    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="pixels", out=str(tmp_path / "runs"),
+    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="pixels", evaluate=False, out=str(tmp_path / "runs"),
                          run_name="s", batch_size=4, workers=0, projection="pca")
     events = []
     for event in embed(config, control):
@@ -148,7 +148,8 @@ def test_stopped_job_keeps_what_it_embedded(tmp_path):
 def test_cli_embed_and_its_argument_errors(tmp_path, capsys):
     _folder(tmp_path / "images", per_class=3)
     code = main(["embed", "--dataset", f"folder:{tmp_path / 'images'}", "--encoder", "pixels", "--out",
-                 str(tmp_path / "runs"), "--run-name", "cli", "--workers", "0", "--projection", "pca", "--quiet"])
+                 str(tmp_path / "runs"), "--run-name", "cli", "--workers", "0", "--projection", "pca", "--quiet",
+                 "--no-evaluation"])
     out = capsys.readouterr().out
     assert code == 0 and "embedded 9 images (0 skipped)" in out
     assert schema.load_collection(tmp_path / "runs" / "cli").value.embeddings.shape[0] == 9
@@ -164,7 +165,7 @@ def test_cli_embed_and_its_argument_errors(tmp_path, capsys):
     (empty / "a").mkdir(parents=True)
     (empty / "a" / "broken.png").write_bytes(b"xx")
     assert main(["embed", "--dataset", f"folder:{empty}", "--encoder", "pixels", "--out", str(tmp_path / "runs"),
-                 "--workers", "0", "--quiet"]) == 1
+                 "--workers", "0", "--quiet", "--no-evaluation"]) == 1
     assert "no readable image" in capsys.readouterr().err
 
 
@@ -182,7 +183,7 @@ def test_npy_rows_writes_a_valid_npy_of_the_rows_written(tmp_path):
 def made_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("made")
     _folder(tmp / "images", per_class=4)
-    _run(EmbedConfig(dataset=f"folder:{tmp / 'images'}", encoder="pixels", out=str(tmp / "runs"), run_name="m",
+    _run(EmbedConfig(dataset=f"folder:{tmp / 'images'}", encoder="pixels", evaluate=False, out=str(tmp / "runs"), run_name="m",
                      workers=0, projection="pca"))
     return tmp / "runs" / "m"
 
@@ -239,3 +240,18 @@ def test_unusable_embeddings_say_why(made_run, tmp_path, damage, words):
     damage(run)
     loaded = schema.load_collection(run)
     assert loaded.value is None and words in "\n".join(loaded.notes)
+
+
+def test_the_trainers_figures_are_recorded_for_the_record_panels(tmp_path):
+    _folder(tmp_path / "images", per_class=6)
+    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="color", out=str(tmp_path / "runs"),
+                         run_name="v", workers=0, projection="pca")
+    events = _run(config)
+    evaluation = next(e for e in events if isinstance(e, ev.Evaluation))
+    assert evaluation.final and evaluation.metrics["collapse"] in ("healthy", "dimensional collapse")
+    assert 0 <= evaluation.metrics["linear_probe_acc"] <= 1 and "triplet_easy" in evaluation.metrics
+    records = [json.loads(line) for line in (tmp_path / "runs" / "v" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "evaluation" for r in records)
+    summary = json.loads((tmp_path / "runs" / "v" / "summary.json").read_text())
+    assert summary["linear_probe_acc"] == evaluation.metrics["linear_probe_acc"]
+    assert schema.load_summary(tmp_path / "runs" / "v" / "summary.json").notes == []

@@ -57,7 +57,7 @@ def test_embed_a_folder_from_the_window(qtbot, window, tmp_path):
     w.embed_action.trigger()
     dialog = w.embed_window
     dialog.folder_edit.setText(str(tmp_path / "nowhere"))
-    dialog.encoder_combo.setEditText("pixels")
+    dialog.encoder_combo.setEditText("color")  # a colour histogram: few dimensions, a quick evaluation
     qtbot.mouseClick(dialog.embed_button, Qt.MouseButton.LeftButton)
     assert dialog.isVisible() and "does not exist" in dialog.error.text()  # refused at the dialog
     dialog.folder_edit.setText(str(tmp_path / "images"))
@@ -79,7 +79,7 @@ def test_embed_a_folder_from_the_window(qtbot, window, tmp_path):
 @pytest.fixture
 def embedded(tmp_path):
     paths = _folder(tmp_path / "images", per_class=5)
-    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="pixels", out=str(tmp_path / "made"),
+    config = EmbedConfig(dataset=f"folder:{tmp_path / 'images'}", encoder="color", out=str(tmp_path / "made"),
                          run_name="e", workers=0, projection="pca")
     assert isinstance(list(embed(config))[-1], ev.Finished)
     return tmp_path / "made" / "e", len(paths)
@@ -105,6 +105,8 @@ def test_an_embed_run_shows_every_point_neighbours_and_selection_with_thumbnails
     s.select_rows([0, 1, 2])
     grid = w.selection_grid.grid
     assert sum(b.isVisible() for b in grid.buttons) == 3 and not grid.buttons[0].icon().isNull()
+    w.docks["collapse_panel"].raise_()  # the trainer's figures, computed at the end of the job
+    qtbot.waitUntil(lambda: not w.panels["collapse_panel"].empty_label.isVisible(), timeout=10_000)
     w.docks["contrastive_inspector"].raise_()
     contrastive = w.inspectors["contrastive_inspector"]
     qtbot.waitUntil(lambda: "needs a trained method" in contrastive.status.text(), timeout=10_000)
@@ -113,7 +115,7 @@ def test_an_embed_run_shows_every_point_neighbours_and_selection_with_thumbnails
 def test_a_damaged_embed_run_opens_with_its_complete_rows(qtbot, window, embedded):
     run_dir, n = embedded
     path = run_dir / schema.EMBEDDINGS_NPY
-    os.truncate(path, path.stat().st_size - 3 * 64 * 64 * 3 * 4)
+    os.truncate(path, path.stat().st_size - 3 * schema.load_collection(run_dir).value.embeddings.shape[1] * 4)
     window.open_run(run_dir)
     run, view = _opened(qtbot, window, n - 3)
     assert any("cut short" in note for note in run.notes)

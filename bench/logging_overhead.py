@@ -1,0 +1,89 @@
+"""What logging costs a training loop: the same supervised loop (the engine's convnet and a linear head
+on Fashion-MNIST, AdamW, batches of 128) without logging and with engine.log logging the loss at every
+step and the embeddings of a 2000-image probe set at every epoch (the probe's forward pass included:
+it is part of logging embeddings). Throughput = images trained / wall time from the first step to the
+end of the last epoch's logging; ``finish()`` (waiting for the last evaluation) is timed apart. The
+arms alternate (plain, logged, plain, logged) and each keeps its best, so a background hiccup does not
+decide. Prints the ratio logged / plain (target >= 0.97).
+
+    python bench/logging_overhead.py [--train-size 30000] [--epochs 3] [--repeats 2]
+"""
+import argparse
+import tempfile
+import time
+
+import engine  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from engine import log  # noqa: E402
+from engine.data import load_dataset  # noqa: E402
+from engine.encoders import build_encoder  # noqa: E402
+
+BATCH, LR, PROBE = 128, 1e-3, 2000
+
+
+def loop(data, epochs: int, out: str | None) -> tuple[float, float]:
+    """(images per second, seconds finish() took); ``out`` None: no logging."""
+    torch.manual_seed(0)
+    x = torch.from_numpy(data.train.images)
+    y = torch.from_numpy(data.train.labels)
+    probe_x = torch.from_numpy(data.test.images[:PROBE]).float().div(255)
+    encoder = build_encoder("convnet", data.channels, data.image_size, 128)
+    head = torch.nn.Linear(128, len(data.class_names))
+    opt = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=LR)
+    run = None
+    if out is not None:
+        run = log.start(out, name="bench", images=data.test.images[:PROBE], labels=data.test.labels[:PROBE],
+                        class_names=data.class_names, settings={"lr": LR, "batch_size": BATCH})
+    step, images, start = 0, 0, time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x))
+        for rows in order.split(BATCH):
+            xb = x[rows].float().div_(255)
+            loss = torch.nn.functional.cross_entropy(head(encoder(xb)), y[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            images += len(rows)
+            if run is not None:
+                run.log_losses(step, loss=loss.item(), epoch=step / len(order.split(BATCH)))
+        if run is not None:
+            encoder.eval()
+            with torch.no_grad():
+                z = torch.cat([encoder(b) for b in probe_x.split(500)])
+            encoder.train()
+            run.log_embeddings(step, z, epoch=epoch + 1)
+    rate = images / (time.perf_counter() - start)
+    finish = 0.0
+    if run is not None:
+        t = time.perf_counter()
+        run.finish()
+        finish = time.perf_counter() - t
+    return rate, finish
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train-size", type=int, default=30000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    data = load_dataset("fashion-mnist", train_size=args.train_size)
+    print(f"fashion-mnist: {len(data.train)} training images, {args.epochs} epochs, batch {BATCH}, probe {PROBE}; "
+          f"torch threads {torch.get_num_threads()}")
+    plain, logged, finishes = [], [], []
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(args.repeats):
+            plain.append(loop(data, args.epochs, None)[0])
+            rate, finish = loop(data, args.epochs, out)
+            logged.append(rate)
+            finishes.append(finish)
+            print(f"  plain {plain[-1]:.0f} img/s, logged {rate:.0f} img/s (finish {finish:.1f} s)", flush=True)
+    print(f"plain {max(plain):.0f} img/s, logged {max(logged):.0f} img/s: ratio {max(logged) / max(plain):.3f} "
+          f"(target >= 0.97); finish() waited {min(finishes):.1f} s for the last evaluation")
+
+
+if __name__ == "__main__":
+    main()
