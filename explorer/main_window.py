@@ -356,6 +356,7 @@ class MainWindow(QMainWindow):
         s.embedding_ended.connect(self._on_session_embedding_ended)
         s.rows_selected.connect(lambda rows: len(rows) and self.docks["selection"].raise_())
         s.point_selected.connect(self._on_session_point_selected)
+        s.bar_triplets_changed.connect(lambda bar: bar is not None and self.docks["triplet_inspector"].raise_())
         preview = self.inspectors["augmentation_preview"]
         tp.method_combo.currentIndexChanged.connect(lambda *_: preview.follow_form(tp.method_fields))
         preview.follow_form(tp.method_fields)

@@ -31,7 +31,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.metrics.clusters import ALGORITHMS as CLUSTERINGS
 from explorer import jobs
-from explorer.state import MapSnapshot, RunStatus, TrainingState
+from explorer.state import BarTriplets, MapSnapshot, RunStatus, TrainingState
 
 FLUSH_MS = 50
 FOLLOW_MS = 500
@@ -117,6 +117,7 @@ class Session(QObject):
     point_selected = Signal(int)  # test-split row, -1 for none
     rows_selected = Signal(object)  # np.ndarray of test-split rows
     neighbours_changed = Signal(object)  # test-split rows of the selected point's neighbours
+    bar_triplets_changed = Signal(object)  # the BarTriplets of a clicked histogram bar (None: none)
     view_changed = Signal()  # projection, colouring or frame
     training_state_changed = Signal(str)  # a TrainingState
     embedding_progressed = Signal(dict)  # {stage, done, total, skipped, images_per_second, eta_s, run_dir}
@@ -134,6 +135,8 @@ class Session(QObject):
         self.selected_row = -1
         self.selected_rows = np.zeros(0, dtype=np.int64)
         self.neighbour_rows = np.zeros(0, dtype=np.int64)
+        self.bar_triplets: BarTriplets | None = None
+        self._bar_request: tuple | None = None
         self.projection = "umap"
         self.colour_by = "class"
         self.cluster_algorithm = "kmeans"  # one of CLUSTERINGS: the map's cluster colouring
@@ -540,6 +543,62 @@ class Session(QObject):
         self.message_posted.emit("warning", f"no {CLUSTERINGS[key[1]]} clusters for {run.name if run else 'a run'}: "
                                             f"{message}")
         self.clusters_ready.emit(*key)
+
+    # the triplets of a histogram bar ---------------------------------------------------------------
+    def request_bar_triplets(self, step: float, low: float, high: float, closed: bool = False,
+                             from_evaluation: bool = True) -> bool:
+        """List the triplets behind a bar of the Triplets panel's histogram: those of the snapshot of
+        the evaluation at ``step`` whose D_an - D_ap lies in [low, high) ([low, high] when ``closed``),
+        drawn with the run's triplet definition and seed as the evaluation drew them, found in a worker;
+        then ``bar_triplets`` and ``bar_triplets_changed``. A training batch's triplets are not kept:
+        for a batch's bar (``from_evaluation`` False) the map's snapshot's triplets in the same range
+        are listed, and said to be. False when the run has no snapshot to take them from."""
+        from engine.methods import run_triplet_definition
+        from engine.metrics.triplets import TripletDefinition, triplets_between
+
+        run = self.current
+        if run is None or not run.snapshots:
+            return False
+        snap = next((sn for sn in run.snapshots if sn.step == int(step)), None) if from_evaluation else None
+        note = ""
+        if snap is None:
+            snap = self.snapshot(run)
+            note = (f"the triplets of the batch at step {int(step)} are not kept: these are the map's points' "
+                    f"triplets in the same range, at step {snap.step}" if not from_evaluation else
+                    f"step {int(step)} has no snapshot: these are the triplets at step {snap.step}")
+        try:  # the run's own distance and margin, as its evaluations counted with
+            definition = run_triplet_definition(run.config)
+        except ValueError:
+            definition = TripletDefinition()
+        seed = run.config.get("seed", 0)
+        seed = seed if isinstance(seed, int) else 0
+        key = (run.id, snap.step, float(low), float(high), bool(closed), note)
+
+        def ready(found) -> None:
+            if found is None:
+                rows = np.zeros(0, dtype=np.int64)
+                found_rows, labels, d_ap, d_an = (rows, rows, rows), np.zeros((0, 3), np.int64), rows, rows
+            else:
+                found_rows = tuple(snap.indices[x] for x in (found.anchor, found.positive, found.negative))
+                labels = np.stack([snap.labels[x] for x in (found.anchor, found.positive, found.negative)], axis=1)
+                d_ap, d_an = found.d_ap, found.d_an
+            self.bar_triplets = BarTriplets(run.id, snap.step, float(low), float(high), definition.margin,
+                                            *found_rows, labels, d_ap, d_an, bool(closed), note)
+            self.bar_triplets_changed.emit(self.bar_triplets)
+
+        self._bar_request = key  # the newest click wins: an older bar's result is dropped
+
+        def done(found) -> None:
+            if self._bar_request == key:
+                ready(found)
+
+        def failed(message: str) -> None:
+            if self._bar_request == key:
+                self.message_posted.emit("warning", f"the triplets of that bar could not be listed: {message}")
+
+        jobs.run(triplets_between, snap.embeddings, snap.labels, definition, float(low), float(high), bool(closed),
+                 20_000, seed, owner=self, on_done=done, on_failed=failed)
+        return True
 
     def set_cluster_algorithm(self, algorithm: str) -> None:
         if algorithm not in CLUSTERINGS:

@@ -109,3 +109,33 @@ class MapSnapshot:
     def row_of(self, test_row: int) -> int | None:
         """Position of a test-split row in this snapshot (None when it is not on the map)."""
         return self._positions.get(int(test_row))
+
+
+@dataclass(frozen=True, eq=False)
+class BarTriplets:
+    """The triplets behind one bar of the Triplets panel's histogram of D_an - D_ap: the sampled
+    triplets of a snapshot's points whose difference lies in [low, high) (engine.metrics.triplets.
+    triplets_between, the sample the evaluation's histogram counted). Rows are test-split rows."""
+
+    run_id: str
+    step: int  # the snapshot's
+    low: float
+    high: float
+    margin: float
+    anchor: np.ndarray
+    positive: np.ndarray
+    negative: np.ndarray
+    labels: np.ndarray  # (T, 3): the labels of anchor, positive, negative
+    d_ap: np.ndarray
+    d_an: np.ndarray
+    closed: bool = False  # [low, high]: the histogram's last bin
+    note: str = ""  # where they come from, when it is not the bar's own evaluation
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+    @property
+    def category(self) -> str:
+        """The bar's category, by its middle: < 0 hard, [0, m) semi-hard, >= m easy."""
+        middle = (self.low + self.high) / 2
+        return "hard" if middle < 0 else "semi-hard" if middle < self.margin else "easy"

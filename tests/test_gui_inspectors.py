@@ -428,3 +428,100 @@ def test_attach_follows_the_sessions_run_and_point(qtbot, runs):
     finally:
         session.shutdown()
         qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=10_000)
+
+
+@pytest.fixture(scope="module")
+def triplet_run(tmp_path_factory) -> str:
+    """A short triplet run with the diagnostics on: its evaluations hold the histogram of D_an - D_ap."""
+    from engine.config import TrainConfig
+    from engine.training import train
+
+    out = tmp_path_factory.mktemp("diag_runs")
+    torch.set_num_threads(1)
+    config = TrainConfig(method="triplet", dataset="digits", epochs=1, out=str(out), run_name="t", train_size=256,
+                         eval_size=300, eval_every=0, final_eval=False, device="cpu", seed=3, projection="pca",
+                         method_params={"margin": 0.3})
+    events = list(train(config))
+    assert events[-1].kind == "finished", events[-1]
+    return str(out / "t")
+
+
+def test_clicking_a_histogram_bar_lists_its_triplets_and_shows_their_images(qtbot, triplet_run):
+    from PySide6.QtCore import QPointF, Qt
+
+    from engine.methods import run_triplet_definition
+    from engine.metrics.triplets import _distances_rows, _prepare
+    from explorer import jobs
+    from explorer.session import Session
+    from explorer.views.triplets import TripletPanel
+
+    session = Session()
+    panel, inspector = TripletPanel(), TripletInspector()
+    for w in (panel, inspector):
+        w.attach(session)
+        qtbot.addWidget(w)
+        w.resize(700, 420)
+        w.show()
+    try:
+        run = session.open_run(triplet_run)
+        qtbot.waitUntil(lambda: run.dataset is not None, timeout=60_000)
+        evaluation = [r for r in run.records if r["kind"] == "evaluation"][-1]
+        counts = np.asarray(evaluation["metrics"]["triplet_histogram"])
+        low, high = evaluation["metrics"]["triplet_histogram_range"]
+        edges = np.linspace(low, high, len(counts) + 1)
+        qtbot.waitUntil(lambda: panel.histogram("evaluation subset") is not None, timeout=10_000)
+        panel.set_source("evaluation subset")
+        i = int(np.argmax(counts))
+        vb = panel.hist_plot.getViewBox()
+        half = panel.histogram()[0][i] / 2
+
+        def in_view() -> bool:  # the plot has ranged itself on this histogram (at its next paint)
+            (x0, x1), (y0, y1) = vb.viewRange()
+            return x0 <= edges[i] < edges[i + 1] <= x1 and y0 <= half <= y1
+
+        qtbot.waitUntil(in_view)
+        centre = vb.mapViewToScene(QPointF((edges[i] + edges[i + 1]) / 2, half))
+        with qtbot.waitSignal(session.bar_triplets_changed, timeout=60_000):
+            qtbot.mouseClick(panel.hist_widget.viewport(), Qt.MouseButton.LeftButton,
+                             pos=panel.hist_widget.mapFromScene(centre))
+        bar = session.bar_triplets
+        # the bar's own triplets: as many as the evaluation counted in it, each of them in its range
+        assert len(bar) == counts[i] > 0 and bar.step == evaluation["step"]
+        snap = next(s for s in run.snapshots if s.step == bar.step)
+        definition = run_triplet_definition(run.config)
+        assert definition.margin == bar.margin == 0.3
+        pos = {int(r): k for k, r in enumerate(snap.indices)}
+        a, p, n = (torch.as_tensor([pos[int(r)] for r in rows]) for rows in (bar.anchor, bar.positive, bar.negative))
+        z = _prepare(torch.from_numpy(snap.embeddings), definition.distance, definition.normalize)
+        diff = (_distances_rows(z[a], z[n], "euclidean", True) - _distances_rows(z[a], z[p], "euclidean", True)).numpy()
+        assert ((diff >= edges[i] - 1e-6) & (diff <= edges[i + 1] + 1e-6)).all()
+        labels = snap.labels
+        assert (labels[a.numpy()] == labels[p.numpy()]).all() and (labels[a.numpy()] != labels[n.numpy()]).all()
+        assert panel.bars.opts["pens"][i] is not panel.bars.opts["pens"][i - 1]  # the clicked bar outlined
+        # the inspector lists them, hardest first, and shows the first one's three images
+        from explorer.views.inspectors.triplet import LISTED
+
+        assert inspector.bar_list.isVisibleTo(inspector) and inspector.bar_list.count() == min(len(bar), LISTED)
+        assert f"<b>{len(bar)}</b> triplets" in inspector.bar_header.text()
+        assert (f"the {LISTED} hardest listed" in inspector.bar_header.text()) == (len(bar) > LISTED)
+        qtbot.waitUntil(lambda: inspector.tiles["negative"].image is not None, timeout=10_000)
+        hardest = int(np.argmin(bar.d_an - bar.d_ap))
+        assert (inspector.result["anchor"], inspector.result["positive"], inspector.result["negative"]) == (
+            bar.anchor[hardest], bar.positive[hardest], bar.negative[hardest])
+        for name, row in (("anchor", bar.anchor[hardest]), ("negative", bar.negative[hardest])):
+            np.testing.assert_array_equal(inspector.tiles[name].image, run.dataset.thumbnail("test", int(row)))
+        third = inspector.bar_list.item(2)
+        qtbot.mouseClick(inspector.bar_list.viewport(), Qt.MouseButton.LeftButton,
+                         pos=inspector.bar_list.visualItemRect(third).center())
+        assert inspector.result["anchor"] == int(third.text().split()[0][1:])
+        # a training batch's bar: its triplets are gone; the map's points' in the same range, said so
+        panel.set_source("training batches")
+        with qtbot.waitSignal(session.bar_triplets_changed, timeout=60_000):
+            assert panel.pick_bar(3)
+        assert "are not kept" in session.bar_triplets.note and "are not kept" in inspector.bar_header.text()
+        # a point clicked on the map brings back its own triplet
+        session.select_point(int(snap.indices[5]))
+        assert inspector.bar is None and not inspector.bar_list.isVisibleTo(inspector)
+    finally:
+        session.shutdown()
+        qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=30_000)

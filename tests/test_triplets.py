@@ -205,3 +205,27 @@ def test_the_margin_s_default_is_written_once():
     assert inspect.signature(TripletLoss).parameters["margin"].default == default
     assert next(p for p in METHODS.get("triplet").params if p.name == "margin").default == default
     assert METHODS.get("supervised").triplet_definition({}) == t.TripletDefinition()
+
+
+def test_the_triplets_of_a_histogram_bin_are_the_ones_it_counted():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 300)
+    z = rng.normal(size=(300, 16)) + 2.0 * np.eye(16)[labels]
+    definition = t.TripletDefinition(margin=0.3)
+    counts, edges = t.margin_histogram(z, labels, definition, bins=40, samples=5000, seed=7)
+    sampled = t.sample_triplets(z, labels, definition, samples=5000, seed=7)
+    per_bin = [int(t.in_bin(sampled.difference, edges, i).sum()) for i in range(40)]
+    assert per_bin == counts.tolist() and sum(per_bin) == 5000
+    busiest = int(np.argmax(counts))
+    chosen = sampled.subset(t.in_bin(sampled.difference, edges, busiest))
+    assert len(chosen) == counts[busiest]
+    assert (labels[chosen.anchor] == labels[chosen.positive]).all() and (chosen.anchor != chosen.positive).all()
+    assert (labels[chosen.anchor] != labels[chosen.negative]).all()
+    # each one's distances, recomputed from the embeddings, put it in that bin
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    d_ap = ((u[chosen.anchor] - u[chosen.positive]) ** 2).sum(1)
+    d_an = ((u[chosen.anchor] - u[chosen.negative]) ** 2).sum(1)
+    np.testing.assert_allclose(chosen.d_an - chosen.d_ap, d_an - d_ap, atol=1e-5)
+    assert ((d_an - d_ap >= edges[busiest] - 1e-5) & (d_an - d_ap <= edges[busiest + 1] + 1e-5)).all()
+    with pytest.raises(ValueError, match="bin 40"):
+        t.in_bin(sampled.difference, edges, 40)

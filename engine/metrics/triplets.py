@@ -235,18 +235,34 @@ def _count_below(d_ap: np.ndarray, d_an: np.ndarray, self_col: np.ndarray, margi
     return hard, not_easy
 
 
-@torch.no_grad()
-def margin_histogram(embeddings, labels, definition: TripletDefinition = TripletDefinition(),
-                     bins: int = 80, samples: int = 20_000, seed: int = 0,
-                     value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Histogram of D_an - D_ap (the definition's distance) over ``samples`` triplets drawn
-    uniformly from all valid triplets.
+@dataclass(frozen=True)
+class SampledTriplets:
+    """Triplets as rows of the embeddings (anchor, positive, negative) with their distances D."""
 
-    Returns (counts, edges) like ``np.histogram``, or None for fewer than two classes. Read it against
-    the margin: < 0 hard, [0, m) semi-hard, >= m easy. The default range is the definition's
-    ``difference_limit`` (e.g. [-4, 4] for squared distances on the sphere) when distances are
-    bounded, and +-(largest sampled |difference|) otherwise.
-    """
+    anchor: np.ndarray  # int64 (T,)
+    positive: np.ndarray
+    negative: np.ndarray
+    d_ap: np.ndarray  # float32 (T,)
+    d_an: np.ndarray
+
+    @property
+    def difference(self) -> np.ndarray:
+        return self.d_an - self.d_ap
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+    def subset(self, mask: np.ndarray) -> "SampledTriplets":
+        return SampledTriplets(self.anchor[mask], self.positive[mask], self.negative[mask], self.d_ap[mask],
+                               self.d_an[mask])
+
+
+@torch.no_grad()
+def sample_triplets(embeddings, labels, definition: TripletDefinition = TripletDefinition(),
+                    samples: int = 20_000, seed: int = 0) -> SampledTriplets | None:
+    """``samples`` triplets drawn uniformly from all valid triplets (an anchor with weight #positives x
+    #negatives, then a uniform positive and negative), with the definition's distances; None for fewer
+    than two classes. The same seed draws the same triplets: what ``margin_histogram`` counted."""
     z, labels = _check(embeddings, labels)
     if _single_class_note(labels):
         return None
@@ -269,10 +285,29 @@ def margin_histogram(embeddings, labels, definition: TripletDefinition = Triplet
     p_pos = start[c] + k
     j = rng.integers(0, len(order) - size[c])  # a negative: skip the anchor's class block
     n_pos = np.where(j < start[c], j, j + size[c])
-    a, p, n = (torch.from_numpy(order[x]) for x in (a_pos, p_pos, n_pos))
-    d_ap = _distances_rows(z[a], z[p], metric, definition.squared)
-    d_an = _distances_rows(z[a], z[n], metric, definition.squared)
-    diff = (d_an - d_ap).numpy()
+    a, p, n = (order[x] for x in (a_pos, p_pos, n_pos))
+    ta, tp, tn = (torch.from_numpy(x) for x in (a, p, n))
+    d_ap = _distances_rows(z[ta], z[tp], metric, definition.squared).numpy()
+    d_an = _distances_rows(z[ta], z[tn], metric, definition.squared).numpy()
+    return SampledTriplets(a, p, n, d_ap, d_an)
+
+
+@torch.no_grad()
+def margin_histogram(embeddings, labels, definition: TripletDefinition = TripletDefinition(),
+                     bins: int = 80, samples: int = 20_000, seed: int = 0,
+                     value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Histogram of D_an - D_ap (the definition's distance) over ``samples`` triplets drawn
+    uniformly from all valid triplets (``sample_triplets``).
+
+    Returns (counts, edges) like ``np.histogram``, or None for fewer than two classes. Read it against
+    the margin: < 0 hard, [0, m) semi-hard, >= m easy. The default range is the definition's
+    ``difference_limit`` (e.g. [-4, 4] for squared distances on the sphere) when distances are
+    bounded, and +-(largest sampled |difference|) otherwise.
+    """
+    sampled = sample_triplets(embeddings, labels, definition, samples, seed)
+    if sampled is None:
+        return None
+    diff = sampled.difference
     if value_range is None:
         limit = definition.difference_limit()
         if limit is None:
@@ -280,6 +315,28 @@ def margin_histogram(embeddings, labels, definition: TripletDefinition = Triplet
         value_range = (-limit, limit)
     counts, edges = np.histogram(diff, bins=bins, range=value_range)
     return counts, edges
+
+
+def triplets_between(embeddings, labels, definition: TripletDefinition, low: float, high: float,
+                     closed: bool = False, samples: int = 20_000, seed: int = 0) -> SampledTriplets | None:
+    """The triplets ``sample_triplets`` draws (same seed: the ones ``margin_histogram`` counted) whose
+    D_an - D_ap lies in [low, high), or [low, high] when ``closed`` (a histogram's last bin)."""
+    sampled = sample_triplets(embeddings, labels, definition, samples, seed)
+    if sampled is None:
+        return None
+    v = sampled.difference.astype(np.float64)
+    return sampled.subset((v >= low) & ((v <= high) if closed else (v < high)))
+
+
+def in_bin(values: np.ndarray, edges: np.ndarray, index: int) -> np.ndarray:
+    """Which ``values`` ``np.histogram(values, edges)`` counts in bin ``index``: [e_i, e_i+1), the
+    last bin closed on the right."""
+    edges = np.asarray(edges, dtype=np.float64)
+    if not 0 <= index < len(edges) - 1:
+        raise ValueError(f"bin {index} is not valid; allowed: 0 to {len(edges) - 2}")
+    lo, hi = edges[index], edges[index + 1]
+    v = np.asarray(values, dtype=np.float64)
+    return (v >= lo) & ((v <= hi) if index == len(edges) - 2 else (v < hi))
 
 
 def _distances_rows(x: torch.Tensor, y: torch.Tensor, metric: str, squared: bool) -> torch.Tensor:

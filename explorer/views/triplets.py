@@ -40,7 +40,8 @@ class TripletPanel(RecordPanel):
         "batches. As training succeeds easy triplets take over, which is why online mining (Hermans et "
         "al. 2017: batch-hard, semi-hard) looks for the few informative ones. Right: the histogram of "
         "D_an - D_ap in the latest batch or evaluation; bars left of 0 are hard, the shaded band [0, m) "
-        "is semi-hard, bars right of the band are easy.")
+        "is semi-hard, bars right of the band are easy. Click a bar: the Triplet panel lists its triplets "
+        "and shows each one's anchor, positive and negative.")
 
     max_points = 1500  # drawn points of the stacked area (means over bins above)
 
@@ -89,6 +90,9 @@ class TripletPanel(RecordPanel):
         self.hist_plot.addItem(self.margin_band)
         self.hist_plot.addItem(self.bars)
         self.hist_plot.addItem(self.zero_line)
+        self.hist_widget.setToolTip("Click a bar to list its triplets (anchor, positive, negative)")
+        self.hist_widget.scene().sigMouseClicked.connect(self._on_hist_scene_clicked)
+        self.picked: tuple[str, float, int] | None = None  # the clicked bar: (source, step, bin index)
         self._user_chose_source = False
         self.source_combo.activated.connect(self._on_source_activated)
         self._state()
@@ -181,6 +185,46 @@ class TripletPanel(RecordPanel):
         """The latest (shares, bin edges, margin, step) of a source, or None."""
         return self.histograms.get(source or self.source)
 
+    def bar_at(self, x: float) -> int | None:
+        """The bin of the shown histogram under ``x`` (data coordinates), or None."""
+        hist = self.histograms.get(self._hist_source() or "")
+        if hist is None:
+            return None
+        edges = hist[1]
+        i = int(np.searchsorted(edges, x, side="right")) - 1
+        if i == len(edges) - 1 and x == edges[-1]:
+            i -= 1  # the last bin is closed on the right
+        return i if 0 <= i < len(edges) - 1 else None
+
+    def pick_bar(self, index: int) -> bool:
+        """List the triplets of bar ``index`` of the shown histogram (as a click on it does): the
+        session finds them, the Triplet panel shows them. False without a session or a histogram."""
+        source = self._hist_source()
+        if source is None or self._session is None:
+            return False
+        shares, edges, _margin, step = self.histograms[source]
+        index = min(int(index), len(shares) - 1)
+        self.picked = (source, step, index)
+        self._draw()
+        return self._session.request_bar_triplets(step, float(edges[index]), float(edges[index + 1]),
+                                                  closed=index == len(shares) - 1,
+                                                  from_evaluation=source == SOURCES[0])
+
+    def _on_hist_scene_clicked(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or not self.hist_widget.isVisible():
+            return
+        vb = self.hist_plot.getViewBox()
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        i = self.bar_at(vb.mapSceneToView(ev.scenePos()).x())
+        if i is not None:
+            ev.accept()
+            self.pick_bar(i)
+
+    def _hist_source(self) -> str | None:
+        """The source whose histogram is drawn: the chosen one's, else the other's."""
+        return self.source if self.source in self.histograms else next(iter(self.histograms), None)
+
     def _on_source_activated(self, _index: int) -> None:
         self._user_chose_source = True
         self._draw()
@@ -203,7 +247,7 @@ class TripletPanel(RecordPanel):
                 item.setData([], [])
         has_area = len(steps) > 0
         # the histogram of the chosen source, else the other one's (titled with where it comes from)
-        hist_source = self.source if self.source in self.histograms else next(iter(self.histograms), None)
+        hist_source = self._hist_source()
         self.area_widget.setVisible(has_area)
         self.hist_widget.setVisible(hist_source is not None)
         self.legend.setVisible(has_area or hist_source is not None)
@@ -214,7 +258,11 @@ class TripletPanel(RecordPanel):
             centres = (bins[:-1] + bins[1:]) / 2
             m = margin if margin is not None else 0.0
             brushes = [hard if c < 0 else semi if c < m else easy for c in centres]
-            self.bars.setOpts(x0=bins[:-1], x1=bins[1:], height=shares, brushes=brushes)
+            # the clicked bar outlined (while the histogram it was clicked on is shown)
+            picked = self.picked[2] if self.picked is not None and self.picked[:2] == (hist_source, step) else -1
+            outline, none = pg.mkPen(FOREGROUND[self.dark], width=2), pg.mkPen(None)
+            pens = [outline if i == picked else none for i in range(len(shares))]
+            self.bars.setOpts(x0=bins[:-1], x1=bins[1:], height=shares, brushes=brushes, pens=pens)
             self.margin_band.setVisible(margin is not None)
             if margin is not None:
                 self.margin_band.setRegion((0.0, margin))

@@ -1,16 +1,22 @@
-"""The triplet inspector: the clicked point as an anchor, its hardest positive and negative on the map."""
+"""The triplet inspector: the clicked point as an anchor, its hardest positive and negative on the map;
+or the triplets of a clicked bar of the Triplets panel's histogram, one at a time."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QListWidget, QListWidgetItem, QWidget
 
 from explorer.views.flow import FlowLayout
 from explorer.views.inspectors.base import Inspector
 from explorer.views.inspectors.widgets import ImageTile
 from explorer.views.palette import triplet_colours
+
+LISTED = 1000  # triplets of a bar listed at most (hardest first)
+TILE, BAR_TILE = 96, 64  # image sizes: a clicked point's triplet; a bar's (list above, three in a row)
 
 
 class TripletInspector(Inspector):
@@ -31,7 +37,9 @@ class TripletInspector(Inspector):
         "and hard when the negative is closer than the positive. The distance D and the margin are the "
         "triplet loss's, as in the evaluation's triplet shares and on the map's triplet colouring: a "
         "triplet run's own, otherwise the loss's defaults (squared euclidean distance between "
-        "l2-normalised embeddings, D in [0, 4]).")
+        "l2-normalised embeddings, D in [0, 4]). Clicking a bar of the Triplets panel's histogram lists "
+        "the triplets behind it here (those the evaluation sampled with D_an - D_ap in the bar's range); "
+        "pick one to see its anchor, positive and negative. Clicking a point on the map comes back to it.")
 
     triplet_shown = Signal(int, int, int)  # test rows of anchor, hardest positive, hardest negative
 
@@ -48,21 +56,82 @@ class TripletInspector(Inspector):
         self.margin_spin.valueChanged.connect(lambda _: self.refresh())
         self.controls.addWidget(QLabel("margin m"))
         self.controls.addWidget(self.margin_spin)
-        self.tiles = {k: ImageTile(f"triplet_{k}", 96) for k in ("anchor", "positive", "negative")}
+        self.tiles = {k: ImageTile(f"triplet_{k}", TILE) for k in ("anchor", "positive", "negative")}
         row = FlowLayout()
         for tile in self.tiles.values():
             row.addWidget(tile)
         self.verdict = QLabel(objectName="triplet_verdict", alignment=Qt.AlignmentFlag.AlignCenter)
         self.verdict.setTextFormat(Qt.TextFormat.RichText)
         self.verdict.setWordWrap(True)
+        self.bar = None  # the BarTriplets shown instead of the clicked point's, if any
+        self.bar_header = QLabel(objectName="bar_triplets_header")
+        self.bar_header.setWordWrap(True)
+        self.bar_header.setTextFormat(Qt.TextFormat.RichText)
+        self.bar_list = QListWidget(objectName="bar_triplets_list")
+        self.bar_list.setMaximumHeight(110)
+        # a method, not a lambda: a list being destroyed says its row changed, and a lambda would call
+        # into the half-destroyed panel (a segmentation fault); a method's connection is cut first
+        self.bar_list.currentRowChanged.connect(self._on_bar_list_current_row_changed)
+        for w in (self.bar_header, self.bar_list):
+            w.hide()
         layout = self.body
+        layout.addWidget(self.bar_header)
+        layout.addWidget(self.bar_list)
         layout.addLayout(row)
         layout.addWidget(self.verdict)
         layout.addWidget(self.status)
         layout.addStretch(1)
         self._margin_run: Path | None = None
 
+    def attach(self, session) -> None:
+        super().attach(session)
+        session.bar_triplets_changed.connect(self.show_bar)
+
+    def show_point(self, test_row: int) -> None:
+        self._leave_bar()
+        super().show_point(test_row)
+
+    def show_bar(self, bar) -> None:
+        """Show the triplets of a histogram bar (an explorer.state.BarTriplets; None: back to the point)."""
+        if bar is None:
+            self._leave_bar()
+            self.refresh()
+            return
+        self.bar = bar
+        order = np.argsort(bar.d_an - bar.d_ap, kind="stable")[:LISTED]  # hardest first
+        self._bar_order = order
+        self.bar_list.blockSignals(True)
+        self.bar_list.clear()
+        for i in order:
+            (la, lp, ln), diff = bar.labels[i], float(bar.d_an[i] - bar.d_ap[i])
+            item = QListWidgetItem(f"#{bar.anchor[i]} {self._class_name(int(la))} · #{bar.positive[i]} "
+                                   f"{self._class_name(int(lp))} · #{bar.negative[i]} {self._class_name(int(ln))}"
+                                   f"   {diff:+.3f}")
+            item.setToolTip("anchor · positive · negative (test images), D_an − D_ap")
+            self.bar_list.addItem(item)
+        self.bar_list.blockSignals(False)
+        if len(order):
+            self.bar_list.setCurrentRow(0)
+        for w in (self.bar_header, self.bar_list):
+            w.show()
+        for tile in self.tiles.values():  # the three in one row of a narrow dock, under the list
+            tile.set_size(BAR_TILE, 20)
+        self.refresh()
+
+    def _on_bar_list_current_row_changed(self, _row: int) -> None:
+        if self.bar is not None:
+            self.refresh()
+
+    def _leave_bar(self) -> None:
+        self.bar = None
+        for w in (self.bar_header, self.bar_list):
+            w.hide()
+        for tile in self.tiles.values():
+            tile.set_size(TILE)
+
     def set_run(self, run_dir, dataset=None, snapshot=None) -> None:
+        if self.bar is not None and (self._session is None or self._session.current_id != self.bar.run_id):
+            self._leave_bar()  # another run: its bars are not this one's
         super().set_run(run_dir, dataset, snapshot)
         if self.run_dir != self._margin_run and self.config:
             from engine.methods import run_triplet_definition
@@ -82,9 +151,46 @@ class TripletInspector(Inspector):
         self.verdict.clear()
         super()._clear(message)
 
+    def _draw_bar(self) -> None:
+        bar = self.bar
+        colour = triplet_colours(self.dark)[bar.category].name()
+        closing = "]" if bar.closed else ")"
+        listed = f", the {LISTED} hardest listed" if len(bar) > LISTED else ""
+        self.bar_header.setText(
+            f"<b>{len(bar)}</b> triplet{'s' * (len(bar) != 1)} with D_an − D_ap in [{bar.low:.3f}, {bar.high:.3f}"
+            f"{closing}: <b style='color:{colour}'>{bar.category}</b> (step {bar.step}{listed})"
+            + (f"<br><i>{bar.note}</i>" if bar.note else ""))
+        row = self.bar_list.currentRow()
+        if not len(bar) or row < 0:
+            for tile in self.tiles.values():
+                tile.set_image(None)
+            self.result = {}
+            self.verdict.setText("No triplet of the evaluation's sample falls in this bar.")
+            self.status.setText("")
+            return
+        i = int(self._bar_order[row])
+        rows = {"anchor": int(bar.anchor[i]), "positive": int(bar.positive[i]), "negative": int(bar.negative[i])}
+        d_ap, d_an = float(bar.d_ap[i]), float(bar.d_an[i])
+        data = self._get_dataset()
+        labels = bar.labels[i]
+        notes = {"anchor": "", "positive": f"<br>D_ap {d_ap:.3f}", "negative": f"<br>D_an {d_an:.3f}"}
+        for (name, test_row), label in zip(rows.items(), labels):
+            self.tiles[name].set_image(data.thumbnail("test", test_row), name,
+                                       f"#{test_row} · {self._class_name(int(label))}{notes[name]}")
+        category = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + bar.margin else "easy"
+        self.result = {**rows, "d_ap": d_ap, "d_an": d_an, "margin": bar.margin, "category": category}
+        self.verdict.setText(f"D_an − D_ap = {d_an - d_ap:+.3f}, margin m = {bar.margin:g}: "
+                             f"<b style='color:{triplet_colours(self.dark)[category].name()}'>{category}</b>")
+        self.status.setText("A triplet of the Triplets panel's histogram bar. Click a point on the map to see "
+                            "its own hardest triplet.")
+        self.triplet_shown.emit(rows["anchor"], rows["positive"], rows["negative"])
+
     def _draw(self) -> None:
         from engine.metrics.triplets import EASY, HARD, SEMI_HARD, anchor_categories
 
+        if self.bar is not None:
+            self._draw_bar()
+            return
         if self.row < 0:
             self._clear("Click a point on the map: it becomes the anchor.")
             return

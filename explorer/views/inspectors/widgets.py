@@ -36,6 +36,16 @@ class ImageTile(QWidget):
         layout.addWidget(self.note)
         self.image: np.ndarray | None = None
 
+    def set_size(self, size: int, margin: int = 40) -> None:
+        """Draw the image ``size`` px wide, the tile at most ``margin`` px wider (captions wrap)."""
+        if (size, margin) == (self.size_px, self.maximumWidth() - self.size_px):
+            return
+        self.size_px = size
+        self.picture.setFixedSize(size + 4, size + 4)
+        self.setMaximumWidth(size + margin)
+        if self.image is not None:
+            self.picture.setPixmap(thumbnail_pixmap(self.image, size))
+
     def set_image(self, image: np.ndarray | None, caption: str = "", note: str = "",
                   box: np.ndarray | None = None) -> None:
         """``box``: a bool (H, W) mask whose bounding box is outlined in red (the inpainted patch)."""
