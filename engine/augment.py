@@ -26,7 +26,7 @@ there); saturation, hue and the drop to grey need three channels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -314,6 +314,16 @@ AUGMENT_PARAMS: tuple[Param, ...] = (
     Param("rotate", 0.0, "Largest random rotation in degrees (drawn from [-this, this]; not in SimCLR's set).",
           low=0.0, high=180.0),
 )
+
+
+def augment_params(**defaults: Any) -> tuple[Param, ...]:
+    """``AUGMENT_PARAMS`` with some defaults of a method's own (e.g. SimCLR's blur), the rest shared:
+    ``augment_params(blur_p=0.5)``. Each value is checked by its parameter; an unknown name is an error."""
+    known = {p.name for p in AUGMENT_PARAMS}
+    unknown = sorted(set(defaults) - known)
+    if unknown:
+        raise ValueError(f"augment_params: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+    return tuple(replace(p, default=p.parse(defaults[p.name])) if p.name in defaults else p for p in AUGMENT_PARAMS)
 
 
 def flips_make_sense(dataset: str) -> bool:

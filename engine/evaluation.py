@@ -57,7 +57,7 @@ class Evaluator:
         from engine.encoders import embed
 
         cfg, data, dev = self.config, self.data, self.device
-        encoder = self.method.encoder
+        encoder = self.method.representation()  # the encoder behind the input it trains on
         diagnostics_seconds, references_seconds = 0.0, 0.0
         eval_x = embed(encoder, self.test_images[self.eval_rows], device=dev)
         metrics: dict[str, Any] = {}
@@ -108,7 +108,7 @@ class Evaluator:
         the raw pixels. At step 0 they use the quick protocol, at the end the full one."""
         import torch
 
-        from engine.encoders import build_encoder, embed
+        from engine.encoders import InputView, build_encoder, embed
         from engine.metrics.probe import knn_accuracy, linear_probe
 
         cfg, data, dev = self.config, self.data, self.device
@@ -121,11 +121,14 @@ class Evaluator:
             torch.manual_seed(cfg.seed)
             random_encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
                                            **params).to(dev)
+        # the references see what the method's encoder sees (colorization: the grey images)
+        view = self.method.encoder_input
+        random_encoder = InputView(random_encoder, view)
         tr, te = embed(random_encoder, train_imgs, device=dev), embed(random_encoder, test_imgs, device=dev)
         out["baseline_linear_probe_acc"] = linear_probe(tr, train_y, te, test_y, device=dev)
         out["baseline_knn_acc"] = knn_accuracy(tr, train_y, te, test_y, k=cfg.knn_k, device=dev)
         pixels = lambda imgs: torch.nn.functional.adaptive_avg_pool2d(  # noqa: E731
-            imgs.float().div(255), _pixel_grid(data.image_size)).flatten(1)
+            view(imgs.float().div(255)), _pixel_grid(data.image_size)).flatten(1)
         out["pixels_linear_probe_acc"] = linear_probe(pixels(train_imgs.cpu()), train_y,
                                                       pixels(test_imgs.cpu()), test_y, device=dev)
         return out

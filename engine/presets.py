@@ -43,6 +43,11 @@ PRESETS: dict[str, dict] = {
         "dataset": "fashion-mnist", "method": method, "epochs": 10, "time_limit": 3.0, "eval_every": 0.5,
         **extra, "encoder_params": {"convs_per_block": 1, **extra.get("encoder_params", {})}}
        for method, extra in (("triplet", TRIPLET), ("arc", {}), ("simclr", SSL))},
+    # colourisation on shapes whose colour follows the shape: on plain shapes the hue is drawn apart from
+    # the shape, so the colours of a grey image cannot be told (engine/data/shapes.py)
+    "colorization-shapes-cpu": {"help": "painted shapes (each shape its own colour), colourisation from the "
+                                "grey image: about a minute of CPU",
+                                "dataset": "painted-shapes", "method": "colorization"},
     "transfer-fashion-cpu": {"help": "Fashion-MNIST from ImageNet EfficientNet-Lite0 features (frozen), "
                              "5000 images at 96 px: a few minutes on a CPU",
                              "dataset": "fashion-mnist", "method": "transfer", "encoder": "efficientnet-lite0",

@@ -256,6 +256,17 @@ def test_a_method_fills_the_encoder_settings_it_prefers(qtbot, window):
     assert tp.encoder_fields["neck"].value() == "dense"
 
 
+def test_a_method_offers_the_dataset_it_is_meant_for(qtbot, window):
+    tp = window.training_panel
+    tp.select_dataset("digits")
+    tp.select_method("colorization")  # grey digits have no colours to predict
+    assert tp.dataset_combo.currentData() == "painted-shapes"
+    assert tp.build_config().dataset == "painted-shapes"
+    tp.select_method("supervised")  # no preference: the dataset stays as chosen
+    assert tp.dataset_combo.currentData() == "painted-shapes"
+    tp.select_dataset("digits")
+
+
 def test_method_help_is_as_high_as_its_text(qtbot, window):
     """A long help is shown whole, and a shorter one after it gives the height back (no gap)."""
     tp = window.training_panel

@@ -182,7 +182,7 @@ def test_invariance_only_has_nothing_but_the_encoder(digits):
 
 def test_colorization_refuses_grey_data(digits):
     with pytest.raises(ValueError, match=r"dataset 'digits' has 1 channel.*allowed: colour images with 3 "
-                                         r"channels \(shapes, cifar10, stl10"):
+                                         r"channels \(painted-shapes, shapes, cifar10"):
         build("colorization", digits)
 
 

@@ -5,7 +5,7 @@ from engine.cli import build_parser, config_from_args
 from engine.encoders import ENCODERS, build_encoder
 from engine.presets import PRESETS
 
-SHAPES = {"digits": (1, (8, 8)), "fashion-mnist": (1, (28, 28))}
+SHAPES = {"digits": (1, (8, 8)), "fashion-mnist": (1, (28, 28)), "painted-shapes": (3, (32, 32))}
 
 
 def config_of(*argv):

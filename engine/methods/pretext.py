@@ -30,9 +30,10 @@ from engine.augment import AUGMENT_PARAMS, augment_from_params
 from engine.color import lab_to_rgb, rgb_to_lab
 from engine.encoders import Encoder
 from engine.methods import METHODS, DataInfo, Method, StepOutput
+from engine.methods.contrastive import mlp
 from engine.params import Param
 
-COLOUR_DATASETS = "shapes, cifar10, stl10, or a folder of colour images"
+COLOUR_DATASETS = "painted-shapes, shapes, cifar10, stl10, or a folder of colour images"
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -74,7 +75,11 @@ class Rotation(Method):
             "(cross-entropy). To tell which way is up the encoder has to recognise the object and its "
             "orientation, so its features become useful for classes it never saw labelled. The head is "
             "dropped after training.")
-    params = AUGMENT_PARAMS
+    params = (
+        Param("head_hidden_dim", 0, "Hidden width of the rotation head: 0 for a linear head, else an MLP "
+              "(Linear-BN-ReLU-Linear) that takes the task-specific part off the embedding.",
+              type=int, low=0, high=8192),
+    ) + AUGMENT_PARAMS
     needs_labels = False
     defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 30}
 
@@ -84,7 +89,8 @@ class Rotation(Method):
         if h != w:
             raise ValueError(f"rotation: images of {h}x{w} are not square; allowed: square images (height "
                              "== width), so that a quarter turn keeps the shape")
-        self.head = nn.Linear(encoder.embedding_dim, 4)
+        hidden = int(params.get("head_hidden_dim", 0))
+        self.head = mlp(encoder.embedding_dim, hidden, 4) if hidden else nn.Linear(encoder.embedding_dim, 4)
         # Gidaris et al. train on augmented images (random crops, flips): without them the task is
         # solved within a few epochs on digits and the features narrow to orientation cues
         self.augment = augment_from_params(info.channels, info.image_size, params, info.dataset)
@@ -127,6 +133,7 @@ class Rotation(Method):
 
 AB_STEP = 10.0  # Zhang et al.'s grid: ab quantised in 10 x 10 cells
 AB_RANGE = 110.0  # ab cell centres at -110, -100, ..., 110
+SOFT_BINS, SOFT_SIGMA = 5, 5.0  # Zhang et al.'s soft encoding: the 5 nearest bins, a Gaussian of sigma 5
 
 
 def ab_palette() -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,17 +161,26 @@ class Colorization(Method):
     summary = "predict the colours of a grey image, per pixel, over a palette of quantised ab bins"
     help = ("Colourisation (Zhang, Isola & Efros 2016). Images are converted to CIE Lab; the encoder sees "
             "the lightness L alone (as a grey image), and a small decoder predicts, for every pixel, a "
-            "distribution over a fixed palette of quantised ab colour bins. Cross-entropy, rebalanced so "
-            "that rare, saturated colours weigh as much as the common greys. The predicted distribution is "
-            "turned back into a colour by its annealed mean. Needs colour images.")
+            "distribution over a fixed palette of quantised ab colour bins. The target of a pixel is "
+            "soft, as in the paper: its true colour spread over the 5 nearest bins with a Gaussian "
+            "(sigma 5 in ab units, half a bin). Cross-entropy, rebalanced so that rare, saturated colours "
+            "weigh as much as the common greys; the predicted distribution turns back into a colour by "
+            "its annealed mean. The representation is that of the grey image: the probe, the map and "
+            "their references (random init, raw pixels) all see the grey version. Needs colour images "
+            "whose colours can be told from their grey version: painted-shapes (each shape has its own "
+            "colour) is the dataset to start with; on shapes the hue is drawn apart from the shape, "
+            "so the task has no answer there.")
     params = (
         Param("rebalance", 0.5, "Mixing lambda of the class rebalancing: weights 1 / ((1-lambda) p + lambda/Q) "
               "(0: full rebalancing, 1: none).", low=0.0, high=1.0),
         Param("decode_temperature", 0.38, "Temperature of the annealed mean that turns a predicted distribution "
               "into one colour (1: the mean, towards 0: the mode).", low=0.0, high=1.0, low_exclusive=True),
+        Param("targets", "soft", "Per-pixel targets: soft (the true colour spread over its 5 nearest bins "
+              "with a Gaussian, sigma 5: Zhang et al.) or hard (one-hot on the nearest bin).", type=str,
+              choices=("soft", "hard")),
     )
     needs_labels = False
-    defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 10}
+    defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 1, "dataset": "painted-shapes"}
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         if info.channels != 3:
@@ -185,12 +201,30 @@ class Colorization(Method):
         self.decoder = ImageDecoder(encoder.embedding_dim, len(palette), (math.ceil(h / 2), math.ceil(w / 2)))
         self.rebalance = float(params["rebalance"])
         self.decode_temperature = float(params["decode_temperature"])
+        self.soft = params.get("targets", "soft") == "soft"
 
     @staticmethod
     def grey(lab: torch.Tensor) -> torch.Tensor:
         """The encoder's input: the RGB image with the same lightness and no colour (a = b = 0), i.e. L
         shown as a grey image in the encoder's 3 input channels, in [0, 1] like any input."""
         return lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], 1))
+
+    def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What the encoder learns from, and is evaluated on: the grey version of the images."""
+        return self.grey(rgb_to_lab(images))
+
+    def soft_targets(self, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zhang et al.'s soft encoding: ab (B, 2, H, W) -> (bins (B, SOFT_BINS, H, W) int64, the
+        SOFT_BINS palette entries nearest to each pixel's colour, nearest first; weights (B,
+        SOFT_BINS, H, W), a Gaussian of the distance to each, sigma SOFT_SIGMA, summing to 1)."""
+        b, _, h, w = ab.shape
+        flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+        d2 = torch.cdist(flat.float(), self.palette) ** 2
+        nearest, bins = d2.topk(SOFT_BINS, dim=1, largest=False)  # sorted: nearest first
+        # relative to the nearest, so that a colour far outside the palette keeps a finite kernel
+        weights = torch.softmax(-(nearest - nearest[:, :1]) / (2 * SOFT_SIGMA ** 2), dim=1)
+        shape = (b, h, w, SOFT_BINS)
+        return bins.view(shape).permute(0, 3, 1, 2), weights.view(shape).permute(0, 3, 1, 2)
 
     def quantise(self, ab: torch.Tensor) -> torch.Tensor:
         """ab (B, 2, H, W) -> palette index of each pixel (B, H, W)."""
@@ -208,12 +242,21 @@ class Colorization(Method):
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         lab = rgb_to_lab(images)
-        target = self.quantise(F.avg_pool2d(lab[:, 1:], 2, ceil_mode=True))
+        ab = F.avg_pool2d(lab[:, 1:], 2, ceil_mode=True)
         with torch.no_grad():
+            if self.soft:
+                bins, weights = self.soft_targets(ab)
+                target = bins[:, 0]  # the nearest bin: the rebalancing weight's, the accuracy's
+            else:
+                target = self.quantise(ab)
             self.counts += torch.bincount(target.flatten(), minlength=len(self.palette)).float()
         logits = self.decoder(self.encoder(self.grey(lab)))
-        ce = F.cross_entropy(logits, target, reduction="none")
-        w = self.class_weights()[target]
+        log_p = F.log_softmax(logits.float(), 1)
+        if self.soft:  # -sum_q z_q log p_q over the 5 bins that carry the target
+            ce = -(weights * log_p.gather(1, bins)).sum(1)
+        else:
+            ce = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)
+        w = self.class_weights()[target]  # v(Z) = w of the target's nearest bin (Zhang et al. eq. 2)
         loss = (w * ce).mean()
         with torch.no_grad():
             accuracy = (logits.argmax(1) == target).float().mean().item()

@@ -79,6 +79,9 @@ class BYOL(TwoViewMethod):
               "to 1 by the end).", low=0.0, high=1.0),
         Param("projection_dim", 128, "Output size of the projector and the predictor.", type=int, low=1, high=4096),
         Param("hidden_dim", 512, "Hidden width of the projector and the predictor.", type=int, low=1, high=8192),
+        Param("predictor_lr_scale", 1.0, "Learning rate of the predictor relative to the rest (SimSiam and "
+              "DirectPred find a predictor that adapts faster than the encoder helps).", low=0.0,
+              low_exclusive=True, high=100.0),
     ) + AUGMENT_PARAMS
     defaults = {"batch_size": 256, "lr": 1e-3, "epochs": 40}
 
@@ -102,6 +105,16 @@ class BYOL(TwoViewMethod):
         # each view's prediction regresses the teacher's output for the other view (symmetrised)
         loss = (self.loss(p1, t2) + self.loss(p2, t1)) / 2
         return StepOutput(loss, {"regression": loss.detach()}, {"ema": self.ema_rate})
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The online encoder and projector at ``lr``, the predictor at ``lr`` x predictor_lr_scale (the
+        teacher has no gradient: the EMA moves it)."""
+        predictor = list(self.predictor.parameters())
+        ids = {id(p) for p in predictor}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        # the predictor first: the step records report the last group's rate, the run's own
+        return [{"params": predictor, "lr": lr * float(self.hparams["predictor_lr_scale"])},
+                {"params": rest, "lr": lr}]
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:

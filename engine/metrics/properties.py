@@ -145,7 +145,8 @@ def factor_invariance(encoder: torch.nn.Module, embeddings, factors: dict[str, n
     rng = np.random.default_rng(seed)
     strangers = _stranger_distance(e, rng)
     rows = _subset(len(e), n, seed)
-    base = {k: np.asarray(v)[rows] for k, v in factors.items() if k in shapes.FACTORS}
+    # every factor the images were drawn from (painted-shapes' lightness too), so they redraw alike
+    base = {k: np.asarray(v)[rows] for k, v in factors.items()}
     fresh = shapes.sample_factors(len(rows), rng)
     images, names = [], []
     for k in shapes.FACTORS:

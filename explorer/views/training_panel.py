@@ -458,6 +458,9 @@ class TrainingPanel(Panel):
         self.method_help.setText(f"<i>{html.escape(cls.summary)}.</i> {html.escape(cls.help)}")  # rich text
         self.method_help.setToolTip(wrapped_tooltip(cls.help))
         self.select_encoder(cls.defaults.get("encoder", "convnet"))
+        preferred = cls.defaults.get("dataset")
+        if preferred and not str(self.dataset_combo.currentData()).startswith("folder:"):
+            self.select_dataset(preferred)  # e.g. colorization: colours that its grey images can tell
         for key in ("epochs", "batch_size", "lr"):
             self.general[key].editor.setPlaceholderText(f"method default: {cls.defaults.get(key, '—')}")
         self.method_fields = self._rebuild_form(self.method_form, self.method_box, cls.params)
