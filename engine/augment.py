@@ -308,8 +308,8 @@ AUGMENT_PARAMS: tuple[Param, ...] = (
           "saturation in [1-s, 1+s] and hue in [-s/4, s/4] (colour images).", low=0.0, high=1.0),
     Param("jitter_p", 0.8, "Probability that a view is jittered.", low=0.0, high=1.0),
     Param("gray_p", 0.2, "Probability that a view is turned grey (colour data only).", low=0.0, high=1.0),
-    Param("blur_p", 0.0, "Probability that a view is blurred with a Gaussian (SimCLR: 0.5 on ImageNet, none "
-          "on CIFAR's small images).", low=0.0, high=1.0),
+    Param("blur_p", 0.0, "Probability that a view is blurred with a Gaussian (SimCLR's default: 0.5, as on "
+          "ImageNet; its CIFAR runs use none).", low=0.0, high=1.0),
     Param("blur_sigma", 1.0, "Largest blur sigma in pixels (drawn from [0.1, this]).", low=0.1, high=10.0),
     Param("rotate", 0.0, "Largest random rotation in degrees (drawn from [-this, this]; not in SimCLR's set).",
           low=0.0, high=180.0),

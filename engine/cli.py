@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                + "\n".join(f"  {n:<18} {p['help']}" for n, p in PRESETS.items()))
     t.add_argument("--preset", help="start from a named preset (its settings; flags override them)")
     t.add_argument("--method", help=f"the method (default {d.method}); see the list below")
-    t.add_argument("--dataset", help=f"the dataset (default {d.dataset}), or folder:PATH for your images")
+    t.add_argument("--dataset", help=f"the dataset (default: the method's, {d.dataset} for most; colorization: "
+                                     "painted-shapes), or folder:PATH for your images")
     t.add_argument("--encoder", help="the encoder (default: the method's choice, usually convnet), or one of "
                                      "yours: timm:NAME, torchscript:PATH, onnx:PATH, python:package.module:function; "
                                      "see the list below")
@@ -363,6 +364,9 @@ def config_from_args(args: argparse.Namespace):
         values["amp"] = False
     if args.no_diagnostics:
         values["diagnostics"] = False
+    if "dataset" not in values and not args.resume:  # the dataset the method is offered first, as in the window
+        values["dataset"] = METHODS.get(values.get("method", TrainConfig.method)).defaults.get(
+            "dataset", TrainConfig.dataset)
     config = TrainConfig(**values)
     method = METHODS.get(config.method)
     encoder_name = config.encoder or method.defaults.get("encoder", "convnet")

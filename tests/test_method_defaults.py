@@ -46,3 +46,45 @@ def test_defaults_pass_the_registry_checks(name, datasets):
                             **resolve(encoder_cls.params, config.encoder_params))
     method = cls(encoder, info, **resolve(cls.params, {}))  # builds on its first dataset
     assert method.steps_per_epoch(len(ds.train), config.batch_size) >= 1
+
+
+def default_of(method: str, name: str):
+    return next(p.default for p in METHODS.get(method).params if p.name == name)
+
+
+def test_colorization_is_offered_the_data_it_can_learn_from_with_soft_targets():
+    from engine.cli import build_parser, config_from_args
+
+    assert METHODS.get("colorization").defaults["dataset"] == "painted-shapes"
+    assert default_of("colorization", "targets") == "soft"
+    # the command line, like the window, starts a method on its own dataset when none is given
+    args = build_parser().parse_args(["train", "--method", "colorization"])
+    assert config_from_args(args).dataset == "painted-shapes"
+    assert config_from_args(build_parser().parse_args(["train", "--method", "simclr"])).dataset == "digits"
+    args = build_parser().parse_args(["train", "--method", "colorization", "--dataset", "cifar10"])
+    assert config_from_args(args).dataset == "cifar10"  # a dataset given is kept
+
+
+def test_a_method_keeps_its_own_augmentation_defaults_and_the_rest_are_shared():
+    from engine.augment import AUGMENT_PARAMS, augment_params
+
+    changed = augment_params(blur_p=0.5)
+    assert [p.name for p in changed] == [p.name for p in AUGMENT_PARAMS]
+    assert {p.name: p.default for p in changed} == {p.name: p.default for p in AUGMENT_PARAMS} | {"blur_p": 0.5}
+    assert next(p for p in AUGMENT_PARAMS if p.name == "blur_p").default == 0.0  # the shared one is unchanged
+    with pytest.raises(ValueError, match="--blur-p: 2.0 is out of range"):
+        augment_params(blur_p=2.0)
+    with pytest.raises(ValueError, match="unknown parameter.*blurr"):
+        augment_params(blurr=0.5)
+
+
+def test_simclr_blurs_by_default_as_the_course_does(datasets):
+    assert default_of("simclr", "blur_p") == 0.5
+    ds = datasets("digits")
+    info = DataInfo(ds.num_classes, tuple(int(c) for c in ds.class_counts()), ds.channels, ds.image_size,
+                    ds.labelled, ds.name)
+    encoder = build_encoder("convnet", ds.channels, ds.image_size, 32, widths="16,32")
+    cls = METHODS.get("simclr")
+    assert cls(encoder, info, **resolve(cls.params, {})).augment.blur_p == 0.5
+    assert cls(encoder, info, **resolve(cls.params, {"blur_p": 0})).augment.blur_p == 0.0  # one switch away
+    assert default_of("vicreg", "blur_p") == 0.0  # the other two-view methods keep the shared default

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.augment import AUGMENT_PARAMS, SimCLRAugment, augment_from_params
+from engine.augment import SimCLRAugment, augment_from_params, augment_params
 from engine.encoders import Encoder
 from engine.losses.ssl import NTXent
 from engine.methods import METHODS, DataInfo, Method, StepOutput
@@ -76,7 +76,10 @@ class SimCLR(TwoViewMethod):
         Param("projection_dim", 128, "Output size of the projection head (where the loss is computed).",
               type=int, low=1, high=4096),
         Param("hidden_dim", 512, "Hidden width of the projection head.", type=int, low=1, high=8192),
-    ) + AUGMENT_PARAMS
+        # Gaussian blur is one of the course's three transformations (with crop and colour distortion);
+        # on digits, bench/method_defaults.py, seed 0: probe 0.9816 / kNN 0.9665 with blur_p 0.5,
+        # 0.9765 / 0.9631 without
+    ) + augment_params(blur_p=0.5)
     defaults = {"batch_size": 256, "lr": 1e-3, "epochs": 80}
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
