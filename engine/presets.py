@@ -46,7 +46,7 @@ PRESETS: dict[str, dict] = {
     # colourisation on shapes whose colour follows the shape: on plain shapes the hue is drawn apart from
     # the shape, so the colours of a grey image cannot be told (engine/data/shapes.py)
     "colorization-shapes-cpu": {"help": "painted shapes (each shape its own colour), colourisation from the "
-                                "grey image: about a minute of CPU",
+                                "grey image: about a minute of CPU training",
                                 "dataset": "painted-shapes", "method": "colorization"},
     "transfer-fashion-cpu": {"help": "Fashion-MNIST from ImageNet EfficientNet-Lite0 features (frozen), "
                              "5000 images at 96 px: a few minutes on a CPU",
