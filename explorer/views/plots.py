@@ -11,12 +11,14 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QWidget
 
 from explorer.views.kit import Panel
+from explorer.views.steady import SteadyViewBox
 
 
 def new_plot(panel: Panel, left: str, bottom: str = "step", title: str = "",
              legend: bool = True) -> tuple[pg.PlotWidget, pg.PlotItem]:
-    """A PlotWidget themed by ``panel``, with axis labels and (optionally) a legend."""
-    widget = pg.PlotWidget()
+    """A PlotWidget themed by ``panel``, with axis labels and (optionally) a legend; its automatic
+    range holds still while the data stay inside it (``steady.SteadyViewBox``)."""
+    widget = pg.PlotWidget(viewBox=SteadyViewBox())
     widget.setMinimumHeight(80)  # a 768 px high screen leaves the bottom docks ~200 px
     plot = widget.getPlotItem()
     plot.setLabel("left", left)
