@@ -19,17 +19,20 @@ HEADROOM = 0.25  # a share of the data's span added on the side the data grew by
 BOUNDS = (0.0, 1.0)
 
 
-def steady_range(current: tuple[float, float], target: tuple[float, float]) -> tuple[float, float] | None:
+def steady_range(current: tuple[float, float], target: tuple[float, float],
+                 slack: float = 0.0) -> tuple[float, float] | None:
     """The range to show for data that want ``target`` (padded as pyqtgraph pads) while ``current``
-    is shown: None to keep ``current``."""
+    is shown: None to keep ``current``. ``target`` may stick out of ``current`` by ``slack`` (less
+    than its padding: the data stay in view), else the padding that grows with the data would move
+    the range at every record."""
     c0, c1 = current
     t0, t1 = target
     span = t1 - t0
-    if c0 <= t0 and t1 <= c1 and span >= FILL * (c1 - c0):
+    if c0 - slack <= t0 and t1 <= c1 + slack and span >= FILL * (c1 - c0):
         return None
     grow = HEADROOM * span
-    low = t0 - grow if t0 < c0 else t0
-    high = t1 + grow if t1 > c1 else t1
+    low = t0 - grow if t0 < c0 - slack else t0
+    high = t1 + grow if t1 > c1 + slack else t1
     for bound in BOUNDS:
         edge = 0.05 * max(abs(bound), 1.0)
         if t1 <= bound + edge < high:
@@ -56,9 +59,14 @@ class SteadyViewBox(pg.ViewBox):
         if self._auto_ranging and rect is None:
             current = self.viewRange()
             if xRange is not None:
-                xRange = steady_range(tuple(current[0]), tuple(xRange))
+                xRange = steady_range(tuple(current[0]), tuple(xRange), self._slack(0, xRange))
             if yRange is not None:
-                yRange = steady_range(tuple(current[1]), tuple(yRange))
+                yRange = steady_range(tuple(current[1]), tuple(yRange), self._slack(1, yRange))
             if xRange is None and yRange is None:
                 return
         super().setRange(rect, xRange, yRange, padding, update, disableAutoRange)
+
+    def _slack(self, axis: int, padded: tuple[float, float]) -> float:
+        """Nine tenths of the padding updateAutoRange put on each side of the data."""
+        pad = self.suggestPadding(axis)
+        return 0.9 * pad / (1 + 2 * pad) * (padded[1] - padded[0])
