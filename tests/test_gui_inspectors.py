@@ -74,7 +74,8 @@ def test_load_trained_method_gives_back_the_runs_embeddings(runs, name):
     method, data = load_trained_method(runs[name])
     assert type(method).__name__.lower() == name and not method.training
     snap = last_snapshot(runs[name])
-    again = embed(method.encoder, torch.from_numpy(data.test.images[snap["indices"]]), device="cpu")
+    # representation(): the encoder behind the input it trains on (colorization's grey images), as evaluated
+    again = embed(method.representation(), torch.from_numpy(data.test.images[snap["indices"]]), device="cpu")
     np.testing.assert_allclose(again.float().numpy(), snap["embeddings"], rtol=1e-4, atol=1e-4)
 
 
