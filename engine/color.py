@@ -10,6 +10,7 @@ import torch
 _RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
                             [0.212671, 0.715160, 0.072169],
                             [0.019334, 0.119193, 0.950227]])
+_XYZ_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ)  # a constant: an exported model (ONNX) holds no matrix inverse
 _WHITE_D65 = torch.tensor([0.950456, 1.0, 1.088754])
 
 
@@ -49,5 +50,17 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     f = torch.stack([fy + a / 500, fy, fy - b / 200], 1)
     delta = 6 / 29
     xyz = torch.where(f > delta, f ** 3, 3 * delta ** 2 * (f - 4 / 29)) * _WHITE_D65.to(lab)[None, :, None, None]
-    rgb = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab), xyz)
+    rgb = torch.einsum("ij,bjhw->bihw", _XYZ_TO_RGB.to(lab), xyz)
     return _gamma(rgb.clamp(0, 1)).clamp(0, 1)
+
+
+def lightness_as_grey(lab: torch.Tensor) -> torch.Tensor:
+    """Lab (B, 3, H, W) -> the RGB image with the same lightness and no colour (a = b = 0): L shown as a
+    grey image in 3 channels, in [0, 1]."""
+    return lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], 1))
+
+
+def grey_view(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB (B, 3, H, W) in [0, 1] -> its grey version (``lightness_as_grey``): what colorization's
+    encoder is trained on, and so what it embeds wherever it is used (the evaluation, an export)."""
+    return lightness_as_grey(rgb_to_lab(rgb))

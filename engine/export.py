@@ -123,13 +123,16 @@ def rebuild_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def export_encoder(encoder, folder: str | Path, formats: str | Sequence[str] = FORMATS,
                    recipe: dict | None = None, about: dict | None = None, images=None,
-                   tolerance: float = ONNX_TOLERANCE) -> ExportResult:
+                   tolerance: float = ONNX_TOLERANCE, input_view: str | None = None) -> ExportResult:
     """Write ``encoder`` (an ``engine.encoders.Encoder``) into ``folder`` in ``formats``.
 
     ``recipe``: how ``load_encoder`` rebuilds it for safetensors ({"name", "params", "in_channels",
     "image_size", "embedding_dim"}); None when it cannot be rebuilt from code (safetensors is then
     refused, saying why). ``about``: where it came from (a run, its method and dataset), kept in the
     settings. ``images``: float [0, 1] (N, C, H, W) to check the files on (default: random images).
+    ``input_view``: the fixed transformation the encoder was trained behind (``Method.input_view``,
+    e.g. colorization's "grey"): TorchScript and ONNX hold it, safetensors' rebuild applies it, and
+    ``encoder.json`` records it, so every format embeds an image as the run's map did.
     Raises ExportError when a format fails (the others are written) and ValueError for bad settings.
     """
     from engine.encoders.external import OnnxModule
@@ -142,7 +145,12 @@ def export_encoder(encoder, folder: str | Path, formats: str | Sequence[str] = F
                          "it is (onnxruntime), there is nothing to export")
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
+    from engine.encoders import InputView
+    from engine.encoders import input_view as view_named
+
     encoder = encoder.cpu().eval()
+    view = view_named(input_view)
+    model = encoder if view is None else InputView(encoder, view)  # what embeds; safetensors keeps encoder's weights
     channels = int(encoder.in_channels)
     height, width = (int(s) for s in encoder.image_size)
     if images is None:
@@ -152,14 +160,15 @@ def export_encoder(encoder, folder: str | Path, formats: str | Sequence[str] = F
         images = torch.as_tensor(images, dtype=torch.float32)[:CHECK_IMAGES]
         images_from = (about or {}).get("images_from", "the images given")
     with torch.no_grad():
-        reference = encoder(images).float()
+        reference = model(images).float()
     settings = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "embedding_dim": int(reference.shape[1]),
         "input": {"channels": channels, "height": height, "width": width, "dtype": "float32",
                   "range": [0.0, 1.0], "layout": "NCHW",
                   "preprocessing": "inside the encoder: give it [0, 1] images of this shape; the resizing, "
-                                   "channel repetition and normalisation it was trained with happen in it"},
+                                   "channel repetition and normalisation it was trained with happen in it",
+                  "view": input_view},
         "output": {"shape": ["batch", int(reference.shape[1])], "dtype": "float32"},
         "encoder": recipe,
         "files": {},
@@ -174,7 +183,8 @@ def export_encoder(encoder, folder: str | Path, formats: str | Sequence[str] = F
         path = folder / FILES[fmt]
         tmp = folder / f".{FILES[fmt]}.tmp"
         try:
-            check = writers[fmt](encoder, tmp, images, reference, settings, tolerance)
+            check = writers[fmt](encoder if fmt == "safetensors" else model, tmp, images, reference, settings,
+                                 tolerance)
         except Exception as error:  # every format is tried; what failed is said, the rest is kept
             result.failed[fmt] = str(error) if isinstance(error, (ValueError, RuntimeError)) else \
                 f"{type(error).__name__}: {error}"
@@ -253,7 +263,10 @@ def _rebuild(settings: dict, weights: Path):
         raise ValueError(f"{weights} does not fit {recipe['name']}: missing {', '.join(sorted(missing)[:5]) or 'none'}; "
                          f"unexpected {', '.join(sorted(unexpected)[:5]) or 'none'}. Export the encoder again "
                          "with this version")
-    return encoder.eval()
+    from engine.encoders import InputView, input_view
+
+    view = input_view(settings["input"].get("view"))
+    return (encoder if view is None else InputView(encoder, view)).eval()
 
 
 def _write_torchscript(encoder, tmp: Path, images, reference, settings, tolerance) -> dict:
@@ -420,7 +433,11 @@ def export_run(run_dir: str | Path, folder: str | Path | None = None, formats: s
         about["images_from"] = f"{len(images)} test images of {config.get('dataset')}"
     except Exception:  # the dataset may be elsewhere (a folder on another machine): random images check too
         images = None
-    return export_encoder(encoder, folder, formats, recipe, about, images, tolerance)
+    from engine.methods import METHODS
+
+    method = config.get("method")
+    view = METHODS.get(method).input_view if method in METHODS else None  # embed / logged runs: none
+    return export_encoder(encoder, folder, formats, recipe, about, images, tolerance, input_view=view)
 
 
 def _recipe(name: str, params: dict, encoder, embedding_dim: int) -> dict | None:
@@ -477,6 +494,15 @@ def read_settings(folder: str | Path) -> dict:
     for key in ("input", "embedding_dim", "files"):
         if key not in settings:
             raise ValueError(f"{path} lacks {key!r}: the export is damaged; export the encoder again")
+    view = settings["input"].get("view") if isinstance(settings["input"], dict) else None
+    if view is not None:
+        from engine.encoders import input_view
+
+        try:
+            input_view(view)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error} (an export of a newer version?): upgrade embedding-explorer "
+                             "(pip install -U embedding-explorer) or export the encoder again") from None
     return settings
 
 

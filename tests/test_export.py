@@ -63,6 +63,32 @@ def test_a_run_exports_and_loads_back_in_each_format(digits_run, tmp_path):
     assert load_encoder(tmp_path / "exported").format == "safetensors"  # auto: the rebuildable one first
 
 
+def test_a_colorization_run_exports_behind_its_grey_view(tmp_path):
+    """Colorization's encoder was trained and evaluated on the grey version of the images: every
+    exported format takes the colour images and embeds them as the run's map did."""
+    from engine import events as ev
+    from engine.training import TrainConfig, train
+
+    events = list(train(TrainConfig(method="colorization", dataset="shapes", epochs=1, train_size=64, test_size=64,
+                                    batch_size=32, out=str(tmp_path), run_name="col", diagnostics=False,
+                                    eval_every=0, final_eval=False, device="cpu")))
+    assert isinstance(events[-1], ev.Finished), events[-1]
+    result = export_run(tmp_path / "col", tmp_path / "exported")
+    assert set(result.files) == {"safetensors", "torchscript", "onnx"}
+    assert read_settings(tmp_path / "exported")["input"]["view"] == "grey"
+    images, embeddings = _run_images(tmp_path / "col")
+    assert images.shape[1] == 3
+    for fmt in ("safetensors", "torchscript", "onnx"):
+        with torch.no_grad():
+            torch.testing.assert_close(load_encoder(tmp_path / "exported", format=fmt)(images), embeddings,
+                                       atol=1e-4, rtol=1e-4)
+    settings = json.loads((tmp_path / "exported" / "encoder.json").read_text())
+    settings["input"]["view"] = "sepia"  # a view this version does not know: refused, not ignored
+    (tmp_path / "exported" / "encoder.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"unknown input view 'sepia'.*upgrade embedding-explorer"):
+        load_encoder(tmp_path / "exported")
+
+
 def test_onnx_agrees_with_torch_under_onnxruntime(digits_run, tmp_path):
     import onnxruntime as ort
 

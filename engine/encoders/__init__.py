@@ -73,6 +73,17 @@ class Encoder(nn.Module):
         return [p for p in self.parameters() if id(p) not in backbone]
 
 
+def input_view(name: str | None):
+    """The fixed transformation an encoder was trained behind, by the name a method declares
+    (``Method.input_view``) and an export records (``encoder.json``'s ``encoder.input_view``); None: none."""
+    from engine.color import grey_view
+
+    views = {"grey": grey_view}
+    if name is not None and name not in views:
+        raise ValueError(f"unknown input view {name!r}; allowed: {', '.join(views)}")
+    return views.get(name) if name is not None else None
+
+
 class InputView(nn.Module):
     """``encoder`` behind a fixed transformation of its [0, 1] input images (a method's
     ``encoder_input``): embeds what the encoder was trained to see. Train and eval modes pass through
@@ -82,8 +93,11 @@ class InputView(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.view = view
-        self.embedding_dim = getattr(encoder, "embedding_dim", 0)
         self.training = encoder.training
+        # what an exporter and the embedding helpers read from an encoder
+        for name in ("embedding_dim", "in_channels", "image_size", "name"):
+            if hasattr(encoder, name):
+                setattr(self, name, getattr(encoder, name))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.view(images))

@@ -60,8 +60,9 @@ class Method(nn.Module):
     - ``augment``: the module that makes its training views (float images (B, C, H, W) in [0, 1],
       takes ``generator=``), or None; ``evaluation_views()`` gives it, or the dataset's own views,
       to the invariance property and the alignment;
-    - ``encoder_input(images)``: the input the encoder is trained on (colorization: grey), which the
-      evaluation and its references then embed too (``representation()``);
+    - ``input_view``: the name of a fixed transformation the encoder sees its images through
+      (colorization: "grey"); ``encoder_input(images)`` applies it, and the evaluation, its
+      references and an exported encoder embed through it too (``representation()``);
     - ``evaluation_stats(embeddings, labels)``: the method's own figures on an evaluation subset
       (triplet categories, distance histograms, class-centre angles), merged into the evaluation.
     """
@@ -74,6 +75,8 @@ class Method(nn.Module):
     # Defaults the method prefers for the generic settings (e.g. a larger batch for SimCLR); "dataset"
     # names the one the window offers when the method is chosen (digits when it names none)
     defaults: ClassVar[dict[str, Any]] = {}
+    # the fixed transformation the encoder sees its images through (engine.encoders.input_view), or None
+    input_view: ClassVar[str | None] = None
     retrieval_metric: str = "euclidean"
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
@@ -127,19 +130,21 @@ class Method(nn.Module):
 
     def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
         """The images as the encoder is trained to see them, from the dataset's float images (B, C, H, W)
-        in [0, 1]. Default: as they are; colorization's encoder sees the lightness alone. The
-        evaluation measures the representation of this input, and its references (random init, raw
-        pixels) get the same input, so that they compare like with like."""
-        return images
+        in [0, 1]: as they are, or through the method's ``input_view`` (colorization's encoder sees
+        the lightness alone). The evaluation measures the representation of this input, and its
+        references (random init, raw pixels) get the same input, so that they compare like with like."""
+        from engine.encoders import input_view
+
+        view = input_view(self.input_view)
+        return images if view is None else view(images)
 
     def representation(self) -> nn.Module:
-        """The module the evaluation embeds images with: the encoder, behind ``encoder_input`` when
-        the method overrides it."""
-        if type(self).encoder_input is Method.encoder_input:
-            return self.encoder
-        from engine.encoders import InputView
+        """The module the evaluation embeds images with: the encoder, behind the method's
+        ``input_view`` when it has one (an export of the encoder keeps it too)."""
+        from engine.encoders import InputView, input_view
 
-        return InputView(self.encoder, self.encoder_input)
+        view = input_view(self.input_view)
+        return self.encoder if view is None else InputView(self.encoder, view)
 
     def evaluation_views(self) -> nn.Module:
         """The random views the invariance property and the alignment are measured under: the

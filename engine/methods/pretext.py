@@ -27,7 +27,7 @@ from torch import nn
 from torch.func import functional_call
 
 from engine.augment import AUGMENT_PARAMS, augment_from_params
-from engine.color import lab_to_rgb, rgb_to_lab
+from engine.color import lab_to_rgb, lightness_as_grey, rgb_to_lab
 from engine.encoders import Encoder
 from engine.methods import METHODS, DataInfo, Method, StepOutput
 from engine.methods.contrastive import mlp
@@ -203,15 +203,9 @@ class Colorization(Method):
         self.decode_temperature = float(params["decode_temperature"])
         self.soft = params.get("targets", "soft") == "soft"
 
-    @staticmethod
-    def grey(lab: torch.Tensor) -> torch.Tensor:
-        """The encoder's input: the RGB image with the same lightness and no colour (a = b = 0), i.e. L
-        shown as a grey image in the encoder's 3 input channels, in [0, 1] like any input."""
-        return lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], 1))
-
-    def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
-        """What the encoder learns from, and is evaluated on: the grey version of the images."""
-        return self.grey(rgb_to_lab(images))
+    # the encoder learns from, is evaluated on and is exported behind the grey version of the images
+    input_view = "grey"
+    grey = staticmethod(lightness_as_grey)  # from Lab, which the loss needs anyway
 
     def soft_targets(self, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zhang et al.'s soft encoding: ab (B, 2, H, W) -> (bins (B, SOFT_BINS, H, W) int64, the
