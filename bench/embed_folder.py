@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,8 +85,10 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
-def run_job(folder: Path, out: Path, args) -> tuple[dict, float]:
-    """The embed job as a user runs it, in its own process: (its summary, the tree's peak RSS in MiB)."""
+def run_job(folder: Path, out: Path, args) -> tuple[dict, float, float]:
+    """The embed job as a user runs it, in its own process: (its summary, the tree's peak RSS in MiB,
+    the CPU seconds of the job and its decoding workers)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [sys.executable, "-m", "engine", "embed", "--dataset", f"folder:{folder}", "--encoder", args.encoder,
            "--out", str(out), "--run-name", "bench", "--quiet"]
     if args.input_size:
@@ -107,11 +110,13 @@ def run_job(folder: Path, out: Path, args) -> tuple[dict, float]:
     if job.returncode != 0:
         raise SystemExit(f"the embed job failed ({job.returncode}):\n{''.join(output)}")
     print("".join(f"  job: {line}" for line in output), end="")
-    return json.loads((out / "bench" / "summary.json").read_text()), peak / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return json.loads((out / "bench" / "summary.json").read_text()), peak / 1024, cpu
 
 
-def bare_loop(folder: Path, args, n_images: int) -> float:
-    """Images per second of a bare torch loop: the same encoder, the same images decoded beforehand at
+def bare_loop(folder: Path, args, n_images: int) -> tuple[float, float]:
+    """(images per second, CPU seconds per image) of a bare torch loop: the same encoder, the same images decoded beforehand at
     the same size into one uint8 tensor, batch by batch to numpy. In this process."""
     import torch
 
@@ -130,14 +135,15 @@ def bare_loop(folder: Path, args, n_images: int) -> float:
     batch = args.batch_size or 64
     with torch.inference_mode():
         encoder(images[:batch].float().div_(255))  # warm-up: the first batch's one-time costs
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(images), batch):
             encoder(images[i:i + batch].float().div_(255)).float().cpu().numpy()
-    return len(images) / (time.perf_counter() - start)
+    return len(images) / (time.perf_counter() - start), (time.process_time() - cpu) / len(images)
 
 
 WINDOW = r"""
 import sys, time
+import numpy as np
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
@@ -159,24 +165,28 @@ while view.point_count != n:
         raise SystemExit("no map after 600 s")
 first_map = time.perf_counter() - start
 s = w.session
-t = time.perf_counter()
-s.select_point(n // 2)
-app.processEvents()
-neighbours = time.perf_counter() - t
+clicks = []
+for row in [n // 2] + [int(r) for r in np.random.default_rng(0).integers(0, n, 10)]:
+    t = time.perf_counter()
+    s.select_point(row)
+    app.processEvents()
+    clicks.append(time.perf_counter() - t)
 shown = sum(b.isVisible() and not b.icon().isNull() for b in w.neighbours_panel.grid.buttons)
 status = open("/proc/self/status").read()
 peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
-print(f"{first_map} {neighbours} {shown} {peak}")
+print(f"{first_map} {clicks[0]} {np.median(clicks[1:])} {max(clicks[1:])} {shown} {peak}")
 """
 
 
-def window_figures(run_dir: Path, n: int) -> tuple[float, float, int, float]:
+def window_figures(run_dir: Path, n: int) -> tuple[float, float, float, float, int, float]:
+    """(open to first map, first click, median and slowest of 10 more clicks, neighbours shown with a
+    thumbnail, the window's peak RSS in MiB), in a window process of its own."""
     done = subprocess.run([sys.executable, "-c", WINDOW, str(run_dir), str(n)], cwd=ROOT, capture_output=True,
                           text=True, env=dict(ENV, QT_QPA_PLATFORM="offscreen"))
     if done.returncode != 0:
         raise SystemExit(f"the window failed:\n{done.stdout}\n{done.stderr}")
-    first_map, neighbours, shown, peak = done.stdout.split()[-4:]
-    return float(first_map), float(neighbours), int(shown), float(peak)
+    first_map, first, median, slowest, shown, peak = done.stdout.split()[-6:]
+    return float(first_map), float(first), float(median), float(slowest), int(shown), float(peak)
 
 
 def umap_learn_cold(run_dir: Path) -> float:
@@ -186,9 +196,16 @@ def umap_learn_cold(run_dir: Path) -> float:
     x = reduce_pca(load_collection(run_dir).value.embeddings)
     import umap
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return done.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
 def main() -> None:
@@ -206,26 +223,34 @@ def main() -> None:
     n_files = make_folder(folder)
     print(f"folder: {folder}, {n_files} PNG files ({time.perf_counter() - t:.0f} s to find or make)")
     n = min(args.limit or n_files, n_files)
-    bare_before = bare_loop(folder, args, min(n, args.bare))
-    print(f"bare torch loop, {min(n, args.bare)} images decoded beforehand: {bare_before:.1f} img/s")
+    import torch
+
+    print(f"torch threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
+          f"{os.cpu_count()} cores; commit {_commit()}")
+    bare_before, cpu_before = bare_loop(folder, args, min(n, args.bare))
+    print(f"bare torch loop, {min(n, args.bare)} images decoded beforehand: {bare_before:.1f} img/s "
+          f"({cpu_before * 1000:.1f} ms CPU per image)")
     out = Path(tempfile.mkdtemp(prefix="embed-bench-"))
-    summary, job_peak = run_job(folder, out, args)
-    bare_after = bare_loop(folder, args, min(n, args.bare))
+    summary, job_peak, job_cpu = run_job(folder, out, args)
+    bare_after, cpu_after = bare_loop(folder, args, min(n, args.bare))
     bare = max(bare_before, bare_after)
-    print(f"bare torch loop again: {bare_after:.1f} img/s")
+    print(f"bare torch loop again: {bare_after:.1f} img/s ({cpu_after * 1000:.1f} ms CPU per image)")
     job = summary["images_per_second"]
     print(f"embed job: {summary['images']} images in {summary['embed_seconds']:.1f} s = {job:.1f} img/s "
           f"(decoding, thumbnails and writing included); map {summary['layout_seconds']:.1f} s; "
-          f"whole job {summary['job_seconds']:.1f} s")
+          f"evaluation {summary.get('evaluation_seconds') or 0:.1f} s; whole job {summary['job_seconds']:.1f} s wall, "
+          f"{job_cpu:.1f} s CPU (job and workers)")
     print(f"throughput ratio job / bare loop: {job / bare:.3f} (target >= 0.8)")
     print(f"peak RSS of the job (process and workers): {job_peak:,.0f} MiB (target <= 2500 MB)")
-    first_map, neighbours, shown, window_peak = window_figures(out / "bench", summary["images"])
+    first_map, first, median, slowest, shown, window_peak = window_figures(out / "bench", summary["images"])
     print(f"window: open to first map of {summary['images']} points {first_map:.2f} s (target <= 6 s); "
-          f"click -> {shown} neighbours with thumbnails {neighbours * 1000:.0f} ms (index built at the first click); "
+          f"click -> {shown} neighbours with thumbnails: first {first * 1000:.0f} ms (it builds the index), then "
+          f"median {median * 1000:.0f} ms, slowest {slowest * 1000:.0f} ms of 10 (target <= 50 ms); "
           f"peak RSS {window_peak:,.0f} MiB (target <= 2500 MB)")
     if not args.no_umap_learn:
-        cold = umap_learn_cold(out / "bench")
-        print(f"umap-learn cold fit of the same {summary['images']} points (50 principal components): {cold:.1f} s; "
+        cold, cold_cpu = umap_learn_cold(out / "bench")
+        print(f"umap-learn cold fit of the same {summary['images']} points (50 principal components): {cold:.1f} s "
+              f"wall, {cold_cpu:.1f} s CPU; "
               f"the window's first map: {first_map:.2f} s ({cold / first_map:.0f}x sooner)")
     print(f"run directory kept: {out / 'bench'}")
 
