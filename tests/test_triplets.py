@@ -44,6 +44,25 @@ def test_fractions_match_brute_force(metric, squared):
     assert min(easy, semi, hard) > 0.05  # the case exercises all three categories
 
 
+def test_read_only_points_are_prepared_once_and_a_writable_array_is_read_anew():
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, 80)
+    z = rng.normal(size=(80, 5)).astype(np.float32)
+    frozen = z.copy()
+    frozen.setflags(write=False)  # a snapshot's array: cannot change, so its prepared points are kept
+    for anchor in (0, 1, 2):
+        want = t.anchor_categories(z, labels, anchor)
+        got = t.anchor_categories(frozen, labels, anchor)
+        assert np.array_equal(got.codes, want.codes) and np.allclose(got.distances, want.distances, atol=1e-6)
+        assert (got.hardest_positive, got.hardest_negative) == (want.hardest_positive, want.hardest_negative)
+    assert any(entry[0] is frozen for entry in t._PREPARED)
+    before = t.anchor_categories(z, labels, 0)
+    z[:] = rng.normal(size=z.shape)  # a writable array may change between calls: never kept
+    after = t.anchor_categories(z, labels, 0)
+    assert not np.allclose(before.distances, after.distances)
+    assert not any(entry[0] is z for entry in t._PREPARED)
+
+
 def test_sampled_anchors_estimate_the_fractions():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, 600)
