@@ -685,6 +685,7 @@ def load_collection(run_dir: str | Path) -> Loaded:
     items = _read_items(run_dir / ITEMS_CSV, m, notes)
     if items is not None and len(rows) != m:
         items = [items[int(r)] for r in rows]
+    emb.setflags(write=False)  # as a snapshot's: readers may keep what they derive from it (anchor_categories)
     return Loaded(Collection(run_dir, manifest, emb, labels, rows, thumbnails, coords, items, names), notes)
 
 

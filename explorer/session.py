@@ -421,6 +421,8 @@ class Session(QObject):
         c = run.collection = loaded.value
         if c.manifest.get("layout"):  # the 2D map computed when the run was made is the run's own
             run.config["projection"] = c.manifest["layout"]
+            if run_id == self.current_id:  # shown at once: another map of a million points takes minutes
+                self.set_projection(c.manifest["layout"])
         run.config.setdefault("class_names", c.class_names)
         rows = np.arange(len(c.embeddings))
         run.snapshots = [MapSnapshot(step=0, epoch=0.0, embeddings=c.embeddings, indices=rows, labels=c.labels,
