@@ -233,9 +233,12 @@ class _Job:
         self.data = data
         notes += data.notes
         method_cls = METHODS.get(cfg.method)
-        if method_cls.needs_labels and not data.labelled:
-            raise ValueError(f"method '{cfg.method}' needs class labels but {cfg.dataset} is unlabelled: "
-                             "choose a self-supervised method, or sort the images into class sub-folders")
+        info = DataInfo(data.num_classes, tuple(int(c) for c in data.class_counts()), data.channels,
+                        data.image_size, data.labelled, data.name)
+        try:
+            method_cls.check_data(info)
+        except ValueError as error:
+            raise ValueError(f"method '{cfg.method}' {error}") from None
         has_own_sampler = method_cls.batches is not Method.batches  # K x M samplers draw with replacement
         default_batch = method_cls.defaults.get("batch_size", DEFAULTS["batch_size"])
         if cfg.batch_size > len(data.train) and not has_own_sampler and cfg.batch_size == default_batch:
@@ -247,8 +250,6 @@ class _Job:
         if cfg.batch_size > len(data.train) and not has_own_sampler:
             raise ValueError(f"--batch-size: {cfg.batch_size} is larger than the training set "
                              f"({len(data.train)} images); allowed: 1 to {len(data.train)}")
-        info = DataInfo(data.num_classes, tuple(int(c) for c in data.class_counts()), data.channels,
-                        data.image_size, data.labelled, data.name)
         encoder_params = resolve(ENCODERS.get(cfg.encoder).params, cfg.encoder_params)
         encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim, **encoder_params)
         if init_state is not None:

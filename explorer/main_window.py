@@ -29,7 +29,7 @@ from explorer.views.neighbours import NeighboursPanel, SelectionGrid
 from explorer.views.probe import ProbePlot
 from explorer.views.properties import PropertiesPanel
 from explorer.views.runs_panel import RunsPanel
-from explorer.views.training_panel import FOLDER_ITEM, TrainingPanel
+from explorer.views.training_panel import FOLDER_ITEM, TrainingPanel, in_form_words
 from explorer.views.triplets import TripletPanel
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -271,11 +271,11 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
-        self.theme_action = self._action(view_menu, "&Dark theme", "Ctrl+Shift+D",
-                                         lambda: self.apply_theme(self.theme_action.isChecked()))
+        self.theme_action = self._action(view_menu, "&Dark theme", "Ctrl+Shift+D", self._on_theme_action_triggered)
         self.theme_action.setCheckable(True)
         self._action(view_menu, "&Fit map", "Ctrl+0", self.map_panel.fit)
         help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "What am I looking at: Map", None, lambda: self.show_help("map"))
         for name, panel in self.dock_panels.items():
             if panel.help_text:
                 self._action(help_menu, f"What am I looking at: {panel.menu_title()}", None,
@@ -362,12 +362,37 @@ class MainWindow(QMainWindow):
         preview.follow_form(tp.method_fields)
         tp.dataset_combo.currentIndexChanged.connect(self._preview_form_dataset)
         QTimer.singleShot(0, self._preview_form_dataset)
+        self._dataset_check: tuple = ()
+        tp.dataset_combo.currentIndexChanged.connect(self._check_form_dataset)
+        tp.method_combo.currentIndexChanged.connect(self._check_form_dataset)
+        QTimer.singleShot(0, self._check_form_dataset)
 
     def _preview_form_dataset(self, *_) -> None:
         """Before any run, the augmentation preview shows the training form's dataset."""
         name = self.training_panel.dataset_combo.currentData()
         if name and name != FOLDER_ITEM:
             self.inspectors["augmentation_preview"].preview_dataset(name)
+
+    def _check_form_dataset(self, *_) -> None:
+        """Mark the form's dataset field when its method cannot train on it (grey images for
+        colorization, an unlabelled folder for a supervised method) or it cannot be loaded (an empty
+        folder): the session loads the images once, in a worker, as for the augmentation preview."""
+        tp = self.training_panel
+        name, method = tp.dataset_combo.currentData(), tp.method
+        if not name or name == FOLDER_ITEM:
+            tp.set_dataset_problem("")
+            return
+        asked = self._dataset_check = (name, method)
+
+        def ready(dataset) -> None:
+            if self._dataset_check == asked:
+                tp.set_dataset_problem(tp.data_problem(dataset))
+
+        def failed(message: str) -> None:
+            if self._dataset_check == asked:
+                tp.set_dataset_problem(f"dataset {name}: {message}")
+
+        self.session.request_dataset({"dataset": name}, ready, failed)
 
     # training ------------------------------------------------------------------------------------
     def _on_session_point_selected(self, row: int) -> None:
@@ -386,7 +411,7 @@ class MainWindow(QMainWindow):
         try:
             config = self.training_panel.build_config(out=str(self.runs_root))
         except ValueError as error:
-            self.statusBar().showMessage(f"not started: {error}", 10_000)
+            self.statusBar().showMessage(f"not started: {in_form_words(str(error))}", 10_000)
             return
         self.banner.hide()
         self.session.start_training(config)
@@ -424,7 +449,9 @@ class MainWindow(QMainWindow):
     def _on_session_run_changed(self, run_id: str) -> None:
         run = self.session.runs[run_id]
         if run.status == RunStatus.FAILED and run.message:
-            self.show_error(f"Training failed: {run.message}")
+            # a run started from the form: its settings named as the form names them, not as flags
+            started_here = run.live or run_id == self.session.current_run_live_id()
+            self.show_error(f"Training failed: {in_form_words(run.message) if started_here else run.message}")
 
     def plot_widgets(self) -> dict[str, QWidget]:
         """The record panels, up to date (for export)."""
@@ -433,6 +460,8 @@ class MainWindow(QMainWindow):
 
     # messages ------------------------------------------------------------------------------------
     def _on_session_message_posted(self, level: str, text: str) -> None:
+        if text.startswith("training failed:"):  # a job of the form's: its settings in the form's words
+            text = in_form_words(text)
         self.log_panel.append(level, text)
         if level == "error":
             self.show_error(text[0].upper() + text[1:])
@@ -445,7 +474,11 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 15_000)
 
     def show_help(self, name: str) -> None:
-        """Bring the dock ``name`` to the front with its help paragraph open (the Help menu)."""
+        """Bring the dock ``name`` ("map": the map) to the front with its help paragraph open (the
+        Help menu)."""
+        if name == "map":
+            self.map_panel.show_help()
+            return
         self.docks[name].show()
         self.docks[name].raise_()
         self.dock_panels[name].show_help()
@@ -602,6 +635,23 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     # theme and settings ----------------------------------------------------------------------------
+    def _on_theme_action_triggered(self) -> None:
+        """Ctrl+Shift+D or View > Dark theme: say so at once, then restyle. Restyling re-polishes every
+        widget of the window (about 0.5 s, several seconds on a busy machine), during which the key
+        seemed to do nothing."""
+        dark = self.theme_action.isChecked()
+        self.statusBar().showMessage(f"switching to the {'dark' if dark else 'light'} theme…")
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+
+        def switch() -> None:
+            try:
+                self.apply_theme(dark)
+            finally:
+                QApplication.restoreOverrideCursor()
+            self.statusBar().showMessage(f"{'dark' if dark else 'light'} theme (Ctrl+Shift+D to switch back)", 5000)
+
+        QTimer.singleShot(40, switch)  # the message is painted before the window is restyled
+
     def apply_theme(self, dark: bool) -> None:
         self.dark = dark
         qss = RESOURCES / ("dark.qss" if dark else "light.qss")
@@ -611,7 +661,8 @@ class MainWindow(QMainWindow):
         for view in self.map_panel.views:
             view.set_theme(dark)
         for panel in self.dock_panels.values():
-            panel.set_theme(dark)
+            if panel.dark != dark:  # most follow the new palette by themselves (Panel.changeEvent)
+                panel.set_theme(dark)
         if hasattr(self, "theme_action"):
             self.theme_action.setChecked(dark)
         self.settings.setValue("view/theme", "dark" if dark else "light")

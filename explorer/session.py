@@ -38,6 +38,7 @@ FOLLOW_MS = 500
 SCAN_MS = 5000  # the runs folder is listed again this often (runs a script or another window started)
 NOTES_SHOWN = 20  # notes on a run file's unreadable parts posted at once; the rest are counted
 COLOURINGS = {"class": "class", "cluster": "cluster", "correct": "kNN correct / wrong",
+              "probe": "linear probe correct / wrong",
               "overlap": "neighbour overlap (map honesty)", "triplet": "triplet category (anchor = selected)"}
 
 
@@ -60,6 +61,8 @@ class RunState:
     coords: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (snapshot, projection) -> (n, 2)
     # algorithm -> the cluster ids of snapshots 0, 1, ... (a prefix), each numbered after the one before
     clusters: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    # snapshot -> whether a linear probe fitted without each point names its class (None: no probe)
+    probe_correct: dict[int, np.ndarray | None] = field(default_factory=dict)
     live: bool = False  # trained by this window now
     following: bool = False  # another process writes it; polled
     status: RunStatus = RunStatus.RUNNING
@@ -113,6 +116,7 @@ class Session(QObject):
     dataset_ready = Signal(str)
     coords_ready = Signal(str, int, str)  # run, snapshot index, projection: run.coords has that map now
     clusters_ready = Signal(str, str)  # run, algorithm: run.clusters has more snapshots' ids now
+    probe_ready = Signal(str, int)  # run, snapshot index: run.probe_correct has it now (or a failure)
     progress_changed = Signal(str, dict)  # run, {step, epoch, total_steps, images_per_second, eta_s}
     point_selected = Signal(int)  # test-split row, -1 for none
     rows_selected = Signal(object)  # np.ndarray of test-split rows
@@ -157,6 +161,8 @@ class Session(QObject):
         self._projections: dict[tuple[str, int, str], Any] = {}  # (run, snapshot, projection) being computed
         self._clusterings: dict[tuple[str, str], Any] = {}  # (run, algorithm) being computed
         self.cluster_failures: dict[tuple[str, str], str] = {}  # (run, algorithm) -> why none could be found
+        self._probes: dict[tuple[str, int], Any] = {}  # (run, snapshot) whose probe is being fitted
+        self.probe_failures: dict[tuple[str, int], str] = {}  # (run, snapshot) -> why no probe was fitted
         self._methods: dict[tuple, Any] = {}  # (run dir, checkpoint key) -> the rebuilt method
         self._method_waiters: dict[tuple, list[tuple[Callable, Callable]]] = {}
         self._closed = False
@@ -601,6 +607,39 @@ class Session(QObject):
         jobs.run(triplets_between, snap.embeddings, snap.labels, definition, float(low), float(high), bool(closed),
                  20_000, seed, owner=self, on_done=done, on_failed=failed)
         return True
+
+    # the linear probe's errors (the map's "linear probe correct / wrong") ------------------------------
+    def probe_correct(self, run: RunState, frame: int) -> np.ndarray | None:
+        """Per point of a snapshot, whether a linear probe fitted on the other folds names its class
+        (engine.metrics.properties.probe_cv_correct, in a worker: a few seconds for thousands of
+        points). None until it is in (then ``probe_ready``), when it failed (``probe_failures``), or
+        when there is no probe to fit (``frame in run.probe_correct``, its value None)."""
+        from engine.metrics.properties import probe_cv_correct
+
+        if frame in run.probe_correct:
+            return run.probe_correct[frame]
+        key = (run.id, frame)
+        if key not in self._probes and key not in self.probe_failures:
+            snap = run.snapshots[frame]
+            self._probes[key] = jobs.run(
+                probe_cv_correct, snap.embeddings, snap.labels, owner=self,
+                on_done=lambda correct: self._on_probe_done(key, correct),
+                on_failed=lambda message: self._on_probe_failed(key, message))
+        return None
+
+    def _on_probe_done(self, key: tuple[str, int], correct: np.ndarray | None) -> None:
+        self._probes.pop(key, None)
+        run = self.runs.get(key[0])
+        if run is not None:
+            run.probe_correct[key[1]] = correct
+            self.probe_ready.emit(*key)
+
+    def _on_probe_failed(self, key: tuple[str, int], message: str) -> None:
+        self._probes.pop(key, None)
+        self.probe_failures[key] = message
+        run = self.runs.get(key[0])
+        self.message_posted.emit("warning", f"no linear probe colouring for {run.name if run else 'a run'}: {message}")
+        self.probe_ready.emit(*key)
 
     def set_cluster_algorithm(self, algorithm: str) -> None:
         if algorithm not in CLUSTERINGS:

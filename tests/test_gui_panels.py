@@ -233,7 +233,8 @@ def test_collapse_plots_are_never_squeezed_below_a_readable_size(qtbot, run_reco
     qtbot.waitUntil(lambda: panel.plot_mode == mode)
     plots = (panel.rank_widget, panel.spread_widget, panel.spectrum_widget)
     if mode == "tabs":
-        assert [panel.plot_tabs.widget(i) for i in range(3)] == list(plots)
+        # each tab: the plot over its legend
+        assert [panel.plot_tabs.widget(i) for i in range(3)] == [p.parentWidget() for p in plots]
         qtbot.waitUntil(lambda: panel.rank_widget.width() > 300)  # the whole width for one plot
     else:
         assert panel.plot_tabs.count() == 0 and panel.plot_tabs.isHidden()

@@ -208,11 +208,12 @@ def test_invalid_parameter_is_refused_at_the_field(qtbot, window):
     field = w.training_panel.general["lr"]
     qtbot.keyClicks(field.editor, "nan")
     assert field.editor.property("invalid") is True
-    assert "--lr" in field.error and "nan" in field.error.lower()
+    # the form's words: the field's label, not the command-line flag
+    assert "'lr'" in field.error and "--" not in field.error and "nan" in field.error.lower()
     assert "⚠" in field.editor.toolTip()
     qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
     assert w.session.job is None and w.session.training_state == "idle"
-    assert w.training_panel.error_label.isVisibleTo(w) and "--lr" in w.training_panel.error_label.text()
+    assert w.training_panel.error_label.isVisibleTo(w) and "'lr'" in w.training_panel.error_label.text()
     field.set_text("0.002")
     assert field.editor.property("invalid") is False
 
@@ -220,7 +221,7 @@ def test_invalid_parameter_is_refused_at_the_field(qtbot, window):
     w.training_panel.select_method("simclr")
     temperature = w.training_panel.method_fields["temperature"]
     temperature.set_text("-1")
-    assert temperature.error and "--temperature" in temperature.error
+    assert temperature.error and "'temperature'" in temperature.error and "--" not in temperature.error
     assert temperature.param.help in temperature.editor.toolTip()
 
 
@@ -318,8 +319,9 @@ def test_failed_job_shows_its_message_and_window_still_works(qtbot, window):
     qtbot.mouseClick(w.training_panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: s.training_state == "idle", timeout=TIMEOUT)
     assert w.banner.isVisibleTo(w)
-    assert "--batch-size" in w.banner_text.text() and "larger than the training set" in w.banner_text.text()
-    assert "batch-size" in w.log_view.toPlainText()
+    # in the form's words: the field's label, not the command-line flag
+    assert "'batch size'" in w.banner_text.text() and "larger than the training set" in w.banner_text.text()
+    assert "--batch-size" not in w.banner_text.text() and "'batch size'" in w.log_view.toPlainText()
     assert w.training_panel.start_button.isEnabled()
     run = run_to_end(qtbot, w, train_size=200, batch_size=50)  # the next run trains normally
     assert run.status == "finished" and not w.banner.isVisibleTo(w)

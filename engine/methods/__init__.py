@@ -89,6 +89,15 @@ class Method(nn.Module):
         # of the same name would shadow; a subclass assigns its augmentation module over this
         self.augment: nn.Module | None = None
 
+    @classmethod
+    def check_data(cls, info: DataInfo) -> None:
+        """ValueError saying why this method cannot train on the data ``info`` describes, in words
+        that follow "method 'NAME' " (checked before any model is built; the window checks its form's
+        dataset with it as the field changes). Default: class labels when the method needs them."""
+        if cls.needs_labels and not info.labelled:
+            raise ValueError(f"needs class labels but {info.dataset} is unlabelled: choose a self-supervised "
+                             "method, or sort the images into class sub-folders")
+
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         """One batch: images float in [0, 1] (B, C, H, W) on the device, labels int64 (B,)."""
         raise NotImplementedError

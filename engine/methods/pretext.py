@@ -182,11 +182,19 @@ class Colorization(Method):
     needs_labels = False
     defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 1, "dataset": "painted-shapes"}
 
-    def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
+    @classmethod
+    def check_data(cls, info: DataInfo) -> None:
+        super().check_data(info)
         if info.channels != 3:
-            raise ValueError(f"colorization: dataset '{info.dataset}' has {info.channels} channel(s); allowed: "
+            raise ValueError(f"needs colour images: dataset '{info.dataset}' has {info.channels} channel(s); allowed: "
                              f"colour images with 3 channels ({COLOUR_DATASETS}): a grey image has no colour "
                              "to predict")
+
+    def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
+        try:
+            self.check_data(info)
+        except ValueError as error:
+            raise ValueError(f"colorization {error}") from None
         super().__init__(encoder, info, **params)
         palette, lookup = ab_palette()
         self.register_buffer("palette", palette)

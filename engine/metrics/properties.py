@@ -167,6 +167,38 @@ def factor_invariance(encoder: torch.nn.Module, embeddings, factors: dict[str, n
 
 # --- clustering -----------------------------------------------------------------------------------
 
+def probe_cv_correct(embeddings, labels, folds: int = 5, seed: int = 0) -> np.ndarray | None:
+    """Per point, whether a linear probe that never saw it names its class: the probe's objective
+    (logistic regression, C = 1, on standardised embeddings, as engine.metrics.probe.linear_probe),
+    fitted on the other folds of the labelled points (scikit-learn's cross_val_predict, ``folds``
+    stratified folds shuffled with ``seed``; fewer when a class has fewer points). False for the
+    unlabelled. None without two classes of two points each. The map's "linear probe correct /
+    wrong", beside knn_loo_correct's kNN vote on the same points."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    keep = np.flatnonzero(labels >= 0)
+    y = labels[keep]
+    counts = np.bincount(y)[np.unique(y)] if len(y) else np.zeros(0, int)
+    if len(counts) < 2 or counts.min() < 2:
+        return None
+    x = np.asarray(embeddings, dtype=np.float64)[keep]
+    splits = StratifiedKFold(n_splits=int(min(folds, counts.min())), shuffle=True, random_state=seed)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        predicted = cross_val_predict(probe, x, y, cv=splits)
+    correct = np.zeros(len(labels), dtype=bool)
+    correct[keep] = predicted == y
+    return correct
+
+
 @torch.no_grad()
 def knn_loo_correct(embeddings, labels, k: int = 10, device: str | torch.device = "cpu",
                     distances: torch.Tensor | None = None) -> np.ndarray | None:

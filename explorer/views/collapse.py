@@ -8,11 +8,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from engine.metrics import collapse
 from explorer.views.palette import MUTED, WARN, color, verdict_style
-from explorer.views.plots import new_plot, set_log_ticks
+from explorer.views.plots import LegendRow, PlotGroup, new_plot, set_log_ticks
 from explorer.views.records import RecordPanel
 from explorer.views.series import Series, number
 
@@ -75,32 +75,33 @@ class CollapsePanel(RecordPanel):
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setWordWrap(True)
         self.body.addWidget(self.badge)  # a banner over the plots: it must be seen, and it may be long
-        # three plots side by side in a wide dock, stacked in a tall narrow one, one tab each in a small
-        # one (see resizeEvent)
-        self.plots = QWidget()
-        plots_layout = QVBoxLayout(self.plots)
-        plots_layout.setContentsMargins(0, 0, 0, 0)
-        self.plot_row = QWidget()
-        self.plots_box = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.plot_row)
-        self.plots_box.setContentsMargins(0, 0, 0, 0)
-        self.plots_box.setSpacing(3)
-        self.plot_tabs = QTabWidget(objectName="collapse_plot_tabs", documentMode=True)
-        self.plot_tabs.hide()
-        plots_layout.addWidget(self.plot_row)
-        plots_layout.addWidget(self.plot_tabs)
-        self.plot_mode = "row"
-        views = []
-        for left, bottom, title in (("effective rank", "step", "effective rank vs D"),
+        views, pages = [], []
+        for left, bottom, title in (("rank", "step", "effective rank vs D"),
                                     ("relative spread", "step", "spread vs near collapse"),
                                     ("\u03c3\u2096 / \u03c3\u2081", "k", "singular spectrum")):
-            widget, plot = new_plot(self, left, bottom, title)
+            # the legend in a row under its plot: in the plot, three entries covered the curves of a
+            # 90 px high plot in every corner (a laptop's bottom dock)
+            widget, plot = new_plot(self, left, bottom, title, legend=False)
             # log axes: ranks and spreads shrink by factors when a representation collapses
             plot.setLogMode(y=True)
             set_log_ticks(plot.getAxis("left"))
-            self.plots_box.addWidget(widget, 1)
-            views.append((widget, plot))
-        (self.rank_widget, self.rank_plot), (self.spread_widget, self.spread_plot), \
-            (self.spectrum_widget, self.spectrum_plot) = views
+            legend = LegendRow()
+            page = QWidget()
+            column = QVBoxLayout(page)
+            column.setContentsMargins(0, 0, 0, 0)
+            column.setSpacing(0)
+            column.addWidget(widget, 1)
+            column.addWidget(legend)
+            views.append((widget, plot, legend))
+            pages.append(page)
+        (self.rank_widget, self.rank_plot, self.rank_legend), \
+            (self.spread_widget, self.spread_plot, self.spread_legend), \
+            (self.spectrum_widget, self.spectrum_plot, self.spectrum_legend) = views
+        # three plots side by side in a wide dock, stacked in a tall narrow one, one tab each in a small one
+        self.plots = PlotGroup([(pages[0], "effective rank"), (pages[1], "spread"), (pages[2], "singular spectrum")],
+                               (self.PLOT_WIDTH, self.PLOT_HEIGHT), object_name="collapse_plot",
+                               tips=["", "The relative spread of the embeddings against the near-collapse threshold", ""])
+        self.plot_tabs = self.plots.tabs
         self.body.addWidget(self.plots, 1)
         self.empty_label = QLabel("No collapse indicators yet: they come with each evaluation of a run "
                                   "trained with diagnostics on.")
@@ -143,38 +144,16 @@ class CollapsePanel(RecordPanel):
         self.latest: dict[str, Any] = {}
         self._last_step = 0.0
 
-    PLOT_WIDTH, PLOT_HEIGHT = 180, 110  # below this a plot's titles and tick labels run into each other
+    # below this a plot's title, tick labels and legend run into each other or off its edge
+    PLOT_WIDTH, PLOT_HEIGHT = 260, 120
 
-    def resizeEvent(self, event) -> None:  # Qt override
-        super().resizeEvent(event)
-        w, h = self.width(), self.height()
-        fits_row = w >= 3 * self.PLOT_WIDTH
-        fits_column = h >= 3 * self.PLOT_HEIGHT + 90  # the badge and the line of figures take ~90 px
-        if fits_column and (not fits_row or w < 1.2 * h):
-            self.set_plot_mode("column")
-        else:
-            self.set_plot_mode("row" if fits_row else "tabs")
+    @property
+    def plot_mode(self) -> str:
+        return self.plots.mode
 
     def set_plot_mode(self, mode: str) -> None:
         """'row' (side by side), 'column' (stacked) or 'tabs' (one plot at a time, each at full size)."""
-        if mode == self.plot_mode:
-            return
-        plots = ((self.rank_widget, "effective rank"), (self.spread_widget, "spread"),
-                 (self.spectrum_widget, "singular spectrum"))
-        if mode == "tabs":
-            for widget, title in plots:
-                self.plot_tabs.addTab(widget, title)
-            self.plot_tabs.setTabToolTip(1, "The relative spread of the embeddings against the near-collapse threshold")
-        else:
-            self.plot_tabs.clear()  # takes the pages out without deleting them
-            for widget, _ in plots:
-                self.plots_box.addWidget(widget, 1)
-                widget.show()
-            self.plots_box.setDirection(QBoxLayout.Direction.TopToBottom if mode == "column"
-                                        else QBoxLayout.Direction.LeftToRight)
-        self.plot_row.setVisible(mode != "tabs")
-        self.plot_tabs.setVisible(mode == "tabs")
-        self.plot_mode = mode
+        self.plots.set_mode(mode)
 
     # public -------------------------------------------------------------------------------------
     @property
@@ -328,4 +307,8 @@ class CollapsePanel(RecordPanel):
         self.spread_threshold.setPen(pg.mkPen(warn, width=1.5, style=Qt.PenStyle.DashLine))
         self.spectrum_item.setPen(pg.mkPen(color(1, dark), width=2))
         self.rank_marker.setPen(pg.mkPen(color(0, dark), width=1, style=Qt.PenStyle.DotLine))
+        for legend, items in ((self.rank_legend, (self.rank_item, self.rank_reference, self.rank_threshold)),
+                              (self.spread_legend, (self.spread_item, self.spread_threshold)),
+                              (self.spectrum_legend, (self.spectrum_item,))):
+            legend.set_entries([(item.name(), item.opts["pen"].color(), item.opts["pen"].style()) for item in items])
         self._show_badge()

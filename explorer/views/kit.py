@@ -29,17 +29,22 @@ from explorer.views.palette import BACKGROUND, FOREGROUND, MUTED, palette_is_dar
 FRAME_MS = 16
 
 
-def thumbnail_pixmap(image: np.ndarray, size: int) -> QPixmap:
-    """A uint8 (H, W) grey or (H, W, 3) colour image as a pixmap whose longer side is ``size``: pixels
-    kept sharp when enlarged (an 8x8 digit shows its 64 pixels, not a blur), smoothed when shrunk."""
+def thumbnail_image(image: np.ndarray) -> QImage:
+    """A uint8 (H, W) grey or (H, W, 3) colour image as a QImage that owns its pixels (the numpy array
+    may go away), at its own size."""
     image = np.ascontiguousarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
     if image.ndim == 2:
-        q = QImage(image.data, w, h, w, QImage.Format.Format_Grayscale8)
-    else:
-        q = QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    q = q.copy()  # own the pixels: the numpy array may go away
-    mode = Qt.TransformationMode.FastTransformation if max(h, w) < size else Qt.TransformationMode.SmoothTransformation
+        return QImage(image.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    return QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def thumbnail_pixmap(image: np.ndarray, size: int) -> QPixmap:
+    """A uint8 (H, W) grey or (H, W, 3) colour image as a pixmap whose longer side is ``size``: pixels
+    kept sharp when enlarged (an 8x8 digit shows its 64 pixels, not a blur), smoothed when shrunk."""
+    q = thumbnail_image(image)
+    mode = Qt.TransformationMode.FastTransformation if max(q.height(), q.width()) < size \
+        else Qt.TransformationMode.SmoothTransformation
     return QPixmap.fromImage(q.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
 
 
@@ -206,6 +211,10 @@ class Panel(QWidget):
     def menu_title(cls) -> str:
         return cls.long_title or cls.dock_title or cls.title or cls.name
 
+    def fit_width(self, width: int) -> None:
+        """The width the panel has on screen (its dock's, also when a scroll area holds it wider, at
+        its minimum): a panel that can arrange itself in fewer columns does so here (subclasses)."""
+
     def show_help(self) -> None:
         """Open the help paragraph (the Help menu's entries)."""
         self.help_button.setChecked(True)
@@ -352,6 +361,8 @@ class _FitScrollArea(QScrollArea):
 
     def _fit(self) -> None:
         widget, view = self.widget(), self.viewport().size()
+        if isinstance(widget, Panel):
+            widget.fit_width(view.width())  # it may lay itself out narrower (fewer columns) first
         if widget is not None:
             width = max(view.width(), widget.minimumSizeHint().width())
             layout = widget.layout()

@@ -11,6 +11,12 @@ class LogPanel(Panel):
     dock_name = "log"
     dock_title = "Log"
     margins = (0, 0, 0, 0)
+    help_text = (
+        "Every message of the window and of its runs, newest last, with its level: info (what a run "
+        "decided: a batch size that shrank to fit, a time budget, where it was saved), warning (something "
+        "worth knowing that did not stop it) and error (what failed, with the cause and what to change). "
+        "A run opened from disk adds what of its files could not be read, naming the file and line. The "
+        "text can be selected and copied.")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)

@@ -12,11 +12,12 @@ ScatterPlotItems drawn on top.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainterPath, QPolygonF
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QGraphicsPolygonItem, QHBoxLayout,
                                QLabel, QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
@@ -25,11 +26,12 @@ from explorer.session import CLUSTERINGS, COLOURINGS, RunState, Session
 from explorer.state import MapSnapshot
 from explorer.views import wrapped_tooltip
 from explorer.views.flow import FlowLayout
-from explorer.views.kit import FRAMES, thumbnail_pixmap
+from explorer.views.kit import FRAMES, HelpButton, thumbnail_image, thumbnail_pixmap
 from explorer.views.palette import (BACKGROUND, RIGHT, SELECTION, UNLABELLED, WRONG, argb, class_palette,
                                     map_triplet_colours, ramp, verdict_style)
 
 ANIMATION_MS = 300
+PLAY_MS = 700  # the time-lapse's Play: one snapshot this often (each one's move takes ANIMATION_MS)
 FLASH_MS = 3000  # how long the map says what a rectangle or lasso selected
 HULL_COVERAGE = 0.9  # a cluster's outline goes round this share of its points, those nearest its centre
 
@@ -39,8 +41,14 @@ def projection_label(name: str) -> str:
     return PROJECTIONS.get(name).label if name in PROJECTIONS else name
 
 
+THUMBNAILS_AT = 400  # at most this many points in view: each is drawn as its image (level of detail)
+THUMBNAIL_PX = (18, 64)  # the drawn images' side, from crowded to sparse
+
+
 class PointCloudItem(pg.GraphicsObject):
-    """Many points of one size, each with its own colour, drawn as one image per paint."""
+    """Many points of one size, each with its own colour, drawn as one image per paint; zoomed in far
+    enough (THUMBNAILS_AT points in view at most), each point in view as its own image, framed in
+    its colour, the view TensorBoard's sprites give."""
 
     def __init__(self, radius: float = 2.5):
         super().__init__()
@@ -48,7 +56,28 @@ class PointCloudItem(pg.GraphicsObject):
         self._x = self._y = np.zeros(0, dtype=np.float32)
         self._argb = np.zeros(0, dtype=np.uint32)
         self._bounds = QRectF()
+        self._rows: np.ndarray | None = None  # the dataset row of each point, for its image
+        self._image_of: Callable[[int], np.ndarray] | None = None
+        self._images: dict[int, QImage] = {}  # row -> its image, made once (the rows in view, mostly)
+        self.thumbnails_drawn = 0  # how many images the last paint drew (0: dots)
         self.set_radius(radius)
+
+    def set_thumbnails(self, rows: np.ndarray | None, image_of: Callable[[int], np.ndarray] | None) -> None:
+        """The dataset row of each point (drawing order) and ``image_of(row)``: a uint8 (H, W) or
+        (H, W, 3) image; None: dots at every zoom."""
+        if image_of is not self._image_of:
+            self._images = {}
+        self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self._image_of = image_of
+        self.update()
+
+    def _image(self, row: int) -> QImage:
+        image = self._images.get(row)
+        if image is None:
+            if len(self._images) > 20_000:
+                self._images.clear()
+            image = self._images[row] = thumbnail_image(self._image_of(row))
+        return image
 
     def set_radius(self, radius: float) -> None:
         pad = int(np.ceil(radius))
@@ -125,6 +154,11 @@ class PointCloudItem(pg.GraphicsObject):
         colours = self._argb
         if not ok.all():  # zoomed in: only the points in view
             px, py, colours = px[ok], py[ok], colours[ok]
+        self.thumbnails_drawn = 0
+        if self._image_of is not None and self._rows is not None and len(self._rows) == n \
+                and 0 < len(px) <= THUMBNAILS_AT:
+            self._paint_thumbnails(painter, px, py, colours, np.flatnonzero(ok), w, h)
+            return
         ix = np.floor(px).astype(np.int64) + margin
         iy = np.floor(py).astype(np.int64) + margin
         stride = w + 2 * margin
@@ -138,6 +172,30 @@ class PointCloudItem(pg.GraphicsObject):
         painter.resetTransform()
         painter.drawImage(0, 0, image)
         painter.restore()
+
+
+    def _paint_thumbnails(self, painter, px, py, colours, shown, w: int, h: int) -> None:
+        """Each point in view as its image, centred on it, as large as the crowd allows (the side of
+        the square each point would have if they tiled the view, within THUMBNAIL_PX), framed in its
+        colour; images drawn in order, so a later point covers an earlier one as its dot would."""
+        low, high = THUMBNAIL_PX
+        side = int(np.clip(0.8 * np.sqrt(w * h / len(px)), low, high))
+        half = side / 2
+        rows = self._rows[shown]
+        painter.save()
+        painter.resetTransform()
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # pixels stay crisp
+        pens: dict[int, QPen] = {}
+        for x, y, colour, row in zip(px.tolist(), py.tolist(), colours.tolist(), rows.tolist()):
+            target = QRectF(x - half, y - half, side, side)
+            painter.drawImage(target, self._image(row))
+            pen = pens.get(colour)
+            if pen is None:
+                pen = pens[colour] = QPen(QColor.fromRgba(colour), 2)
+            painter.setPen(pen)
+            painter.drawRect(target)
+        painter.restore()
+        self.thumbnails_drawn = len(px)
 
 
 DRAG_PIXELS = 3  # a press and release farther apart than this select a region, never a point
@@ -334,8 +392,13 @@ class MapView(QWidget):
         self.hull_items: list[QGraphicsPolygonItem] = []
         self._hulls: dict[int, np.ndarray] = {}  # cluster id -> rows (drawing order) at its outline
         self._cluster_ids: np.ndarray | None = None  # the shown snapshot's, when colouring by cluster
-        self.legend = MapLegend(offset=(-8, 8), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.getPlotItem().vb)
+        # the legend in a column right of the points, never over them (in the view box it covered a
+        # corner of the map, much of a half-width side-by-side one)
+        self.legend = MapLegend(labelTextSize="8pt", verSpacing=-4)
+        self.legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)  # its rows packed
+        layout = self.plot.getPlotItem().layout
+        layout.addItem(self.legend, 2, 3)
+        layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)
         self.title = QLabel(self)
         self.title.setObjectName("map_title")
         self.badge = QLabel(self)
@@ -382,7 +445,9 @@ class MapView(QWidget):
         session.compare_changed.connect(lambda _: self.refresh())
         session.run_changed.connect(self._on_session_run_changed)
         session.coords_ready.connect(self._on_session_coords_ready)
+        session.dataset_ready.connect(self._on_session_dataset_ready)
         session.clusters_ready.connect(self._on_session_clusters_ready)
+        session.probe_ready.connect(self._on_session_probe_ready)
         session.point_selected.connect(self._on_session_point_selected)
         session.rows_selected.connect(lambda _: self._update_marks())
         session.neighbours_changed.connect(lambda _: self._update_marks())
@@ -437,6 +502,12 @@ class MapView(QWidget):
                 and algorithm == self.session.cluster_algorithm:
             self.refresh()
 
+    def _on_session_probe_ready(self, run_id: str, frame: int) -> None:
+        run = self.run()
+        if run is not None and run.id == run_id and self.session.colour_by == "probe" \
+                and self.frame_index(run) == frame:
+            self.refresh()
+
     def refresh(self) -> None:
         """Show the run's snapshot of the current frame in the current projection and colouring."""
         run = self.run()
@@ -446,7 +517,7 @@ class MapView(QWidget):
                            np.zeros(0, np.int64), animate=False)
             self._run_id = run.id if run else ""
             self.title.setText(f"{run.name}: waiting for the first snapshot" if run else "no run yet")
-            self.title.adjustSize()
+            self._place_overlays()
             if self.slot == "primary":
                 self._set_note("Press Start (Ctrl+R) to train, or open a run directory (Ctrl+O):\n"
                                "the map of the representation appears here at every evaluation."
@@ -464,7 +535,7 @@ class MapView(QWidget):
         one_point = len(snap.embeddings) > 1 and all_equal(snap.embeddings)
         self.title.setText(f"{run.name} — step {snap.step} (epoch {snap.epoch:.2f}) — {label}"
                            + (" — every image has the same embedding: one point" if one_point else ""))
-        self.title.adjustSize()
+        self._place_overlays()
         if coords is None:
             self._set_note(f"computing the {label} map…")
             return
@@ -473,8 +544,25 @@ class MapView(QWidget):
         same_points = run.id == self._run_id and len(coords) == len(self._target)
         self._run_id, self._frame = run.id, frame
         self._hulls = self._hull_rows(run, frame, coords)
+        self._follow_thumbnails(run, snap)
         self._show(coords, colours, snap.indices, snap.labels, animate=same_points and self.animate)
         self._update_trails(run, frame, method)
+
+    def _follow_thumbnails(self, run: RunState, snap: MapSnapshot) -> None:
+        """The points' images, for the zoomed-in view (PointCloudItem), once the run's dataset is in."""
+        dataset = run.dataset
+        if dataset is None:
+            self.cloud.set_thumbnails(None, None)
+            return
+        if getattr(self, "_thumbnail_dataset", None) is not dataset:
+            self._thumbnail_dataset = dataset
+            self._thumbnail_source = lambda row: dataset.thumbnail("test", row)  # one per dataset: its cache stays
+        self.cloud.set_thumbnails(snap.indices, self._thumbnail_source)
+
+    def _on_session_dataset_ready(self, run_id: str) -> None:
+        run = self.run()
+        if run is not None and run.id == run_id and run.snapshots:
+            self._follow_thumbnails(run, run.snapshots[self.frame_index(run)])
 
     def _set_note(self, text: str) -> None:
         self.note.setText(text)
@@ -483,6 +571,7 @@ class MapView(QWidget):
         self._place_overlays()
 
     def _show(self, coords, colours, indices, labels, animate: bool) -> None:
+        self.hover.hide()  # it named the point under the mouse before the points moved (a scrub, a snapshot)
         self._start = self.cloud.positions.copy() if animate else coords
         self._target = np.asarray(coords, dtype=np.float32)
         if indices is not self._indices:
@@ -564,6 +653,22 @@ class MapView(QWidget):
             else:
                 colours = np.where(labels < 0, argb(UNLABELLED), np.where(correct, argb(RIGHT), argb(WRONG)))
                 entries = [(f"kNN right ({correct[labels >= 0].mean():.0%})", argb(RIGHT)), ("kNN wrong", argb(WRONG))]
+        elif mode == "probe":
+            if frame not in run.probe_correct:  # fitted in the background (or it failed: said in the note)
+                self.session.probe_correct(run, frame)
+                why = self.session.probe_failures.get((run.id, frame))
+                self._set_note(f"no linear probe colouring: {why}" if why
+                               else "fitting the linear probe on the map's points (5 folds)…")
+                self._legend_entries = []
+                return np.full(len(labels), argb(UNLABELLED), dtype=np.uint32)
+            correct = run.probe_correct[frame]
+            if correct is None:
+                colours = np.full(len(labels), argb(UNLABELLED), dtype=np.uint32)
+                entries = [("no probe: fewer than two classes of two labelled points", argb(UNLABELLED))]
+            else:
+                colours = np.where(labels < 0, argb(UNLABELLED), np.where(correct, argb(RIGHT), argb(WRONG)))
+                entries = [(f"probe right ({correct[labels >= 0].mean():.0%})", argb(RIGHT)),
+                           ("probe wrong", argb(WRONG))]
         elif mode == "overlap":
             engine_map = snap.coords is not None and self.session.projection == run.config.get("projection", "umap")
             overlap = (snap.neighbour_overlap if engine_map and snap.neighbour_overlap is not None
@@ -671,6 +776,8 @@ class MapView(QWidget):
             return  # rebuilding an unchanged legend took up to 20 ms of the GUI thread at every snapshot
         self._legend_drawn = entries
         self.legend.clear()
+        # a second column where one would run past the map's height (24 entries at most)
+        self.legend.setColumnCount(2 if len(entries) * 17 > max(120, self.vb.height()) else 1)
         for name, colour in entries:
             if colour is None:  # a heading: no sample
                 sample = pg.ScatterPlotItem(size=0, pen=None, brush=None)
@@ -749,12 +856,25 @@ class MapView(QWidget):
             _, fg, bg = verdict_style(run.collapse_verdict or "complete collapse", self.dark)
             self.badge.setText(f"⚠ {run.collapse_verdict or 'collapse'} from step {step}")
             self.badge.setStyleSheet(f"color: {fg}; background: {bg};")  # amber or red, as the Collapse panel
-            self.badge.adjustSize()
             self.badge.show()
             self.plot.setStyleSheet(f"border: 3px solid {bg};")
         self._place_overlays()
 
+    def _fit_overlay(self, label: QLabel) -> None:
+        """An overlay label on one line where it fits the map, else wrapped to the map's width (on
+        one line, the collapse message ran past the edge of a narrow map)."""
+        room = max(80, self.width() - 16)
+        label.setWordWrap(False)
+        hint = label.sizeHint()
+        if hint.width() <= room:
+            label.resize(hint)
+        else:
+            label.setWordWrap(True)
+            label.resize(room, label.heightForWidth(room))
+
     def _place_overlays(self) -> None:
+        for label in (self.title, self.badge):
+            self._fit_overlay(label)
         self.title.move(8, 6)
         self.badge.move(8, 6 + self.title.height() + 4)
         self.note.move(max(8, (self.width() - self.note.width()) // 2), self.height() // 2 - 10)
@@ -867,8 +987,26 @@ def neighbour_overlap(embeddings: np.ndarray, coords: np.ndarray, k: int = 10) -
                               metric="cosine"))
 
 
+MAP_HELP = (
+    "Each point is one test image, placed by flattening its embedding (the representation, D numbers) "
+    "to 2D: points that lie close here lie close in embedding space, mostly; the reverse can fail, and "
+    "'neighbour overlap' colours each point by how many of its 10 nearest neighbours in embedding space "
+    "the map keeps. Map: the projection (PCA keeps the directions of largest variance and the distances "
+    "along them; t-SNE and UMAP keep neighbourhoods and bend distances; the engine's own map comes with "
+    "each snapshot, the others are computed here). Colour: the class; a cluster found in embedding space "
+    "(k-means or HDBSCAN, its outline optional); whether the point's neighbours' vote (kNN, leave-one-out) "
+    "or a linear probe fitted on the other points (5 folds) names its class, green when right, red when "
+    "wrong; or the triplet category of each point for the clicked anchor. Click a point for its image "
+    "and its nearest neighbours; Rectangle and Lasso select many. Zoom in (the wheel) until a few "
+    "hundred points are in view and each is drawn as its image, framed in its colour. The time-lapse replays the snapshots "
+    "(Play, or drag): a good representation pulls the classes apart as training goes. A second run "
+    "chosen under Runs ('Beside') is drawn on the right, on the same projection.")
+
+
 class MapPanel(QWidget):
     """The central area: a toolbar, one map (two side by side when comparing) and the time-lapse."""
+
+    help_text = MAP_HELP
 
     def sizeHint(self):  # the map is the point of the window: ask for most of it
         from PySide6.QtCore import QSize
@@ -891,9 +1029,9 @@ class MapPanel(QWidget):
         for key, text in COLOURINGS.items():
             self.colour_combo.addItem(text, key)
         self.colour_combo.setToolTip(wrapped_tooltip(
-            "What the colour of a point says: its class, its k-means cluster, whether its neighbours' vote "
-            "gives its class, how many of its neighbours the 2D map keeps, or its triplet category for the "
-            "selected anchor."))
+            "What the colour of a point says: its class, its cluster, whether its neighbours' vote (kNN, "
+            "leave-one-out) or a linear probe fitted without it (5-fold) gives its class, how many of its "
+            "neighbours the 2D map keeps, or its triplet category for the selected anchor."))
         self.cluster_combo = QComboBox(objectName="cluster_combo")
         for key, text in CLUSTERINGS.items():
             self.cluster_combo.addItem(text, key)
@@ -923,6 +1061,14 @@ class MapPanel(QWidget):
         self.centroids_check = QCheckBox("Centroids", objectName="centroids_check")
         self.trails_check = QCheckBox("Trails", objectName="trails_check")
         self.trails_check.setToolTip("Each point's path through the snapshots up to this one")
+        self.help_button = HelpButton(MAP_HELP)
+        self.help_button.set_compact(True)  # "?": the toolbar is crowded on a laptop's screen
+        self.help_button.setToolTip("What am I looking at? " + self.help_button.toolTip())
+        self.help_label = QLabel(MAP_HELP, objectName="help_label", wordWrap=True)
+        self.help_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.help_label.setContentsMargins(8, 4, 8, 4)
+        self.help_label.hide()
+        self.help_button.toggled.connect(self.help_label.setVisible)
         self.reset_button = QToolButton(text="Fit", objectName="fit_button")
         self.reset_button.setToolTip("Zoom to show every point")
         self.reset_button.clicked.connect(self.fit)
@@ -933,7 +1079,7 @@ class MapPanel(QWidget):
         bar.setSpacing(8)
         for group in ((QLabel("Map"), self.projection_combo),
                       (QLabel("Colour"), self.colour_combo, self.cluster_combo, self.hulls_check),
-                      (mode_box,), (self.centroids_check, self.trails_check, self.reset_button)):
+                      (mode_box,), (self.centroids_check, self.trails_check, self.reset_button, self.help_button)):
             box = QWidget()
             row = QHBoxLayout(box)
             row.setContentsMargins(0, 0, 0, 0)
@@ -954,7 +1100,15 @@ class MapPanel(QWidget):
         self.slider.setEnabled(False)
         self.time_label = QLabel("no snapshot", objectName="timelapse_label")
         self.time_label.setMinimumWidth(180)
+        # Play: one snapshot after the other (each animates to the next), from the first one when at the end
+        self.play_button = QToolButton(text="\u25b6 Play", checkable=True, objectName="play_button")
+        self.play_button.setToolTip("Play the time-lapse: each snapshot in turn, up to the newest")
+        self.play_button.setEnabled(False)
+        self.play_button.toggled.connect(self._on_play_button_toggled)
+        self._play_timer = QTimer(self, interval=PLAY_MS)
+        self._play_timer.timeout.connect(self._on_play_timer_timeout)
         time_row.addWidget(QLabel("Time-lapse"))
+        time_row.addWidget(self.play_button)
         time_row.addWidget(self.slider, 1)
         time_row.addWidget(self.time_label)
 
@@ -962,6 +1116,7 @@ class MapPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(bar)
+        layout.addWidget(self.help_label)
         layout.addWidget(self.splitter, 1)
         layout.addLayout(time_row)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -981,6 +1136,10 @@ class MapPanel(QWidget):
         session.run_selected.connect(lambda _: self._sync_slider())
         session.compare_changed.connect(self._on_session_compare_changed)
         self.sync_from_session()
+
+    def show_help(self) -> None:
+        """Open the help paragraph (the Help menu)."""
+        self.help_button.setChecked(True)
 
     @property
     def views(self) -> list[MapView]:
@@ -1022,9 +1181,27 @@ class MapPanel(QWidget):
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(0, n - 1))
         self.slider.setEnabled(n > 1)
+        self.play_button.setEnabled(n > 1)
+        if n <= 1:
+            self.play_button.setChecked(False)
         self.slider.setValue(n - 1 if follow else min(self.session.frame, n - 1))
         self.slider.blockSignals(False)
         self._update_time_label()
+
+    def _on_play_button_toggled(self, playing: bool) -> None:
+        self.play_button.setText("\u23f8 Pause" if playing else "\u25b6 Play")
+        if not playing:
+            self._play_timer.stop()
+            return
+        if self.slider.value() >= self.slider.maximum():
+            self.slider.setValue(0)  # played to the end before: from the start again
+        self._play_timer.start()
+
+    def _on_play_timer_timeout(self) -> None:
+        if self.slider.value() >= self.slider.maximum():
+            self.play_button.setChecked(False)  # the newest snapshot: the map follows the run again
+            return
+        self.slider.setValue(self.slider.value() + 1)
 
     def _on_slider_value_changed(self, value: int) -> None:
         run = self.session.current

@@ -8,6 +8,7 @@ allowed; Start refuses while any field is marked.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,23 @@ from explorer.views import wrapped_tooltip
 from explorer.views.kit import Panel
 
 FOLDER_ITEM = "image folder…"
+# a command-line flag in an engine message: --batch-size, --init-from (not a minus sign nor a range)
+FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
+# the form's names for the settings that are not Param fields (the others: the field's own label)
+FORM_LABELS = {"method": "Method", "dataset": "Dataset", "encoder": "Encoder", "device": "Device",
+               "preset": "Preset"}
+
+
+def field_label(name: str) -> str:
+    """The label of a Param's field in the form (``batch_size`` -> "batch size")."""
+    return name.replace("_", " ")
+
+
+def in_form_words(text: str) -> str:
+    """An engine message in the form's words: each command-line flag (``--batch-size``) becomes the
+    label of its field ('batch size'), so a message names what the person sees, not what a script
+    would type."""
+    return FLAG.sub(lambda m: f"'{FORM_LABELS.get(m.group(1), field_label(m.group(1).replace('-', '_')))}'", text)
 
 # The run-level settings as Param specs too, so they are checked and explained like the others.
 # default None: the method's preferred value (shown greyed in the field).
@@ -111,7 +129,7 @@ class ParamField(QWidget):
             self.value()
             self.error = None
         except ValueError as error:
-            self.error = str(error)
+            self.error = in_form_words(str(error))
         self.editor.setProperty("invalid", self.error is not None)
         self.editor.setToolTip(wrapped_tooltip(f"⚠ {self.error}\n\n{self._tip}" if self.error else self._tip))
         style = self.editor.style()
@@ -154,7 +172,7 @@ class WrappingLabel(QLabel):
         # old limits come off first: QLabel's height-for-width never answers below its minimum.
         self.setMinimumHeight(0)
         self.setMaximumHeight(16777215)  # QWIDGETSIZE_MAX
-        self.setFixedHeight(self.heightForWidth(max(1, self.width())))
+        self.setFixedHeight(max(0, self.heightForWidth(max(1, self.width()))))  # -1 for no text
 
 
 class TrainingPanel(Panel):
@@ -196,9 +214,9 @@ class TrainingPanel(Panel):
         for name in DATASETS.names():
             self.dataset_combo.addItem(name, name)
         self.dataset_combo.addItem(FOLDER_ITEM, FOLDER_ITEM)
-        self.dataset_combo.setToolTip(wrapped_tooltip(
-            "The images to learn from. 'image folder…' takes a folder of your images (class sub-folders "
-            "give labels); you can also drop a folder onto the window."))
+        self._dataset_tip = ("The images to learn from. 'image folder…' takes a folder of your images (class "
+                             "sub-folders give labels); you can also drop a folder onto the window.")
+        self.dataset_combo.setToolTip(wrapped_tooltip(self._dataset_tip))
         self.encoder_combo = QComboBox(objectName="encoder_combo")
         for name, cls in ENCODERS.items():
             # a kind that needs its model named (timm:NAME, onnx:PATH) asks for it when picked
@@ -217,20 +235,28 @@ class TrainingPanel(Panel):
         run_form.addRow("Method", self.method_combo)
         run_form.addRow(self.method_help)
         run_form.addRow("Dataset", self.dataset_combo)
+        # why the method cannot train on this dataset (grey images for colorization, an empty folder),
+        # said as soon as the field changes (MainWindow checks it with the loaded images)
+        self.dataset_problem = WrappingLabel(objectName="dataset_problem")
+        self.dataset_problem.setProperty("error", True)
+        self.dataset_problem.hide()
+        run_form.addRow(self.dataset_problem)
         run_form.addRow("Encoder", self.encoder_combo)
         run_form.addRow("Device", self.device_combo)
 
         self.general: dict[str, ParamField] = {}
         budget_box, budget_form = _section("Budget")
+        # what an empty field means (short: the left column is ~150 px wide for a field on a laptop)
+        empty = {"train_size": "all images", "time_limit": "no limit"}
         for p in GENERAL_PARAMS:
-            f = ParamField(p, placeholder="method default" if p.default is None else None)
+            f = ParamField(p, placeholder=empty.get(p.name, "method default") if p.default is None else None)
             self.general[p.name] = f
-            budget_form.addRow(p.name.replace("_", " "), f)
+            budget_form.addRow(field_label(p.name), f)
         eval_box, eval_form = _section("Evaluation")
         for p in EVAL_PARAMS:
             f = ParamField(p)
             self.general[p.name] = f
-            eval_form.addRow(p.name.replace("_", " "), f)
+            eval_form.addRow(field_label(p.name), f)
         self.method_box, self.method_form = _section("Method parameters")
         self.encoder_box, self.encoder_form = _section("Encoder parameters")
         self.method_fields: dict[str, ParamField] = {}
@@ -462,7 +488,7 @@ class TrainingPanel(Panel):
         if preferred and not str(self.dataset_combo.currentData()).startswith("folder:"):
             self.select_dataset(preferred)  # e.g. colorization: colours that its grey images can tell
         for key in ("epochs", "batch_size", "lr"):
-            self.general[key].editor.setPlaceholderText(f"method default: {cls.defaults.get(key, '—')}")
+            self.general[key].editor.setPlaceholderText(f"default: {cls.defaults.get(key, '—')}")
         self.method_fields = self._rebuild_form(self.method_form, self.method_box, cls.params)
         self._rebuild_encoder_form()
 
@@ -487,7 +513,7 @@ class TrainingPanel(Panel):
         for p in params:
             f = ParamField(p)
             fields[p.name] = f
-            form.addRow(p.name.replace("_", " "), f)
+            form.addRow(field_label(p.name), f)
         box.setVisible(bool(fields))
         return fields
 
@@ -555,8 +581,8 @@ class TrainingPanel(Panel):
         from engine.config import TrainConfig
 
         bad = self.invalid_fields()
-        if bad:
-            message = "; ".join(f.error for f in bad)
+        if bad or self.dataset_problem.text():
+            message = "; ".join([f.error for f in bad] + ([self.dataset_problem.text()] if self.dataset_problem.text() else []))
             self.show_error(message)
             raise ValueError(message)
         values = {k: f.value() for k, f in self.general.items()}
@@ -574,7 +600,32 @@ class TrainingPanel(Panel):
         self.show_error("")
         return config
 
+    def set_dataset_problem(self, text: str) -> None:
+        """Mark the dataset field with why the run cannot start on it ("" when it can)."""
+        text = in_form_words(text)
+        self.dataset_problem.setText(text)
+        self.dataset_problem.setVisible(bool(text))
+        self.dataset_combo.setProperty("invalid", bool(text))
+        self.dataset_combo.setToolTip(wrapped_tooltip(f"⚠ {text}" if text else self._dataset_tip))
+        self.dataset_combo.style().unpolish(self.dataset_combo)
+        self.dataset_combo.style().polish(self.dataset_combo)
+        if not text and not self.invalid_fields():
+            self.show_error("")
+
+    def data_problem(self, dataset) -> str:
+        """Why the form's method cannot train on ``dataset`` (an ImageDataset), or ""."""
+        from engine.methods import DataInfo
+
+        info = DataInfo(dataset.num_classes, tuple(int(c) for c in dataset.class_counts()), dataset.channels,
+                        dataset.image_size, dataset.labelled, dataset.name)
+        try:
+            self.methods.get(self.method).check_data(info)
+        except ValueError as error:
+            return f"method '{self.method}' {error}"
+        return ""
+
     def show_error(self, text: str) -> None:
+        text = in_form_words(text)
         self.error_label.setText(text)
         self.error_label.setVisible(bool(text))
 

@@ -6,11 +6,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
 from explorer.views import wrapped_tooltip
 from explorer.views.palette import BACKGROUND, FOREGROUND, TRIPLET_CATEGORIES, triplet_colours
-from explorer.views.plots import LegendRow, new_plot
+from explorer.views.plots import LegendRow, PlotGroup, new_plot
 from explorer.views.records import RecordPanel
 from explorer.views.series import bin_mean, number
 
@@ -35,10 +35,10 @@ class TripletPanel(RecordPanel):
         "when the negative is farther than the positive but inside the margin, and hard when the "
         "negative is closer than the positive (the order is wrong). D and m are the triplet loss's: a "
         "triplet run's own, otherwise its defaults (squared euclidean distance between l2-normalised "
-        "embeddings, D in [0, 4]), in both sources alike. Left: the share of each kind among all valid "
+        "embeddings, D in [0, 4]), in both sources alike. Over time (the first plot, or tab in a narrow dock): the share of each kind among all valid "
         "triplets, over time, on the fixed evaluation subset or (metric-learning methods) in the training "
         "batches. As training succeeds easy triplets take over, which is why online mining (Hermans et "
-        "al. 2017: batch-hard, semi-hard) looks for the few informative ones. Right: the histogram of "
+        "al. 2017: batch-hard, semi-hard) looks for the few informative ones. D_an \u2212 D_ap (the second): the histogram of "
         "D_an - D_ap in the latest batch or evaluation; bars left of 0 are hard, the shaded band [0, m) "
         "is semi-hard, bars right of the band are easy. Click a bar: the Triplet panel lists its triplets "
         "and shows each one's anchor, positive and negative.")
@@ -54,18 +54,18 @@ class TripletPanel(RecordPanel):
             "Triplets of the fixed evaluation subset (at each evaluation), or of the training batches "
             "(every step; metric-learning methods only)"))
         self.controls.addWidget(self.source_combo)
-        row = QHBoxLayout()
-        row.setSpacing(3)
         # the stack fills the whole plot: its legend goes below it
-        self.area_widget, self.area_plot = new_plot(self, "share of triplets", title="triplet categories",
+        self.area_widget, self.area_plot = new_plot(self, "share", title="categories over time",
                                                     legend=False)
         self.area_plot.setYRange(0, 1, padding=0.02)
         self.area_plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
-        self.hist_widget, self.hist_plot = new_plot(self, "share of triplets", bottom="D_an \u2212 D_ap",
+        self.hist_widget, self.hist_plot = new_plot(self, "share", bottom="D_an \u2212 D_ap",
                                                     title="D_an \u2212 D_ap", legend=False)
-        row.addWidget(self.area_widget, 3)
-        row.addWidget(self.hist_widget, 2)
-        self.body.addLayout(row, 1)
+        # side by side in a wide dock, else one tab each: the histogram read as a few stripes at 2/5 of
+        # a 430 px dock, and both titles were cut
+        self.plots = PlotGroup([(self.area_widget, "over time"), (self.hist_widget, "histogram")],
+                               (280, 150), object_name="triplet_plot", stretch=[3, 2])
+        self.body.addWidget(self.plots, 1)
         self.legend = LegendRow()
         self.body.addWidget(self.legend)
         self.empty_label = QLabel("No triplet statistics yet: they come with each evaluation on labelled "
@@ -248,8 +248,9 @@ class TripletPanel(RecordPanel):
         has_area = len(steps) > 0
         # the histogram of the chosen source, else the other one's (titled with where it comes from)
         hist_source = self._hist_source()
-        self.area_widget.setVisible(has_area)
-        self.hist_widget.setVisible(hist_source is not None)
+        self.plots.set_shown(self.area_widget, has_area)
+        self.plots.set_shown(self.hist_widget, hist_source is not None)
+        self.plots.setVisible(has_area or hist_source is not None)
         self.legend.setVisible(has_area or hist_source is not None)
         self.empty_label.setVisible(not has_area and hist_source is None)
         if hist_source is not None:
@@ -266,10 +267,11 @@ class TripletPanel(RecordPanel):
             self.margin_band.setVisible(margin is not None)
             if margin is not None:
                 self.margin_band.setRegion((0.0, margin))
-            where = "evaluation" if hist_source == SOURCES[0] else "batch"
-            self._set_plot_title(self.hist_plot, f"D_an \u2212 D_ap, {where} at step {int(step)}"
-                                 + (f", margin {margin:g}" if margin is not None else ""))
-        self._set_plot_title(self.area_plot, "triplet categories, " + self.source)
+            # the source is the drop-down's; said only when the histogram comes from the other one
+            where = "" if hist_source == self.source else (" (evaluation)" if hist_source == SOURCES[0] else " (batch)")
+            self._set_plot_title(self.hist_plot, f"D_an \u2212 D_ap at step {int(step)}{where}"
+                                 + (f", m = {margin:g}" if margin is not None else ""))
+        self._set_plot_title(self.area_plot, "categories over time")
 
     def _restyle(self) -> None:
         colors = [triplet_colours(self.dark)[name] for name in TRIPLET_CATEGORIES]  # hard, semi-hard, easy

@@ -9,6 +9,7 @@ from explorer.state import MapSnapshot
 from explorer.views.inspectors.base import Inspector
 from explorer.views.inspectors.widgets import MatrixView
 from explorer.views.palette import class_colour
+from explorer.views.plots import LegendRow
 
 
 class AngleView(Inspector):
@@ -39,9 +40,12 @@ class AngleView(Inspector):
         self.matrix = MatrixView("centre_angle_matrix")
         self.plot = pg.PlotWidget(objectName="point_angle_plot")
         self.plot.setBackground(None)
-        self.plot.setLabel("bottom", "angle to own class centre (degrees)")
+        self.plot.setLabel("bottom", "° to own centre")
         self.plot.setLabel("left", "points")
-        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="7pt")
+        self.plot.setMinimumHeight(110)
+        # one entry a class: a row under the plot (inside it, ten classes covered the histograms)
+        self.legend = LegendRow()
+        self.legend.setObjectName("angle_legend")
         self.curves: list = []
         self.point_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("k", width=1.5, style=Qt.PenStyle.DashLine))
         self.point_line.hide()
@@ -51,16 +55,18 @@ class AngleView(Inspector):
         self.point_label = QLabel(objectName="angle_point")
         self.point_label.setWordWrap(True)
         self.controls.addWidget(QLabel("angles between class centres (degrees)"))
-        # the matrix keeps the whole height on the left; plot and sentences share the right
+        # the matrix and the histograms side by side, the sentences under both (beside the plot, they
+        # left it 30 to 50 px of height in a bottom dock)
         layout = QGridLayout()
         self.body.addLayout(layout, 1)
-        layout.addWidget(self.matrix, 0, 0, 4, 1)
+        layout.addWidget(self.matrix, 0, 0, 2, 1)
         layout.addWidget(self.plot, 0, 1)
-        layout.addWidget(self.point_label, 1, 1)
-        layout.addWidget(self.source, 2, 1)
-        layout.addWidget(self.status, 3, 1)
-        layout.setColumnStretch(0, 2)
-        layout.setColumnStretch(1, 3)
+        layout.addWidget(self.legend, 1, 1)
+        layout.addWidget(self.point_label, 2, 0, 1, 2)
+        layout.addWidget(self.source, 3, 0, 1, 2)
+        layout.addWidget(self.status, 4, 0, 1, 2)
+        layout.setColumnStretch(0, 1)
+        layout.setColumnStretch(1, 2)
         layout.setRowStretch(0, 1)
         self.centre_angles = np.zeros((0, 0))
         self.point_angles = np.zeros(0)
@@ -72,7 +78,7 @@ class AngleView(Inspector):
         for c in self.curves:
             self.plot.removeItem(c)
         self.curves = []
-        self.legend.clear()
+        self.legend.set_entries([])
         self.point_line.hide()
         self.point_label.clear()
         super()._clear(message)
@@ -136,8 +142,8 @@ class AngleView(Inspector):
         self.point_angles[keep] = np.degrees(np.arccos(np.clip((z[keep] * centres[labels[keep]]).sum(1), -1, 1)))
         for c in self.curves:
             self.plot.removeItem(c)
-        self.legend.clear()
         self.curves = []
+        entries = []
         finite = self.point_angles[np.isfinite(self.point_angles)]
         edges = np.linspace(0, max(10.0, float(np.ceil(finite.max() / 5) * 5)) if finite.size else 90, 37)
         for c in range(len(centres)):
@@ -150,6 +156,8 @@ class AngleView(Inspector):
                                     name=names[c] if c < len(names) else str(c))
             self.plot.addItem(curve)
             self.curves.append(curve)
+            entries.append((names[c] if c < len(names) else str(c), class_colour(c), Qt.PenStyle.SolidLine))
+        self.legend.set_entries(entries)
         mean_gap = float(off.min()) if off.size else float("nan")
         self.source.setText(f"Centres: {source}. Smallest angle between two centres: {mean_gap:.1f}°; "
                             f"median angle of a point to its centre: {np.nanmedian(self.point_angles):.1f}°.")

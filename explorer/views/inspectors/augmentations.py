@@ -46,21 +46,24 @@ class AugmentationPreview(Inspector):
                              if p.type is not bool and p.low is not None and p.high is not None]
         self.sliders: dict[str, QSlider] = {}
         self.value_labels: dict[str, QLabel] = {}
-        form = QGridLayout()
-        for i, name in enumerate(self.slider_names):
+        # name, slider and value of each setting: two settings to a row where the dock is wide enough,
+        # else one (two columns made a 330 px minimum, wider than the window's left column)
+        self.form = QGridLayout()
+        self._form_rows: list[tuple[QLabel, QSlider, QLabel]] = []
+        self._form_columns = 0
+        for name in self.slider_names:
             p = self.params[name]
             slider = QSlider(Qt.Orientation.Horizontal, objectName=f"{name}_slider")
             slider.setRange(0, self.STEPS)
             slider.setToolTip(wrapped_tooltip(p.help))
             slider.setValue(self._to_slider(name, p.default))
             slider.valueChanged.connect(self._on_slider_value_changed)
-            slider.setMinimumWidth(40)  # two columns of sliders fit the window's left column
+            slider.setMinimumWidth(50)
             value = QLabel(objectName=f"{name}_value")
             value.setMinimumWidth(36)
             self.sliders[name], self.value_labels[name] = slider, value
-            form.addWidget(QLabel(name.replace("_", " ")), i // 2, 3 * (i % 2))
-            form.addWidget(slider, i // 2, 3 * (i % 2) + 1)
-            form.addWidget(value, i // 2, 3 * (i % 2) + 2)
+            self._form_rows.append((QLabel(name.replace("_", " ")), slider, value))
+        self._arrange_form(2)
         self.flip_box = QCheckBox("flip", objectName="flip_check")
         self.flip_box.setToolTip(wrapped_tooltip(self.params["flip"].help))
         self.flip_box.toggled.connect(lambda _: self.refresh())
@@ -90,7 +93,7 @@ class AugmentationPreview(Inspector):
                 row.append(cell)
             self.cells.append(row)
         layout = self.body
-        layout.addLayout(form)
+        layout.addLayout(self.form)
         caption = QLabel("original (outlined), then views drawn at these settings:", wordWrap=True)
         layout.addWidget(caption)
         # no scroll area of its own: the dock's scrolls the whole preview, so the grid is never squeezed
@@ -99,6 +102,21 @@ class AugmentationPreview(Inspector):
         layout.addWidget(self.status)
         layout.addStretch(1)
         self._update_value_labels()
+
+    def _arrange_form(self, columns: int) -> None:
+        if columns == self._form_columns:
+            return
+        self._form_columns = columns
+        for i, row in enumerate(self._form_rows):
+            for j, widget in enumerate(row):
+                self.form.addWidget(widget, i // columns, 3 * (i % columns) + j)  # moves a placed widget
+
+    def fit_width(self, width: int) -> None:  # kit.Panel: the width of its dock
+        spacing = max(0, self.form.spacing())
+        one = max(sum(max(w.minimumWidth(), w.minimumSizeHint().width()) for w in row)
+                  for row in self._form_rows) + 2 * spacing
+        margins = self.layout().contentsMargins()
+        self._arrange_form(2 if width - margins.left() - margins.right() >= 2 * one + 3 * spacing else 1)
 
     # settings ---------------------------------------------------------------------------------
     def _to_slider(self, name: str, value: float) -> int:

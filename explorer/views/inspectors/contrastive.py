@@ -47,7 +47,9 @@ class ContrastiveInspector(Inspector):
         self.temperature_spin.valueChanged.connect(self._redraw_strip)
         self.resample_button = QPushButton("new views", objectName="contrastive_resample")
         self.resample_button.clicked.connect(self._on_resample_clicked)
-        self.controls.addWidget(QLabel("temperature τ"))
+        tau = QLabel("τ")  # "temperature τ" made the header wider than the window's right column
+        tau.setToolTip(self.temperature_spin.toolTip())
+        self.controls.addWidget(tau)
         self.controls.addWidget(self.temperature_spin)
         self.controls.addWidget(self.resample_button)
         tiles = FlowLayout()  # the plot moves under the views when the dock is narrow
