@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QItemSelectionModel, QPointF, QRect, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QItemSelectionModel, QPointF, QRect, QRectF, QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
 
 from explorer import jobs  # noqa: E402
@@ -266,6 +266,14 @@ def _map_problems(view) -> list[str]:
                 not label.wordWrap() and label.width() < label.sizeHint().width() - 1:
             problems.append(f"{label.objectName()} {label.text()!r} is cut")
     legend, vb = view.legend, view.vb
+    if legend.isVisible() and legend.items:
+        legend_box = legend.mapRectToScene(legend.boundingRect())
+        for label in (view.title, view.badge):
+            if label.isVisible() and label.text():
+                corners = [view.plot.mapToScene(view.plot.mapFrom(view, p)) for p in
+                           (label.geometry().topLeft(), label.geometry().bottomRight())]
+                if QRectF(corners[0], corners[1]).intersects(legend_box):
+                    problems.append(f"{label.objectName()} {label.text()!r} runs over the legend")
     xy = view.cloud.positions
     if legend.isVisible() and legend.items and len(xy):
         scene = legend.mapRectToScene(legend.boundingRect())

@@ -416,6 +416,7 @@ class MapView(QWidget):
         self.flash.hide()
         self._flash_timer = QTimer(self, singleShot=True, interval=FLASH_MS)
         self._flash_timer.timeout.connect(self.flash.hide)
+        self.vb.sigResized.connect(lambda _vb: self._place_overlays())  # the legend's column took room
         self.plot.viewport().installEventFilter(self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -861,9 +862,11 @@ class MapView(QWidget):
         self._place_overlays()
 
     def _fit_overlay(self, label: QLabel) -> None:
-        """An overlay label on one line where it fits the map, else wrapped to the map's width (on
-        one line, the collapse message ran past the edge of a narrow map)."""
-        room = max(80, self.width() - 16)
+        """An overlay label on one line where it fits over the points, else wrapped to their width (on
+        one line, the collapse message ran past the edge of a narrow map, and a long title ran over
+        the legend of a side-by-side one)."""
+        top_right = self.plot.mapFromScene(self.vb.sceneBoundingRect().topRight())
+        room = max(80, min(self.width(), self.plot.mapTo(self, top_right).x()) - 16)
         label.setWordWrap(False)
         hint = label.sizeHint()
         if hint.width() <= room:
