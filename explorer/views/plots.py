@@ -31,6 +31,9 @@ def new_plot(panel: Panel, left: str, bottom: str = "step", title: str = "",
         plot.legend.setParentItem(plot.vb)
     panel._theme_view(widget)
     panel._theme_plot(plot, title)
+    if not title:  # room above the data for the top tick's label (at the widget's edge it was cut in half)
+        left, _top, right, bottom = plot.getContentsMargins()
+        plot.setContentsMargins(left, max(_top, 8), right, bottom)
     return widget, plot
 
 
