@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QRect, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QPoint, QRect, QSettings, Qt  # noqa: E402
 
 from explorer import jobs  # noqa: E402
 from explorer.main_window import MainWindow  # noqa: E402
@@ -17,7 +17,7 @@ from explorer.views.training_panel import in_form_words  # noqa: E402
 def window(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, runs_root=tmp_path / "runs", confirm_close=lambda: True,
-                   screen_area=QRect(0, 0, 1600, 1000))
+                   screen_area=QRect(0, 0, 1280, 800))  # a laptop's: the form scrolls
     qtbot.addWidget(w)
     w.show()
     yield w
@@ -40,6 +40,10 @@ def test_a_dataset_the_method_cannot_use_is_refused_on_the_field(qtbot, window, 
     qtbot.waitUntil(lambda: tp.dataset_problem.isVisibleTo(window), timeout=60_000)
     assert "colour images" in tp.dataset_problem.text() and "digits" in tp.dataset_problem.text()
     assert tp.dataset_combo.property("invalid") is True and "--" not in tp.dataset_problem.text()
+    # in view: the form scrolls to the field (colorization's long help had pushed it below the fold)
+    viewport = tp.form_scroll.viewport()
+    qtbot.waitUntil(lambda: viewport.rect().contains(
+        QRect(tp.dataset_problem.mapTo(viewport, QPoint(0, 0)), tp.dataset_problem.size())))
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     assert s.job is None and s.training_state == "idle"
     assert "colour images" in tp.error_label.text()

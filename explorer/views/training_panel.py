@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QProgressBar, QPushButton, QScrollArea, QVBoxLayout,
@@ -268,7 +268,7 @@ class TrainingPanel(Panel):
         for box in (run_box, budget_box, self.method_box, self.encoder_box, eval_box):
             form_layout.addWidget(box)
         form_layout.addStretch(1)
-        scroll = QScrollArea()
+        scroll = self.form_scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(form_host)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -603,14 +603,22 @@ class TrainingPanel(Panel):
     def set_dataset_problem(self, text: str) -> None:
         """Mark the dataset field with why the run cannot start on it ("" when it can)."""
         text = in_form_words(text)
+        new = bool(text) and text != self.dataset_problem.text()
         self.dataset_problem.setText(text)
         self.dataset_problem.setVisible(bool(text))
+        if new:  # a long method help can push the field out of view (at 1280 x 800 colorization's did)
+            QTimer.singleShot(0, self._show_dataset_field)
         self.dataset_combo.setProperty("invalid", bool(text))
         self.dataset_combo.setToolTip(wrapped_tooltip(f"⚠ {text}" if text else self._dataset_tip))
         self.dataset_combo.style().unpolish(self.dataset_combo)
         self.dataset_combo.style().polish(self.dataset_combo)
         if not text and not self.invalid_fields():
             self.show_error("")
+
+    def _show_dataset_field(self) -> None:
+        """Scroll the form to the dataset field and its problem (after the layout has placed them)."""
+        self.form_scroll.ensureWidgetVisible(self.dataset_problem, 0, 10)
+        self.form_scroll.ensureWidgetVisible(self.dataset_combo, 0, 10)
 
     def data_problem(self, dataset) -> str:
         """Why the form's method cannot train on ``dataset`` (an ImageDataset), or ""."""
