@@ -19,7 +19,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QGraphicsPolygonItem, QHBoxLayout,
-                               QLabel, QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
+                               QLabel, QScrollArea, QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from engine.projection import PROJECTIONS
 from explorer.session import CLUSTERINGS, COLOURINGS, RunState, Session
@@ -1070,8 +1070,13 @@ class MapPanel(QWidget):
         self.help_label = QLabel(MAP_HELP, objectName="help_label", wordWrap=True)
         self.help_label.setTextFormat(Qt.TextFormat.PlainText)
         self.help_label.setContentsMargins(8, 4, 8, 4)
-        self.help_label.hide()
-        self.help_button.toggled.connect(self.help_label.setVisible)
+        # at most a few lines high, scrolled: in full it left a laptop's map 70 px of height
+        self.help_scroll = QScrollArea(objectName="map_help", widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.help_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.help_scroll.setWidget(self.help_label)
+        self.help_scroll.setMaximumHeight(6 * self.help_label.fontMetrics().lineSpacing() + 10)
+        self.help_scroll.hide()
+        self.help_button.toggled.connect(self.help_scroll.setVisible)
         self.reset_button = QToolButton(text="Fit", objectName="fit_button")
         self.reset_button.setToolTip("Zoom to show every point")
         self.reset_button.clicked.connect(self.fit)
@@ -1119,7 +1124,7 @@ class MapPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(bar)
-        layout.addWidget(self.help_label)
+        layout.addWidget(self.help_scroll)
         layout.addWidget(self.splitter, 1)
         layout.addLayout(time_row)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
