@@ -6,6 +6,8 @@ pytest-qt, offscreen; the window is given the free screen area it must fit (``sc
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -331,8 +333,6 @@ def show_each_panel(qtbot, w: MainWindow, shots: str | None = None, name: str = 
         qtbot.wait(20)
         problems += readability_problems(w, keys)
         if shots:
-            from pathlib import Path
-
             Path(shots).mkdir(parents=True, exist_ok=True)
             w.grab().save(str(Path(shots) / f"{name}-{i}.png"))
     return problems
@@ -343,7 +343,8 @@ def show_each_panel(qtbot, w: MainWindow, shots: str | None = None, name: str = 
 def test_every_default_panel_is_readable(qtbot, tmp_path, triplet_runs, area, dark):
     """At 1280 x 800 and 1600 x 1000, light and dark: each dock in its default place, brought to the
     front by its tab, shows its text, titles, axes and tables whole, and the side-by-side maps keep
-    their points clear of their legends. LAYOUT_SHOTS=FOLDER saves a picture of each round."""
+    their points clear of their legends. A picture of each round is saved (into LAYOUT_SHOTS=FOLDER when
+    given, else the test's temporary folder) and must not be blank."""
     import os
 
     w = make_window(qtbot, tmp_path, area, dark=dark)
@@ -354,13 +355,21 @@ def test_every_default_panel_is_readable(qtbot, tmp_path, triplet_runs, area, da
     qtbot.waitUntil(lambda: w.map_panel.primary.point_count > 0 and run.dataset is not None, timeout=60_000)
     w.session.select_point(int(run.snapshots[-1].indices[3]))
     name = f"{area.width()}x{area.height()}-{'dark' if dark else 'light'}"
-    problems = show_each_panel(qtbot, w, os.environ.get("LAYOUT_SHOTS"), name)
+    shots = os.environ.get("LAYOUT_SHOTS") or str(tmp_path / "shots")
+    problems = show_each_panel(qtbot, w, shots, name)
     beside = w.session.open_run(triplet_runs[1], select=False)
     w.session.set_compare(beside.id)
     qtbot.waitUntil(lambda: w.map_panel.secondary.point_count > 0, timeout=60_000)
     qtbot.wait(50)
     problems += readability_problems(w, keys=())
-    if os.environ.get("LAYOUT_SHOTS"):
-        w.grab().save(os.path.join(os.environ["LAYOUT_SHOTS"], f"{name}-beside.png"))
+    w.grab().save(os.path.join(shots, f"{name}-beside.png"))
+    from PySide6.QtGui import QImage
+
+    for path in sorted(Path(shots).glob(f"{name}-*.png")):
+        image = QImage(str(path))
+        assert (image.width(), image.height()) == (w.width(), w.height()), path
+        grey = np.array([[QColor(image.pixel(x, y)).lightness() for x in range(0, image.width(), 16)]
+                         for y in range(0, image.height(), 16)])
+        assert grey.std() > 10, f"{path} is blank"
     assert not problems, "\n".join(problems)
     w.close()
