@@ -41,7 +41,6 @@ BEFORE: dict[str, dict[str, str]] = {
     "rotation": {"head_hidden_dim": "0", "crop_min": "0.3", "epochs": "30", "lr": "1e-3", "batch_size": "128"},
     "byol": {"predictor_lr_scale": "1", "epochs": "40", "batch_size": "256", "lr": "1e-3"},
     "simclr": {"blur_p": "0"},
-    "inpainting": {"adversarial_weight": "0"},
     "colorization": {"dataset": "shapes", "epochs": "10", "targets": "hard"},
 }
 # methods whose defaults are not meant to beat the references
