@@ -26,7 +26,7 @@ there); saturation, hue and the drop to grey need three channels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -82,6 +82,10 @@ class AugmentParams:
     hue: torch.Tensor  # (B,) shift in turns of the colour wheel (0 = unchanged)
     gray: torch.Tensor  # (B,) bool
     sigma: torch.Tensor  # (B,) blur sigma in pixels (0 = no blur)
+
+    def rows(self, start: int, stop: int) -> "AugmentParams":
+        """The draws of samples ``start`` to ``stop`` - 1 (a rank's share of a global batch's draws)."""
+        return AugmentParams(*(getattr(self, f.name)[start:stop] for f in fields(self)))
 
 
 def _check_range(name: str, value: float, low: float, high: float, low_exclusive: bool = False) -> float:

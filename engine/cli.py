@@ -61,6 +61,7 @@ def _add_component_flags(parser: argparse.ArgumentParser, title: str, kinds: Seq
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.data import dataset_names
+    from engine.distributed import BACKENDS, DEFAULT_TIMEOUT
     from engine.encoders import ENCODERS
     from engine.methods import METHODS
     from engine.config import DEFAULTS, TrainConfig
@@ -110,12 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "over a fifth of the time, and ends with the usual final evaluation")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its checkpoint, with its own settings; --epochs, --time-limit, "
-                        "--eval-every and --device may change (a finished run continues with more --epochs)")
+                        "--eval-every, --device and --compile may change, and so may the number of processes "
+                        "and the --dist-* flags (a finished run continues with more --epochs)")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start the encoder from an earlier run's weights")
     t.add_argument("--projection", help=f"2D map: pca, umap or tsne (default {d.projection})")
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    t.add_argument("--compile", action="store_true",
+                   help="compile the encoder with torch.compile (faster steps on a GPU after a minute of compiling; "
+                        "where the platform cannot compile, the run says why and trains without it)")
     t.add_argument("--no-diagnostics", action="store_true", help="probe and kNN only at each evaluation")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    d_group = t.add_argument_group(
+        "several processes", "torchrun --nproc_per_node N -m engine train ... (or srun ... python -m engine "
+        "train ...) trains one run on N processes with DistributedDataParallel: each trains on an equal share "
+        "of every --batch-size batch, rank 0 evaluates and writes the run directory")
+    d_group.add_argument("--dist-backend", choices=BACKENDS,
+                         help="how the processes talk: nccl between GPUs, gloo between CPUs (default auto: "
+                              "nccl on GPUs, else gloo)")
+    d_group.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                         help=f"how long a process waits for the others before it stops with a message (default "
+                              f"{DEFAULT_TIMEOUT:g}; an evaluation, which rank 0 runs while the others wait, must "
+                              "fit in it)")
     _add_component_flags(t, "method and encoder parameters (each applies where named)", ("method", "encoder"))
     _add_export_parser(sub, encoders)
     _add_embed_parser(sub, encoders)
@@ -367,6 +383,8 @@ def config_from_args(args: argparse.Namespace):
     if "dataset" not in values and not args.resume:  # the dataset the method is offered first, as in the window
         values["dataset"] = METHODS.get(values.get("method", TrainConfig.method)).defaults.get(
             "dataset", TrainConfig.dataset)
+    if args.compile:
+        values["compile"] = True
     config = TrainConfig(**values)
     method = METHODS.get(config.method)
     encoder_name = config.encoder or method.defaults.get("encoder", "convnet")
@@ -390,11 +408,11 @@ def config_from_args(args: argparse.Namespace):
 
 def _refuse_on_resume(args: argparse.Namespace) -> None:
     """--resume takes only the flags of what may change on resume; name every other one given."""
-    from engine.config import RESUMABLE, refused_on_resume
+    from engine.config import LAUNCH_FLAGS, RESUMABLE, refused_on_resume
 
     given = [f"--{key.replace('_', '-')}" for key, value in vars(args).items()
              if value is not None and not key.startswith("param__") and value is not False
-             and key not in RESUMABLE + ("resume", "command", "quiet")]
+             and key not in RESUMABLE + LAUNCH_FLAGS + ("resume", "command", "quiet")]
     given += [f"--{key[len('param__'):].replace('_', '-')}" for key, value in vars(args).items()
               if key.startswith("param__") and value is not None]
     if given:
@@ -421,17 +439,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown command {args.command}")
     try:
         config = config_from_args(args)
+        launch = launch_from_args(args)
+        if launch is not None and launch.world_size > 1 and not config.resume:
+            _check_divides(config, launch.world_size)  # before any process waits for the others
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_ARGUMENT
     configure_threads(leave_one_core=False)
-    return run_headless(config, quiet=args.quiet)
+    return run_headless(config, quiet=args.quiet, launch=launch)
 
 
-def run_headless(config, quiet: bool = False) -> int:
+def launch_from_args(args: argparse.Namespace):
+    """This process's place in a run on several processes (what torchrun or srun set), or None; the
+    --dist-* flags without such a launcher are refused by name."""
+    from engine.distributed import DEFAULT_TIMEOUT, launch_from_environment
+
+    launch = launch_from_environment(backend=args.dist_backend or "auto",
+                                     timeout=DEFAULT_TIMEOUT if args.dist_timeout is None else args.dist_timeout)
+    flags = [f for f, v in (("--dist-backend", args.dist_backend), ("--dist-timeout", args.dist_timeout)) if v is not None]
+    if launch is None and flags:
+        raise ValueError(f"{', '.join(flags)} applies to a run on several processes, and this one was started "
+                         "alone (no RANK / WORLD_SIZE from torchrun, no SLURM_PROCID from srun): start it with "
+                         "torchrun --nproc_per_node N -m engine train ..., or drop the flag")
+    return launch if launch is not None and launch.world_size > 1 else None
+
+
+def _check_divides(config, world_size: int) -> None:
+    """The global batch must split into equal shares: said once, before the processes connect."""
+    from engine.distributed import check_batch_divides, check_k_by_m_divides
+    from engine.methods import METHODS
+    from engine.methods.metric import K_M_PARAMS
+    from engine.params import resolve
+
+    method = METHODS.get(config.method)
+    if all(p in method.params for p in K_M_PARAMS):
+        values = resolve(method.params, config.method_params)
+        check_k_by_m_divides(values["classes_per_batch"], values["samples_per_class"], world_size)
+    else:
+        check_batch_divides(config.batch_size, world_size)
+
+
+def run_headless(config, quiet: bool = False, launch=None) -> int:
     from engine.training import Control
 
     control = Control()
+    if launch is not None:
+        return _run_rank(config, control, quiet, launch)
     with _CtrlCStops(control) as ctrl_c:
         try:
             code = _follow(config, control, quiet, ctrl_c)
@@ -440,6 +493,39 @@ def run_headless(config, quiet: bool = False) -> int:
             print("aborted by a second Ctrl-C: the run keeps its last checkpoint, without a summary",
                   file=sys.stderr)
             return EXIT_ABORTED
+
+
+def _run_rank(config, control, quiet: bool, launch) -> int:
+    """One rank of a run on several processes. Rank 0 prints as a lone run does; the others print only
+    a failure of their own. Ctrl-C (which the terminal sends to every rank, and torchrun sends again)
+    and SIGTERM (torchrun stopping the others when a rank failed, or a cancelled job) stop every rank
+    at the same step: the checkpoint and the summary are saved; the launcher kills what stays."""
+    from engine import events as ev
+    from engine.training import train
+
+    def on_signal(signum, frame) -> None:
+        if not control.stopped and launch.rank == 0:
+            name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            print(f"{name}: stopping every process after the current step, saving the checkpoint and the summary",
+                  file=sys.stderr, flush=True)
+        control.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        events = train(config, control, launch)
+        if launch.rank == 0:
+            code = _print_events(events, quiet, _CtrlCStops(control))
+            return EXIT_ABORTED if control.stopped and code == EXIT_OK else code
+        for event in events:
+            if isinstance(event, ev.Failed):
+                # rank 0 says what was asked wrong, and that another rank is gone
+                if not event.bad_input and event.cause != "PeerLost":
+                    print(f"error: [rank {launch.rank}] {event.message}", file=sys.stderr)
+                return EXIT_BAD_ARGUMENT if event.bad_input else EXIT_FAILED
+        return EXIT_ABORTED if control.stopped else EXIT_OK
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _CtrlCStops:

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "encoder": "convnet", "eval_every": 1.0}
-# what may change when a run is resumed: its length, its time, how often it evaluates, where it runs
-RESUMABLE = ("epochs", "time_limit", "eval_every", "device")
+# what may change when a run is resumed: its length, its time, how often it evaluates, where and how it runs
+RESUMABLE = ("epochs", "time_limit", "eval_every", "device", "compile")
+# how the processes of a run on several of them connect (engine/distributed.py): flags of the launch, not
+# settings of the run, so they are never recorded and a resumed run takes them freely (on any number of
+# processes whose count divides the batch)
+LAUNCH_FLAGS = ("dist_backend", "dist_timeout")
 FIXED_EVAL_SIZE = 2000  # points on the map: the fixed evaluation subset of the test split
 
 
@@ -58,6 +62,7 @@ class TrainConfig:
     resume: str | None = None  # a run directory to continue
     init_from: str | None = None  # a run directory whose encoder weights start this run
     amp: bool = True  # mixed precision on CUDA
+    compile: bool = False  # the encoder through torch.compile (falls back, with a note, where it cannot)
     projection: str = "umap"
     final_eval: bool = True  # the full-protocol evaluation at the end (train split vs test split)
     diagnostics: bool = True  # collapse, triplets, clusters, properties, map at each evaluation
@@ -124,6 +129,8 @@ class TrainConfig:
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ValueError(f"--out: {self.out} is a file; allowed: a folder (created if missing) that "
                              "receives the run directory")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"--compile: {self.compile!r} is not valid; allowed: true or false")
         if self.resume and self.init_from:
             raise ValueError("--resume and --init-from cannot be used together: resume continues a run, "
                              "init-from starts a new one from a run's encoder")

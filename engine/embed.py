@@ -114,30 +114,6 @@ class EmbedConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-class FolderImages:
-    """The files as a map-style dataset for a DataLoader: item i is (i, image (C, S, S) uint8 or None,
-    thumbnail (C, T, T) uint8 or None, why it could not be read). Decoding happens in the worker."""
-
-    def __init__(self, files: list[Path], size: int, thumbnail: int, mode: str):
-        self.files, self.size, self.thumbnail, self.mode = files, size, thumbnail, mode
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        from engine.data.folder import decode, not_regular, why_unreadable
-
-        path = self.files[i]
-        kind = not_regular(path)
-        if kind:
-            return i, None, None, f"{kind}, not an image file: not opened"
-        try:
-            image, thumb = decode(path, (self.size, self.thumbnail), self.mode)
-        except Exception as error:  # PIL raises many kinds for corrupt files; each one is just skipped
-            return i, None, None, why_unreadable(error)
-        return i, image, thumb, ""
-
-
 def collate(items):
     """A batch: (rows (b,), images (b, C, S, S) uint8 tensor, thumbnails (b, C, T, T) uint8 array,
     [(row, why) of the files that could not be read]), only the readable ones in the arrays."""
@@ -145,15 +121,9 @@ def collate(items):
 
     ok = [it for it in items if it[1] is not None]
     rows = torch.tensor([it[0] for it in ok], dtype=torch.long)
-    images = torch.from_numpy(np.stack([it[1] for it in ok])) if ok else None
-    thumbs = np.stack([it[2] for it in ok]) if ok else None
-    return rows, images, thumbs, [(it[0], it[3]) for it in items if it[1] is None]
-
-
-def _worker_init(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # decoding is PIL's; torch's threads stay with the encoder
+    images = torch.from_numpy(np.stack([it[1][0] for it in ok])) if ok else None
+    thumbs = np.stack([it[1][1] for it in ok]) if ok else None
+    return rows, images, thumbs, [(it[0], it[2]) for it in items if it[1] is None]
 
 
 def encoder_input_size(encoder) -> tuple[int, int] | None:
@@ -260,7 +230,8 @@ class _EmbedJob:
         import torch
 
         from engine.data import FOLDER_PREFIX
-        from engine.data.folder import FOLDER_IMAGE_SIZE, check_folder_path, list_folder, peek
+        from engine.data.folder import (FOLDER_IMAGE_SIZE, FolderImages, check_folder_path, decoder_init, list_folder,
+                                        peek)
         from engine.device import device_name, resolve_device
         from engine.encoders import build_encoder
 
@@ -314,9 +285,9 @@ class _EmbedJob:
             yield self.log(ev.Message(note))
 
         loader = torch.utils.data.DataLoader(
-            FolderImages(files, self.size, self.thumb, mode), batch_size=batch_size, shuffle=False,
+            FolderImages(files, (self.size, self.thumb), mode), batch_size=batch_size, shuffle=False,
             num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda",
-            worker_init_fn=_worker_init if workers else None, prefetch_factor=4 if workers else None)
+            worker_init_fn=decoder_init if workers else None, prefetch_factor=4 if workers else None)
         amp = device.type == "cuda"
         t0 = time.perf_counter()
         skipped = 0

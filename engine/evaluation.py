@@ -42,6 +42,8 @@ class Evaluator:
         self.encoder_params = encoder_params
         self.train_images = train_images
         self.test_images = torch.from_numpy(data.test.images)
+        if torch.device(device).type == "cuda":  # embedded in batches: pinned, the copies do not block
+            self.test_images = self.test_images.pin_memory()
         self.eval_rows = fixed_subset(data.test.labels, config.eval_size, config.seed)
         self.probe_rows = fixed_subset(data.train.labels, config.probe_train_size, config.seed + 1)
         self.diagnostics = _make_diagnostics(config, method.info, device, method) if config.diagnostics else None

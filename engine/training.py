@@ -69,10 +69,15 @@ class Control:
             pass
 
 
-def train(config: TrainConfig, control: Control | None = None) -> Iterator[ev.Event]:
+def train(config: TrainConfig, control: Control | None = None, launch: "Launch | None" = None
+          ) -> Iterator[ev.Event]:
     """Run one training job, yielding events. Never raises for a bad setting or a failed run: the
-    last event is then ``Failed`` with the cause and the fix, and what was saved stays saved."""
-    job = _Job(config, control or Control())
+    last event is then ``Failed`` with the cause and the fix, and what was saved stays saved.
+
+    ``launch``: this process's place in a run on several processes (engine.distributed, read from
+    what torchrun or srun set); the job then joins the others, trains its share of every batch, and
+    only rank 0 evaluates, writes the run directory and yields more than a Failed or Finished."""
+    job = _Job(config, control or Control(), launch)
     try:
         yield from job.run()
     except GeneratorExit:
@@ -83,24 +88,37 @@ def train(config: TrainConfig, control: Control | None = None) -> Iterator[ev.Ev
                                      job.step, "KeyboardInterrupt"), None)
         raise
     except Exception as error:  # every failure becomes an event a person can read
+        if job.shard.distributed and _peer_failure(error):
+            from engine.distributed import peer_lost_message
+
+            failed = ev.Failed(peer_lost_message(error, job.shard, job.step, job.run_dir and job.run_dir.path,
+                                                 job.saved_checkpoint), job.step, "PeerLost")
+            job.record_failure(failed, traceback.format_exc())
+            yield failed
+            return
+        trace = traceback.format_exc()
         message = _explain(error, job)
         # a ValueError or missing file before the job started comes from what was asked for: a setting,
         # a folder, a run to resume (a failure after that is the training's)
         bad_input = not job.started and isinstance(error, (ValueError, FileNotFoundError))
         failed = ev.Failed(message, job.step, type(error).__name__, bad_input)
-        job.record_failure(failed, traceback.format_exc())
+        job.record_failure(failed, trace)
         yield failed
     finally:
         job.release()
+
+
+def _peer_failure(error: Exception) -> bool:
+    from engine.distributed import is_peer_failure
+
+    return is_peer_failure(error)
 
 
 def _explain(error: Exception, job: "_Job") -> str:
     import torch
 
     if isinstance(error, torch.cuda.OutOfMemoryError):
-        return (f"out of GPU memory at batch size {job.config.batch_size}: try a smaller batch, e.g. "
-                f"--batch-size {max(1, (job.config.batch_size or 2) // 2)}"
-                + ("; the last checkpoint is kept" if job.saved_checkpoint else ""))
+        return _gpu_memory_advice(error, job)
     if isinstance(error, RunWriteError):  # a full disk: the message names the folder
         kept = job.run_dir.file("checkpoint.pt") if job.run_dir is not None else None
         return str(error) + (f"; the last good checkpoint ({kept}) is kept" if kept and kept.exists() else "")
@@ -110,6 +128,60 @@ def _explain(error: Exception, job: "_Job") -> str:
     if memory:
         return memory
     return f"training failed at step {job.step}: {type(error).__name__}: {error}"
+
+
+def _gpu_memory_advice(error: Exception, job: "_Job") -> str:
+    """Out of GPU memory: the batch that fits, found by trying training steps at half the batch, then
+    a quarter... (single process; on several the halving is said, not tried: a probe would need the
+    others)."""
+    import gc
+
+    cfg = job.config
+    kept = "; the last checkpoint is kept" if job.saved_checkpoint else ""
+    # the failed step's tensors live on in the traceback's frames: free them before trying smaller batches
+    traceback.clear_frames(error.__traceback__)
+    gc.collect()
+    if not job.started or job.method is None or job.optimizer is None:
+        return (f"out of GPU memory while loading the data and building the model: the dataset ({cfg.dataset}) "
+                "and the model must fit on the GPU; try fewer training images (--train-size), or --device cpu" + kept)
+    batch = job.method.images_per_batch(cfg.batch_size)
+    flag = "--batch-size"
+    if batch != cfg.batch_size:  # K x M
+        flag = "--samples-per-class"
+    if job.shard.distributed:
+        share = batch // job.shard.world_size
+        return (f"out of GPU memory at step {job.step} with {share} images a process (a batch of {batch} on "
+                f"{job.shard.world_size}): try half, {flag} {_flag_value(job, batch // 2)}, or more processes" + kept)
+    whole = job.step_fits(batch)
+    if whole:  # the step fits now, at its size: the memory went to something else
+        return (f"out of GPU memory at step {job.step}, outside a training step of {batch} images, which fits "
+                "(an evaluation, or another program on the GPU): lower --eval-size and --probe-train-size, or "
+                "free the GPU" + kept)
+    tried, fits, size = [], None, batch // 2
+    while size >= 2 and whole is not None:
+        whole = job.step_fits(size)
+        if whole:
+            fits = size
+            break
+        tried.append(size)
+        size //= 2
+    if whole is None:  # a step on a random batch could not tell (e.g. a loss that needs its classes)
+        return (f"out of GPU memory at batch size {batch}: try a smaller batch, e.g. {flag} "
+                f"{_flag_value(job, batch // 2)}" + kept)
+    if fits is None:
+        return (f"out of GPU memory at batch size {batch}: not even a batch of 2 fits (the model is too large for "
+                "this GPU, or another program holds its memory); try a smaller encoder, or --device cpu" + kept)
+    halves = f" ({', '.join(map(str, tried))} did not)" if tried else ""
+    return (f"out of GPU memory at batch size {batch}: a batch of {fits} fits, found by halving{halves}; "
+            f"rerun with {flag} {_flag_value(job, fits)}" + kept)
+
+
+def _flag_value(job: "_Job", images: int) -> int:
+    """The value of the batch's flag for a batch of ``images``: --batch-size itself, or M of K x M."""
+    batch = job.method.images_per_batch(job.config.batch_size)
+    if batch == job.config.batch_size:
+        return max(1, images)
+    return max(2, images // max(1, batch // job.method.hparams["samples_per_class"]))
 
 
 def _memory_advice(error: Exception, job: "_Job") -> str | None:
@@ -138,10 +210,18 @@ def _memory_advice(error: Exception, job: "_Job") -> str | None:
 class _Job:
     """One run: ``_setup`` builds the data, the method and the optimiser, ``run`` trains and evaluates."""
 
-    def __init__(self, config: TrainConfig, control: Control):
+    def __init__(self, config: TrainConfig, control: Control, launch=None):
+        from engine.distributed import Shard
+
         self.requested = config  # as asked; ``config`` is the resolved one (or the resumed run's)
         self.config = config
         self.control = control
+        # several processes: this one's rank; only rank 0 (``main``) evaluates and writes the run
+        self.launch = launch
+        self.shard = launch.shard if launch is not None else Shard()
+        self.joined = False  # in the process group (engine.distributed.start)
+        self.step_fn = None  # the training step: the method's, or DistributedDataParallel's around it
+        self.stop_agreed = False  # on several ranks: a stop every rank agreed on, at the last step
         self.run_dir: RunDir | None = None
         self._locked: RunDir | None = None  # the run this job writes, locked against a second writer
         self.step = 0
@@ -157,6 +237,7 @@ class _Job:
         self.evaluator: Evaluator | None = None
         self.optimizer = self.scheduler = None
         self.amp = False
+        self.channels_last = False
         # the run's length in steps: the epochs asked for, or as many as fit a time limit (``budget``)
         self.planned_steps = self.total_steps = 0
         self.budget: TimeBudget | None = None
@@ -172,7 +253,7 @@ class _Job:
         self.started = False  # set once the run directory is written and Started is out
 
     def log(self, event: ev.Event) -> ev.Event:
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.shard.main:
             self.run_dir.append(event.to_record())
         return event
 
@@ -180,7 +261,7 @@ class _Job:
         """Write the failure into the run once it has started (a run given to --resume that fails to
         set up keeps its files as they were), if the run can take it: after a full disk it cannot, and
         the failure still reaches whoever listens."""
-        if not self.started:
+        if not self.started or not self.shard.main:
             return
         try:
             self.log(failed)
@@ -190,10 +271,15 @@ class _Job:
             pass
 
     def release(self) -> None:
-        """Let another process write the run (the lock taken in _setup)."""
+        """Let another process write the run (the lock taken in _setup); leave the process group."""
         if self._locked is not None:
             self._locked.unlock()
             self._locked = None
+        if self.joined:
+            from engine.distributed import stop
+
+            stop()
+            self.joined = False
 
     # set-up ------------------------------------------------------------------------------------
     def _setup(self) -> Iterator[ev.Event]:
@@ -210,7 +296,8 @@ class _Job:
         changes: dict[str, list] = {}
         if self.requested.resume:
             source, _ = read_run_config(self.requested.resume, "--resume")
-            self._take(source)  # before reading it: nobody writes it meanwhile
+            if self.shard.main:
+                self._take(source)  # before reading it: nobody writes it meanwhile
             _, _, resume_state = read_run(source.path, "--resume")
             self.config, changes = resume_settings(self.requested)  # refuses what cannot change
             self.run_dir = source
@@ -228,6 +315,10 @@ class _Job:
 
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
+        if self.shard.distributed:
+            from engine.distributed import rank_device
+
+            self.device = rank_device(self.device, self.launch)
         data = load_dataset(cfg.dataset, data_root=cfg.data_root, train_size=cfg.train_size,
                             test_size=cfg.test_size, imbalance=cfg.imbalance, seed=cfg.seed)
         self.data = data
@@ -257,6 +348,7 @@ class _Job:
         self.trainable = encoder.trainable
         notes += encoder.notes  # what building it decided: resized, pooled, weights left out
         self.method = method_cls(encoder, info, **resolve(method_cls.params, cfg.method_params))
+        self.method.shard = self.shard
         batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.method.modules())
         if self.trainable and batch_norm and cfg.batch_size < 2 and not has_own_sampler:
             # torch would stop at the first step with "Expected more than 1 value per channel"
@@ -265,9 +357,22 @@ class _Job:
                                  "a batch at least; give more images (a larger --train-size or folder)")
             raise ValueError(f"--batch-size: {cfg.batch_size} is not valid with {cfg.encoder}: its batch norm "
                              f"needs 2 images a batch at least; allowed: 2 to {len(data.train)}")
-        self.method.to(self.device)
         self.steps_per_epoch = self.method.steps_per_epoch(len(data.train), cfg.batch_size)
         notes += self.method.notes  # after steps_per_epoch, which may add one
+        if self.shard.distributed:
+            notes += self._join()
+        self.method.to(self.device)
+        self.step_fn = self.method.training_step
+        if self.shard.distributed and self.trainable and any(p.requires_grad for p in self.method.parameters()):
+            from engine.distributed import TrainingSteps, wrap
+
+            # a method that changes what trains on the way (before_step: transfer's head warm-up freezes the
+            # backbone) leaves parameters without gradient in some steps, which DDP must look for
+            changes = type(self.method).before_step is not Method.before_step
+            self.step_fn = wrap(TrainingSteps(self.method), self.device, find_unused_parameters=changes)
+        # the step's random draws (the two-view augmentations) from a generator seeded by the step: the
+        # same in every rank, and the same again when a run resumes
+        self.method.generator = torch.Generator(self.device)
         if not self.trainable:
             notes.append(f"{cfg.encoder} is a fixed, hand-made representation: nothing to train, "
                          "it is evaluated as it is")
@@ -275,19 +380,22 @@ class _Job:
         # the whole dataset lives on the device as uint8: a batch is one indexing away
         self.train_images = torch.from_numpy(data.train.images).to(self.device)
         self.train_labels = torch.from_numpy(data.train.labels).to(self.device)
+        if cfg.compile and self.trainable:
+            notes += self._compile()
         per_class = min(cfg.probe_train_size, len(data.train)) // max(1, data.num_classes)
         if data.labelled and cfg.knn_k > per_class:
             notes.append(f"kNN accuracy with k = {max(1, per_class)} instead of {cfg.knn_k}: the probe's training "
                          f"images have {per_class} per class on average, and a vote among more neighbours "
                          "than a class has is won by the other classes")
             cfg.knn_k = max(1, per_class)
-        self.evaluator = Evaluator(cfg, data, self.method, self.device, encoder_params, self.train_images)
+        if self.shard.main:  # the other ranks train only
+            self.evaluator = Evaluator(cfg, data, self.method, self.device, encoder_params, self.train_images)
 
         groups = self.method.parameter_groups(cfg.lr)
         self.optimizer = (torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
                           if any(g["params"] for g in groups) and self.trainable else None)
         self.total_steps = self.steps_per_epoch * cfg.epochs if self.optimizer else 0
-        self.amp = cfg.amp and self.device.type == "cuda"
+        notes += self._device_settings()
         # a function, not a number: a time limit may still change the run's length
         self.scheduler = _cosine_schedule(self.optimizer, lambda: self.total_steps) if self.optimizer else None
         self.start_step = 0
@@ -307,6 +415,10 @@ class _Job:
             changed = "".join(f"; {name.replace('_', ' ')} {before} -> {after}" for name, (before, after) in changes.items())
             notes.append(f"resumed at step {self.start_step} (epoch {self.start_step / self.steps_per_epoch:g}){changed}")
         self.step = self.start_step
+        if not self.shard.main:
+            self.run_dir = None  # rank 0 writes it
+            self.started = True
+            return
 
         if self.run_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -335,6 +447,75 @@ class _Job:
         for note in notes:
             yield self.log(ev.Message(note, "warning" if "skipped" in note else "info"))
 
+    def _join(self) -> list[str]:
+        """Join the other ranks (several processes): check that the batch divides among them, connect,
+        synchronise batch norm where the method needs it. Returns what it did, for the run log."""
+        import torch
+
+        from engine import distributed
+
+        cfg, world = self.config, self.shard.world_size
+        self.method.check_world_size(cfg.batch_size, world)
+        share = self.method.images_per_batch(cfg.batch_size) // world
+        batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.method.modules())
+        if share < 2 and batch_norm and self.trainable and not self.method.sync_batch_norm:
+            raise ValueError(f"--batch-size: {cfg.batch_size} among {world} processes leaves {share} image to each, "
+                             f"and {cfg.encoder}'s batch norm needs 2 a process at least; give --batch-size "
+                             f"{2 * world} or more")
+        backend = distributed.start(self.launch, self.device)
+        self.joined = True
+        if self.method.sync_batch_norm:
+            self.method = distributed.sync_batch_norm(self.method, self.device)
+        if self.shard.rank:  # per-image random draws (pretext tasks) differ between ranks
+            torch.manual_seed(cfg.seed + 7919 * self.shard.rank)
+        batch = self.method.images_per_batch(cfg.batch_size)
+        return [f"distributed: {world} processes ({backend}, {self.launch.launcher}), each training on "
+                f"{batch // world} images of every batch of {batch}"
+                + ("; batch norm synchronised across them" if self.method.sync_batch_norm else "")
+                + "; rank 0 evaluates and writes the run"]
+
+    def _device_settings(self) -> list[str]:
+        """What keeps a GPU busy, none of which changes a CPU run: bfloat16 autocast where the GPU has
+        it, channels-last tensors (the layout tensor cores read), cuDNN's choice of the fastest
+        convolutions for the run's fixed shapes."""
+        import torch
+
+        if self.device.type != "cuda":
+            return []
+        torch.backends.cudnn.benchmark = True
+        self.channels_last = True
+        self.method.to(memory_format=torch.channels_last)
+        bf16 = torch.cuda.is_bf16_supported()
+        self.amp = self.config.amp and bf16
+        if self.config.amp and not bf16:
+            return ["mixed precision off: this GPU has no bfloat16 (it trains in float32)"]
+        return []
+
+    def _compile(self) -> list[str]:
+        """``--compile``: the encoder's forward through torch.compile, tried at once on two images; where
+        the platform cannot compile (no compiler, an unsupported Python or GPU), training goes on without
+        it, and says why."""
+        import torch
+
+        encoder = self.method.encoder
+        try:
+            # an instance attribute over the class's forward: the weights and the state dict stay as they are
+            encoder.forward = torch.compile(encoder.forward)
+            was = encoder.training
+            encoder.eval()
+            try:
+                with torch.no_grad():
+                    encoder(self.train_images[:2].float().div(255))
+            finally:
+                encoder.train(was)
+        except Exception as error:  # noqa: BLE001 (whatever the compiler raises, training goes on without it)
+            encoder.__dict__.pop("forward", None)
+            cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            return [f"--compile: torch.compile cannot compile {self.config.encoder} here ({type(error).__name__}: "
+                    f"{cause}); training without it"]
+        return [f"--compile: {self.config.encoder} is compiled (torch.compile); the first steps take longer while "
+                "it compiles"]
+
     def _take(self, run_dir: RunDir) -> None:
         run_dir.lock()  # RunInUseError naming the process that writes it
         self._locked = run_dir
@@ -347,8 +528,10 @@ class _Job:
         yield from self._setup()
         cfg = self.config
         self.planned_steps = self.total_steps
-        self.budget = TimeBudget(cfg.time_limit, started) if cfg.time_limit and self.optimizer else None
-        if self.start_step == 0 and not self.control.stopped:
+        # rank 0 plans a time limit and tells the others (_agree_length)
+        self.budget = (TimeBudget(cfg.time_limit, started) if cfg.time_limit and self.optimizer and self.shard.main
+                       else None)
+        if self.start_step == 0 and not self.control.stopped and self.shard.main:
             yield from self._evaluate(final=False)
         # in steps; under a time limit _plan may space the evaluations out (see TimeBudget.eval_interval)
         self.eval_asked = self.eval_every = (max(1, round(cfg.eval_every * self.steps_per_epoch))
@@ -367,30 +550,37 @@ class _Job:
             for i, rows in enumerate(batches):
                 if i < skip:
                     continue
-                if self.control.paused:
+                if self.control.paused and not self.shard.distributed:
                     yield ev.Paused(self.step)  # the listener knows the job holds, after its last step
                     self.control.wait_while_paused()
                     if not self.control.stopped:
                         yield ev.Resumed(self.step)
-                if self.control.stopped:
+                # several ranks stop together, at the step where one of them was asked to (_train_step)
+                if self.stop_agreed if self.shard.distributed else self.control.stopped:
                     stopped = True
                     break
                 yield self.log(self._train_step(rows, scheduler))
                 if self.budget and self.budget.due(self.step - self.start_step, self.eval_seconds_in_loop):
                     yield from self._plan()
-                if self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps:
+                if (self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps
+                        and self.shard.main):
                     eval_start = time.perf_counter()
                     yield from self._evaluate(final=False)
                     self.eval_seconds_in_loop += time.perf_counter() - eval_start
                     if self.budget:
                         yield from self._plan()
-                if self.step % ckpt_every == 0:
+                if self.step % ckpt_every == 0 and self.shard.main:
                     yield self.log(self._checkpoint())
+                if cfg.time_limit and self.shard.distributed:
+                    self._agree_length()
                 if self.step >= min(epoch_end, self.total_steps):
                     break
             if not stopped and self.step < min(epoch_end, self.total_steps):
                 raise TrainingError(f"method '{cfg.method}' gave fewer batches than the "
                                     f"{self.steps_per_epoch} steps of an epoch it announced")
+        if not self.shard.main:
+            yield ev.Finished(self._summary({}, stopped), stopped)  # rank 0 writes the run's
+            return
         if self.optimizer is not None:
             yield self.log(self._checkpoint())
         if stopped:
@@ -403,6 +593,20 @@ class _Job:
             summary["time_limit_minutes"] = cfg.time_limit
         self.run_dir.write_summary(summary)
         yield self.log(ev.Finished(summary, stopped))
+
+    def _agree_length(self) -> None:
+        """Every rank takes rank 0's length of the run (a time limit changes it on rank 0 alone)."""
+        from engine.distributed import all_sum
+
+        total, = all_sum([self.total_steps if self.shard.main else 0], self._sync_device())
+        self.total_steps = int(round(total))
+
+    def _sync_device(self):
+        import torch
+        import torch.distributed as dist
+
+        # NCCL reduces tensors on the GPU, gloo on the CPU
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def _plan(self) -> Iterator[ev.Event]:
         """Set the run's length, and how often it evaluates, from the time limit and what the steps and
@@ -439,12 +643,16 @@ class _Job:
         import torch
 
         start = time.perf_counter()
-        idx = torch.as_tensor(rows, device=self.device)
+        # rows: the global batch; this rank trains on its share (all of it alone)
+        idx = torch.as_tensor(self.shard.rows(rows), device=self.device)
         images = self.train_images[idx].float().div_(255)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         labels = self.train_labels[idx]
         self.method.before_step(self.step, self.total_steps)
+        self.method.generator.manual_seed(_step_seed(self.config.seed, self.step))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.method.training_step(images, labels)
+            out = self.step_fn(images, labels)
         loss = out.loss.float()
         self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
@@ -455,6 +663,12 @@ class _Job:
         # forward pass instead of queueing the rest of the step. A non-finite loss still stops the job
         # before anything is saved from these weights.
         loss_value = loss.item()
+        terms = {k: float(v) for k, v in out.terms.items()}
+        stats = {k: (float(v) if torch.is_tensor(v) and v.numel() == 1 else v) for k, v in out.stats.items()}
+        if self.shard.distributed:
+            # the global batch's figures (the mean of the ranks': their shares are equal), and whether any
+            # rank was asked to stop, in one collective
+            loss_value, terms, stats, self.stop_agreed = self._agree(loss_value, terms, stats)
         if not math.isfinite(loss_value):
             raise TrainingError(
                 f"the loss became {'NaN' if loss_value != loss_value else 'infinite'} at step {self.step + 1}: "
@@ -466,11 +680,49 @@ class _Job:
         elapsed = time.perf_counter() - start
         self.train_seconds += elapsed
         self.images_seen += len(rows)
-        terms = {"loss": loss_value} | {k: float(v) for k, v in out.terms.items()}
-        stats = {k: (float(v) if torch.is_tensor(v) and v.numel() == 1 else v) for k, v in out.stats.items()}
+        terms = {"loss": loss_value} | terms
         return ev.StepReport(self.step, self.step / self.steps_per_epoch, terms,
                              float(self.optimizer.param_groups[-1]["lr"]), len(rows) / max(elapsed, 1e-9),
                              stats)
+
+    def step_fits(self, size: int) -> bool | None:
+        """Whether a training step of ``size`` images (forward and backward, no optimiser step) fits in
+        the GPU's memory now, None when such a step fails otherwise. For the message after running out
+        of memory."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        try:
+            rows = torch.randint(0, len(self.train_images), (size,), device=self.device)
+            images = self.train_images[rows].float().div_(255)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                loss = self.method.training_step(images, self.train_labels[rows]).loss.float()
+            if loss.requires_grad:
+                loss.backward()
+            return True
+        except torch.cuda.OutOfMemoryError as error:
+            traceback.clear_frames(error.__traceback__)
+            return False
+        except Exception:  # noqa: BLE001 (the message falls back to halving without a probe)
+            return None
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+
+    def _agree(self, loss: float, terms: dict, stats: dict) -> tuple[float, dict, dict, bool]:
+        from engine.distributed import all_sum
+
+        numbers = sorted(k for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        local = [loss, *terms.values(), *(stats[k] for k in numbers), float(self.control.stopped)]
+        total = all_sum(local, self._sync_device())
+        world = self.shard.world_size
+        mean = [v / world for v in total[:-1]]
+        terms = dict(zip(terms, mean[1:1 + len(terms)]))
+        stats = stats | dict(zip(numbers, mean[1 + len(terms):]))
+        return mean[0], terms, stats, total[-1] > 0
 
     def _checkpoint(self) -> ev.Checkpointed:
         state = {"model": self.method.state_dict(),
@@ -510,6 +762,12 @@ class _Job:
                 "train_seconds": round(self.train_seconds, 3),
                 "images_per_second": round(self.images_seen / self.train_seconds, 1) if self.train_seconds else None,
                 "linear_probe_acc": None, "knn_acc": None} | keep
+
+
+def _step_seed(seed: int, step: int) -> int:
+    """The seed of a step's random draws: from the run's seed and the step alone, so every rank draws
+    the same, and a resumed run draws what it would have."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _load_encoder(encoder, state: dict, source: str) -> None:

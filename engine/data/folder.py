@@ -7,7 +7,7 @@ Every file is input from elsewhere: only regular files are opened (a FIFO named 
 the read for ever; devices and sockets are no images either; a symlink to a regular file is fine);
 files PIL cannot decode (corrupt, truncated, not an image, over PIL's decompression-bomb limit) are
 skipped and listed in a note. Each image is decoded at the size training needs, not at full size (see
-``_read``), so a 12000 x 12000 photo does not cost gigabytes.
+``decode``), so a 12000 x 12000 photo does not cost gigabytes.
 
 A labelled folder keeps a fifth of each class for testing, at least one image, so every class is
 both trained on and tested; a folder too small for that is refused before training, saying how many
@@ -32,6 +32,7 @@ TEST_FRACTION = 0.2
 MIN_PER_CLASS = 2  # one to train on, one to test on
 MIN_TEST = 3  # the map and its indicators need three points
 MIN_UNLABELLED = 3
+PARALLEL_FROM = 256  # files from which worker processes decode a folder
 
 
 def _read(path: Path, size: int) -> np.ndarray:
@@ -153,20 +154,66 @@ def list_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     return [(f, -1) for f in _candidates(root, recursive=False)], []
 
 
+class FolderImages:
+    """Image files as a map-style dataset for a DataLoader: item i is (i, [the image at each of
+    ``sizes``, uint8 (C, s, s)] or None, why it could not be read). Decoding happens in the worker."""
+
+    def __init__(self, files: list[Path], sizes: tuple[int, ...], mode: str = "RGB"):
+        self.files, self.sizes, self.mode = files, tuple(sizes), mode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        path = self.files[i]
+        kind = not_regular(path)
+        if kind:
+            return i, None, f"{kind}, not an image file: not opened"
+        try:
+            return i, decode(path, self.sizes, self.mode), ""
+        except Exception as error:  # PIL raises many kinds for corrupt files; each one is just skipped
+            return i, None, why_unreadable(error)
+
+
+def decoder_init(_: int) -> None:
+    """A decoding worker: PIL decodes; torch's threads stay with the training process."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _as_is(item):
+    return item  # the arrays as decoded (the DataLoader would make tensors of them)
+
+
+def decoding_workers(n_files: int) -> int:
+    """Worker processes that decode a folder into memory: none for a few files (starting workers costs
+    more than decoding them), else one per core but one, up to 8."""
+    if n_files < PARALLEL_FROM:
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
 def load_folder(root: str | Path, seed: int = 0, size: int = FOLDER_IMAGE_SIZE) -> ImageDataset:
+    import torch
+
     root = check_folder_path(str(root))
     files, class_names = list_folder(root)
     images, labels, skipped = [], [], []
-    for path, label in files:
-        kind = not_regular(path)
-        if kind:
-            skipped.append(f"{path}: {kind}, not an image file: not opened")
+    workers = decoding_workers(len(files))
+    # decoded by a DataLoader's worker processes, in the files' order (one image each: results do not
+    # depend on how many workers)
+    loader = torch.utils.data.DataLoader(
+        FolderImages([f for f, _ in files], (size,), "RGB"), batch_size=None, num_workers=workers,
+        worker_init_fn=decoder_init if workers else None, prefetch_factor=16 if workers else None,
+        collate_fn=_as_is)
+    for i, decoded, why in loader:
+        path, label = files[i]
+        if decoded is None:
+            skipped.append(f"{path}: {why}")
             continue
-        try:
-            images.append(_read(path, size))
-            labels.append(label)
-        except Exception as error:  # PIL raises many kinds for corrupt files; each one is just skipped
-            skipped.append(f"{path}: {why_unreadable(error)}")
+        images.append(decoded[0])
+        labels.append(label)
     if not images:
         raise ValueError(f"no readable image in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
                          f"{'; ' + str(len(skipped)) + ' unreadable' if skipped else ''})")

@@ -49,15 +49,28 @@ class NTXent(nn.Module):
         u = F.normalize(torch.cat([z1, z2]), dim=1)
         return u @ u.T / self.temperature
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def anchor_logits(self, z1: torch.Tensor, z2: torch.Tensor, anchors: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the rows of s for the anchors, with each anchor against itself at -inf; the column of each
+        row's positive). ``anchors``: indices i in [0, N) whose two views are anchors (rows i, then
+        i + N); None: all 2N. On several ranks each takes its own images as anchors against the views
+        of the global batch (engine/distributed.py): the mean of the ranks' losses is the loss."""
+        _check_pair(z1, z2)
         n = z1.shape[0]
         if n < 2:
             raise ValueError(f"batch size: {n} is too small for NT-Xent; allowed: >= 2 (a batch of 1 "
                              "has no negatives)")
-        s = self.logits(z1, z2)
-        s = s.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=s.device), float("-inf"))
-        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(s.device)
-        return F.cross_entropy(s, target)
+        u = F.normalize(torch.cat([z1, z2]), dim=1)
+        if anchors is None:
+            anchors = torch.arange(n, device=u.device)
+        rows = torch.cat([anchors, anchors + n])
+        s = u[rows] @ u.T / self.temperature
+        s = s.scatter(1, rows[:, None], float("-inf"))  # an anchor is not its own candidate
+        target = torch.cat([anchors + n, anchors])
+        return s, target
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(*self.anchor_logits(z1, z2))
 
 
 @LOSSES.register("vicreg")

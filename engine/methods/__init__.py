@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.distributed import Shard, check_batch_divides, gather, gather_labels
 from engine.encoders import Encoder
 from engine.metrics.triplets import TripletDefinition
 from engine.params import Param, resolve
@@ -65,6 +66,15 @@ class Method(nn.Module):
       references and an exported encoder embed through it too (``representation()``);
     - ``evaluation_stats(embeddings, labels)``: the method's own figures on an evaluation subset
       (triplet categories, distance histograms, class-centre angles), merged into the evaluation.
+
+    On several processes (engine/distributed.py) each rank's ``training_step`` gets its share of the
+    global batch; ``shard`` says which (rank, world size). A loss that compares the images of a batch
+    with each other calls ``gather`` on its embeddings (the global batch's, with their gradient);
+    ``sync_batch_norm`` says whether batch norm must see the global batch's statistics;
+    ``images_per_batch`` and ``check_world_size`` say how many images a batch holds and whether it
+    divides among the ranks. ``generator``, when the job sets one, draws the random parts of a step
+    (the two-view augmentations) the same in every rank, so each rank takes its rows' share of the
+    draws of the global batch.
     """
 
     family: ClassVar[str] = "supervised"
@@ -78,6 +88,8 @@ class Method(nn.Module):
     # the fixed transformation the encoder sees its images through (engine.encoders.input_view), or None
     input_view: ClassVar[str | None] = None
     retrieval_metric: str = "euclidean"
+    # batch statistics are part of the method (its batch norm must see the global batch on several ranks)
+    sync_batch_norm: ClassVar[bool] = False
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__()
@@ -88,6 +100,23 @@ class Method(nn.Module):
         # not a class attribute: nn.Module keeps a submodule in _modules, which a class attribute
         # of the same name would shadow; a subclass assigns its augmentation module over this
         self.augment: nn.Module | None = None
+        self.shard = Shard()  # set by the training job on several processes
+        self.generator: torch.Generator | None = None  # set by the job: the step's random draws
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` of every rank's share of the batch, in rank order, with its gradient (alone: ``x``)."""
+        return gather(x, self.shard)
+
+    def gather_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return gather_labels(labels, self.shard)
+
+    def images_per_batch(self, batch_size: int) -> int:
+        """Images of one global batch (``--batch-size``; K x M for the class samplers)."""
+        return batch_size
+
+    def check_world_size(self, batch_size: int, world_size: int) -> None:
+        """ValueError saying what would divide when a global batch does not split among the ranks."""
+        check_batch_divides(self.images_per_batch(batch_size), world_size)
 
     @classmethod
     def check_data(cls, info: DataInfo) -> None:

@@ -37,18 +37,27 @@ class TwoViewMethod(Method):
     """Base of the methods trained on two augmented views of each image (not registered)."""
 
     needs_labels = False
+    # batch norm over the global batch: a rank's own statistics would let the views of its images
+    # recognise each other by them (SimCLR), and they are part of what holds collapse off
+    sync_batch_norm = True
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__(encoder, info, **params)
         self.augment: SimCLRAugment = augment_from_params(info.channels, info.image_size, params, info.dataset)
-        self.generator: torch.Generator | None = None  # set one for reproducible views
 
     @torch.no_grad()
     def views(self, images: torch.Tensor, generator: torch.Generator | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independently augmented batches of float images in [0, 1] (B, C, H, W)."""
+        """Two independently augmented batches of float images in [0, 1] (B, C, H, W). On several
+        ranks, each view's random draws are those of the global batch, of which this rank applies its
+        rows' share: with the job's generator, the views are the ones one process would make."""
         g = generator if generator is not None else self.generator
-        return self.augment(images, g), self.augment(images, g)
+        if not self.shard.distributed:
+            return self.augment(images, g), self.augment(images, g)
+        n = images.shape[0]
+        start = self.shard.rank * n
+        return tuple(self.augment.apply(images, self.augment.sample(n * self.shard.world_size, images.device, g)
+                                        .rows(start, start + n)) for _ in range(2))
 
     def encode_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder embeddings of the two views, in one forward pass (batch norm sees all 2N)."""
@@ -94,20 +103,26 @@ class SimCLR(TwoViewMethod):
         check_batch(images, "simclr")
         h1, h2 = self.encode_views(images)
         z = self.project(torch.cat([h1, h2]))
-        z1, z2 = z[: len(images)], z[len(images):]
-        loss = self.loss(z1, z2)
+        n = len(images)
+        # this rank's views are the anchors; the candidates are the views of the global batch (every
+        # rank's, gathered with their gradient), so the negatives are the global batch's 2N - 2
+        z1, z2 = self.gather(z[:n]), self.gather(z[n:])
+        anchors = torch.arange(self.shard.rank * n, (self.shard.rank + 1) * n, device=z.device)
+        s, target = self.loss.anchor_logits(z1, z2, anchors)
+        loss = F.cross_entropy(s, target)
         with torch.no_grad():
-            n = len(images)
-            s = self.loss.logits(z1, z2) * self.loss.temperature  # cosine similarities
-            pairs = _pair_mask(n, s.device)
-            eye = torch.eye(2 * n, dtype=torch.bool, device=s.device)
+            s = s * self.loss.temperature  # cosine similarities, the anchors against itself at -inf
+            rows = torch.arange(len(s), device=s.device)
+            positive = s[rows, target]
             # how often a view's nearest other view is its partner (the task NT-Xent trains)
-            nearest = s.masked_fill(eye, float("-inf")).argmax(1)
-            top1 = pairs[torch.arange(2 * n, device=s.device), nearest].float().mean()
-            positive, negative = s[pairs].mean(), s[~pairs & ~eye].mean()
+            top1 = (s.argmax(1) == target).float().mean()
+            finite = torch.isfinite(s)
+            negative = (s.masked_fill(~finite, 0).sum() - positive.sum()) / (finite.sum() - len(s))
         return StepOutput(loss, {"nt_xent": loss.detach()},
-                          {"positive_cosine": float(positive), "negative_cosine": float(negative),
-                           "pair_accuracy": float(top1)})
+                          {"positive_cosine": float(positive.mean()), "negative_cosine": float(negative),
+                           "pair_accuracy": float(top1),
+                           # per anchor: every view of the global batch but itself and its partner
+                           "negatives_per_anchor": float(s.shape[1] - 2)})
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -125,11 +140,3 @@ class SimCLR(TwoViewMethod):
         finally:
             self.train(was)
 
-
-def _pair_mask(n: int, device: torch.device) -> torch.Tensor:
-    """(2N, 2N) bool: True at the positive pairs (i, i+N) and (i+N, i)."""
-    m = torch.zeros(2 * n, 2 * n, dtype=torch.bool, device=device)
-    idx = torch.arange(n, device=device)
-    m[idx, idx + n] = True
-    m[idx + n, idx] = True
-    return m

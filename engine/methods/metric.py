@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.distributed import check_k_by_m_divides
 from engine.data.samplers import check_k_by_m, k_by_m_batches, k_by_m_notes, k_by_m_steps
 from engine.losses.metric import (ArcFaceLoss, CenterLoss, CosFaceLoss, PairLoss, TripletLoss, adaptive_margins,
                                   parse_adaptive_margin)
@@ -95,6 +96,12 @@ class _KByM(MetricMethod):
         normalized = self.hparams["normalize"] or self.hparams["distance"] == "cosine"
         self.retrieval_metric = "cosine" if normalized else "euclidean"
 
+    def images_per_batch(self, batch_size: int) -> int:
+        return self.k * self.m
+
+    def check_world_size(self, batch_size: int, world_size: int) -> None:
+        check_k_by_m_divides(self.k, self.m, world_size)
+
     def batches(self, labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
         # batch_size is K·M here: steps_per_epoch said so in the notes when they disagree
         return k_by_m_batches(labels, self.k, self.m, rng, self._num_batches)
@@ -141,7 +148,8 @@ class Triplet(_KByM):
         return TripletDefinition(params["margin"], params["distance"], params["squared"], params["normalize"])
 
     def training_step(self, images, labels):
-        loss = self.loss(self.encoder(images).float(), labels)
+        # mined in the global batch: on several ranks, every rank's embeddings (engine/distributed.py)
+        loss = self.loss(self.gather(self.encoder(images).float()), self.gather_labels(labels))
         return self._step(loss, {"triplet": loss.detach()}, dict(self.loss.stats))
 
 
@@ -166,7 +174,7 @@ class Pair(_KByM):
                              mining=p["mining"], normalize=p["normalize"])
 
     def training_step(self, images, labels):
-        loss = self.loss(self.encoder(images).float(), labels)
+        loss = self.loss(self.gather(self.encoder(images).float()), self.gather_labels(labels))
         terms = {k: v.detach() for k, v in self.loss.terms.items()}
         return self._step(loss, terms, dict(self.loss.stats))
 

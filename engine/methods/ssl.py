@@ -59,7 +59,8 @@ class VICRegMethod(TwoViewMethod):
         check_batch(images, "vicreg")
         h1, h2 = self.encode_views(images)
         z1, z2 = _split(self.projector(torch.cat([h1, h2])))
-        parts = self.loss.parts(z1, z2)
+        # variance and covariance are the global batch's: every rank's outputs, with their gradient
+        parts = self.loss.parts(self.gather(z1), self.gather(z2))
         loss = (self.loss.sim_weight * parts["invariance"] + self.loss.var_weight * parts["variance"]
                 + self.loss.cov_weight * parts["covariance"])
         return StepOutput(loss, {k: v.detach() for k, v in parts.items()})
@@ -167,6 +168,8 @@ class SwAVMethod(TwoViewMethod):
         h1, h2 = self.encode_views(images)
         z = F.normalize(self.projector(torch.cat([h1, h2])), dim=1)
         s1, s2 = _split(self.prototypes(z))
+        # the equal partition of Sinkhorn-Knopp spreads the global batch (every rank's scores)
+        s1, s2 = self.gather(s1), self.gather(s2)
         loss = self.loss(s1, s2)
         with torch.no_grad():
             used = torch.unique(torch.cat([s1, s2]).argmax(1)).numel()

@@ -189,7 +189,10 @@ class TrainingPanel(Panel):
                  "The method decides what the network is asked to do (name the class, pull augmented "
                  "views together, ...); the encoder is the network whose output is the representation. "
                  "Hover a field for what it does and what it allows; a field outlined in red holds a "
-                 "value that is not allowed.")
+                 "value that is not allowed. The window trains in one process, on one GPU or the CPU; "
+                 "training on several GPUs or machines is the command line's: torchrun --nproc_per_node N "
+                 "-m engine train --preset ... (or srun; README, Scale), and File > Open run follows that "
+                 "run from its directory while it trains.")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -360,7 +363,9 @@ class TrainingPanel(Panel):
         if not has_cuda:
             self.device_combo.model().item(1).setEnabled(False)
         self.device_combo.addItem("cpu", "cpu")
-        self.device_combo.setToolTip("auto: the GPU when there is one, else the CPU")
+        self.device_combo.setToolTip("auto: the GPU when there is one, else the CPU. One process here: several GPUs "
+                                     "or machines train from the command line (torchrun --nproc_per_node N -m engine "
+                                     "train ...), and the window opens that run")
 
     def select_method(self, name: str) -> None:
         i = self.method_combo.findData(name, Qt.ItemDataRole.UserRole)
