@@ -47,19 +47,15 @@ BUDGET=$(( MINUTES * 60 ))
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 DATA_FLAG=()
 [ -n "$DATA_ROOT" ] && DATA_FLAG=(--data-root "$DATA_ROOT")
-FAILED=0
 
 say() { echo "$*" | tee -a "$REPORT"; }
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
-# dry run: each training command's arguments, checked together at the end in one Python process
-TRAIN_CHECKS="$OUT/.train-commands"
-[ "$DRY" = 1 ] && : >"$TRAIN_CHECKS"
-queue_train_check() {  # NAME ARGS...
-  "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >>"$TRAIN_CHECKS"
-}
+# dry run: every command is written down here, then checked together in one Python process at the end
+COMMANDS="$OUT/.commands"
+[ "$DRY" = 1 ] && : >"$COMMANDS"
 
-# step NAME SECONDS KIND ARGS...: run (or, dry, check) one command within its time box
+# step NAME SECONDS KIND ARGS...: run (or, dry, write down) one command within its time box
 #   KIND: py (a script: python ARGS), train (python -m engine train ARGS), ddp (torchrun ... -m engine train ARGS),
 #         ddp-py (torchrun ... SCRIPT ARGS)
 step() {
@@ -73,11 +69,7 @@ step() {
     ddp-py) cmd=("$PY" -m torch.distributed.run --standalone --nproc_per_node 2 "$@") ;;
   esac
   if [ "$DRY" = 1 ]; then
-    case "$kind" in
-      py|ddp-py) if [ -f "$1" ] && "$PY" "$@" --dry-run >/dev/null; then echo "ok   $name: ${cmd[*]}"
-          else echo "FAIL $name: ${cmd[*]}"; FAILED=1; fi ;;
-      train|ddp) queue_train_check "$name" "$@"; echo "...  $name: ${cmd[*]}" ;;
-    esac
+    "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$name" "$kind" "$@" >>"$COMMANDS"
     return 0
   fi
   local remaining
@@ -124,7 +116,7 @@ if [ "$DRY" = 0 ]; then
 else
   command -v "$PY" >/dev/null || { echo "FAIL python: $PY not found"; exit 1; }
   command -v timeout >/dev/null || { echo "FAIL timeout (coreutils) not found"; exit 1; }
-  echo "ok   python: $("$PY" -c 'import sys; print(sys.executable)')"
+  echo "ok   python: $PY"
 fi
 
 # 1. throughput (about a minute)
@@ -183,26 +175,42 @@ step ddp-cost 60 ddp-py bench/ddp_cost.py --backend "$BACKEND"
 [ "$DRY" = 0 ] && [ -f "$OUT/ddp-cost.log" ] && { say '```'; grep -A8 "^SimCLR GPU preset" "$OUT/ddp-cost.log" | tee -a "$REPORT"; say '```'; }
 
 if [ "$DRY" = 1 ]; then
-  if "$PY" -m torch.distributed.run --help >/dev/null 2>&1; then echo "ok   torchrun: $PY -m torch.distributed.run"
-  else echo "FAIL torchrun: $PY -m torch.distributed.run does not run"; FAILED=1; fi
-  # every training command's arguments as `engine train` reads them (preset, flags, values)
-  "$PY" - "$TRAIN_CHECKS" <<'EOF' || FAILED=1
-import json, sys
+  # each command as what runs it reads it: torchrun's own parser, a script's main(... --dry-run), engine
+  # train's parser and settings (preset, flags, values); nothing is trained
+  "$PY" - "$COMMANDS" <<'EOF'
+import contextlib, importlib.util, io, json, sys
+from torch.distributed.run import get_args_parser
 from engine.cli import build_parser, config_from_args
+
 failed = 0
+print(f"ok   torchrun: {sys.executable} -m torch.distributed.run")
 for line in open(sys.argv[1]):
-    name, *args = json.loads(line)
+    name, kind, *args = json.loads(line)
+    err = io.StringIO()
     try:
-        config_from_args(build_parser().parse_args(["train", *args]))
-        print(f"ok   {name}: engine train arguments resolve")
-    except (ValueError, SystemExit) as error:
-        print(f"FAIL {name}: {error}")
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            if kind.startswith("ddp"):
+                launch = ["--standalone", "--nproc_per_node", "2"] + (["-m", "engine", "train"] if kind == "ddp" else [])
+                get_args_parser().parse_args(launch + args)
+            if kind in ("train", "ddp"):
+                config_from_args(build_parser().parse_args(["train", *args]))
+            else:
+                spec = importlib.util.spec_from_file_location(f"_checked_{name.replace('-', '_')}", args[0])
+                script = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(script)
+                if script.main([*args[1:], "--dry-run"]) not in (0, None):
+                    raise ValueError(f"{args[0]} --dry-run did not pass")
+        print(f"ok   {name}: {' '.join(args)}")
+    except (Exception, SystemExit) as error:  # noqa: BLE001 (every way a command can fail to resolve is named)
+        said = (err.getvalue().strip().splitlines() or [""])[-1]
+        print(f"FAIL {name}: {error if str(error) and not isinstance(error, SystemExit) else said}")
         failed = 1
+print("every command resolves" if not failed else "some commands do not resolve")
 sys.exit(failed)
 EOF
-  rm -f "$TRAIN_CHECKS"
-  [ "$FAILED" = 0 ] && echo "every command resolves" || echo "some commands do not resolve"
-  exit $FAILED
+  code=$?
+  rm -f "$COMMANDS"
+  exit $code
 fi
 say ""
 say "total $(( $(date +%s) - START )) s of ${BUDGET}"

@@ -112,13 +112,14 @@ def test_gpu_check_dry_run_names_a_command_that_does_not_resolve(tmp_path):
     script = (root / "bench" / "gpu_check.sh").read_text().replace("--preset fashion-mnist-gpu", "--preset no-such")
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "gpu_check.sh").write_text(script)
-    (tmp_path / "bench" / "throughput.py").write_text((root / "bench" / "throughput.py").read_text())
+    for script in ("throughput.py", "ddp_cost.py"):
+        (tmp_path / "bench" / script).write_text((root / "bench" / script).read_text())
     env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable, PYTHONPATH=str(root))
     done = subprocess.run(["bash", str(tmp_path / "bench" / "gpu_check.sh"), "--dry-run"], env=env,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 1
     assert "FAIL supervised-epoch: --preset: 'no-such' is not valid" in done.stdout
-
+    assert "ok   throughput" in done.stdout and done.stdout.splitlines()[-1] == "some commands do not resolve"
 
 
 def test_out_of_gpu_memory_names_the_batch_that_fits_found_by_halving(tmp_path, monkeypatch):
