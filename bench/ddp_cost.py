@@ -2,6 +2,7 @@
 collective, beside its compute: the numbers of the README's "Scale" section.
 
     torchrun --standalone --nproc_per_node 2 bench/ddp_cost.py [--batch 512] [--device cpu|cuda]
+    python bench/ddp_cost.py --on-paper IMAGES_PER_S   # the README's scale table from one GPU's rate
     python bench/ddp_cost.py --dry-run
 
 Per step, a run on W processes (engine/distributed.py) adds to one process's work on its B / W images:
@@ -15,6 +16,19 @@ Per step, a run on W processes (engine/distributed.py) adds to one process's wor
 
 Each collective is timed alone (mean of --reps after a warm-up), and one training step of the model
 at B / W images alone, so the table shows which part grows with W. Rank 0 prints.
+
+``--on-paper T1`` runs nothing distributed: from one GPU's images/s on the preset (T1) and the
+model's own counts (parameters, batch norms), it prints what a step would take on 4 GPUs of one node
+and on 8 nodes of 8, with ring collectives (W - 1 latency steps, (W - 1) / W of the bytes each way):
+
+    t(W)     = max(B / W / T1, t_launch) + t_gather + t_grad + t_bn + t_fig
+    t_gather = 2 [(W-1) a + (W-1)/W * 2 B 128 * 4 bytes / b]   z of both views, forward and backward
+    t_grad   = 2 (W-1) a + 2 (W-1)/W * 4 P bytes / b           DDP's all-reduce (it overlaps backward)
+    t_bn     = 2 L (W-1) a                                     L synchronised batch norms, forward and back
+    t_fig    = 2 (W-1) a                                       the step's figures
+
+a and b: latency of one step of a collective and bandwidth per GPU: --latency-us and --gbps, in a
+node (NVLink) and between nodes (InfiniBand); their defaults are vendor-order figures, not measured.
 """
 from __future__ import annotations
 
@@ -38,6 +52,55 @@ def timed(fn, reps: int, sync) -> float:
     return (time.perf_counter() - start) / reps
 
 
+def preset_model():
+    """The SimCLR GPU preset's model (convnet 64,128,256 without neck, 256-d, projection head), its
+    trained parameter count and its batch norms."""
+    import torch
+
+    from engine.encoders import build_encoder
+    from engine.methods import METHODS, DataInfo
+    from engine.params import resolve
+
+    info = DataInfo(10, (6000,) * 10, 1, (28, 28), True, "fashion-mnist")
+    encoder = build_encoder("convnet", 1, (28, 28), 256, widths="64,128,256", neck="none")
+    simclr = METHODS.get("simclr")
+    method = simclr(encoder, info, **resolve(simclr.params, {}))
+    params = sum(p.numel() for p in method.parameters() if p.requires_grad)
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    return method, params, norms
+
+
+def on_paper(args) -> int:
+    """What a step of the SimCLR preset would take on W GPUs, from one GPU's rate (see the docstring)."""
+    _, params, norms = preset_model()
+    t1, launch = args.on_paper, args.launch_ms / 1000
+    print(f"SimCLR GPU preset on paper: one GPU at {t1:g} images/s (T1), {params / 1e6:.2f} M parameters, "
+          f"{len(norms)} batch norms; latency {args.latency_us[0]:g} / {args.latency_us[1]:g} us and "
+          f"{args.gbps[0]:g} / {args.gbps[1]:g} GB/s per GPU in a node / between nodes; a step at least "
+          f"{args.launch_ms:g} ms")
+    print(f"{'run':<30}{'per GPU':>8}{'compute':>9}{'gather':>8}{'grads':>8}{'bn':>8}{'step ms':>9}"
+          f"{'speed-up':>10}{'epoch s':>9}")
+    base = None
+    for label, nodes, gpus, batch in (("1 GPU, B 512", 1, 1, 512), ("4 GPUs (1 node), B 512", 1, 4, 512),
+                                      ("8 nodes x 8 GPUs, B 512", 8, 8, 512),
+                                      ("8 nodes x 8 GPUs, B 8192", 8, 8, 8192)):
+        w = nodes * gpus
+        a = args.latency_us[nodes > 1] * 1e-6
+        b = args.gbps[nodes > 1] * 1e9
+        share = (w - 1) / w
+        compute = max(batch / w / t1, launch)
+        gather = 2 * ((w - 1) * a + share * 2 * batch * 128 * 4 / b)
+        grads = 2 * (w - 1) * a + 2 * share * 4 * params / b
+        bn = 2 * len(norms) * (w - 1) * a
+        fig = 2 * (w - 1) * a
+        step = compute + gather + grads + bn + fig
+        rate = batch / step  # images/s of the run
+        base = base or rate
+        print(f"{label:<30}{batch // w:>8}{1000 * compute:>9.2f}{1000 * gather:>8.2f}{1000 * grads:>8.2f}"
+              f"{1000 * bn:>8.2f}{1000 * step:>9.2f}{rate / base:>9.1f}x{60000 / rate:>9.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -46,8 +109,18 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--backend", default="auto", help="auto (nccl on GPUs, else gloo), nccl or gloo")
+    ap.add_argument("--on-paper", type=float, metavar="T1",
+                    help="print the scale table from one GPU's images/s on the preset; no processes needed")
+    ap.add_argument("--latency-us", type=float, nargs=2, default=(10.0, 20.0), metavar=("NODE", "NET"),
+                    help="latency of one collective step in a node and between nodes (default 10 20)")
+    ap.add_argument("--gbps", type=float, nargs=2, default=(300.0, 25.0), metavar=("NODE", "NET"),
+                    help="GB/s per GPU in a node and between nodes (default 300 25)")
+    ap.add_argument("--launch-ms", type=float, default=3.0,
+                    help="the least time of a step however small its batch: launching its operators (default 3)")
     ap.add_argument("--dry-run", action="store_true", help="check the settings and imports, measure nothing")
     args = ap.parse_args(argv)
+    if args.on_paper is not None and not args.dry_run:
+        return on_paper(args)
     if args.dry_run:
         import torch.distributed  # noqa: F401
 
@@ -57,11 +130,10 @@ def main(argv=None) -> int:
     import torch.distributed as dist
 
     from engine.distributed import launch_from_environment, rank_device, start, stop
-    from engine.encoders import build_encoder
-    from engine.methods import METHODS, DataInfo
-    from engine.params import resolve
 
     launch = launch_from_environment(backend=args.backend)
+    if args.on_paper is not None:
+        ap.error("--on-paper runs in one process: python bench/ddp_cost.py --on-paper T1")
     if launch is None:
         ap.error("start it with torchrun --standalone --nproc_per_node 2 bench/ddp_cost.py")
     device = rank_device(torch.device(args.device), launch)
@@ -70,13 +142,8 @@ def main(argv=None) -> int:
     share = args.batch // world
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
-    # the preset's model: convnet 64,128,256 without neck (256-d), projection head 512 -> 128
-    info = DataInfo(10, (6000,) * 10, 1, (28, 28), True, "fashion-mnist")
-    encoder = build_encoder("convnet", 1, (28, 28), 256, widths="64,128,256", neck="none")
-    simclr = METHODS.get("simclr")
-    method = simclr(encoder, info, **resolve(simclr.params, {})).to(device)
-    params = sum(p.numel() for p in method.parameters() if p.requires_grad)
-    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    method, params, norms = preset_model()
+    method.to(device)
     optimizer = torch.optim.AdamW(method.parameters(), lr=1e-3)
     images = torch.rand(share, 1, 28, 28, device=device)
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()

@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", help="folder that receives the runs started in the window (default ./runs)")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme")
     args = parser.parse_args(argv)
+    refusal = _started_as_ranks()
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     if args.command == "open":  # a mistyped path is an argument error (exit 2), not a window with a dialog
         problem = _not_a_run(args.run_dir)
         if problem:
@@ -40,6 +44,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     return run_window(open_dir=args.run_dir if args.command == "open" else None, runs_root=args.runs,
                       theme=args.theme)
+
+
+def _started_as_ranks() -> str | None:
+    """Why the window does not start when a launcher started it as one of several processes (torchrun,
+    srun), or None: it trains in one process, and a distributed run is the command line's."""
+    if "WORLD_SIZE" not in os.environ and "SLURM_STEP_NUM_TASKS" not in os.environ:
+        return None  # started alone (torch is imported only when a launcher may have started it)
+    from engine.distributed import launch_from_environment
+
+    try:
+        launch = launch_from_environment()
+    except ValueError as error:
+        return str(error)
+    if launch is None or launch.world_size == 1:
+        return None
+    return (f"the window was started by {launch.launcher} as process {launch.rank} of {launch.world_size}, and it "
+            "trains in one process: a run on several GPUs or machines is the command line's, 'torchrun "
+            "--nproc_per_node N -m engine train ...' (or srun ... python -m engine train ...; README, Scale); "
+            "start the window alone and open that run while it trains: embedding-explorer open RUN_DIR")
 
 
 def _not_a_run(path: str) -> str | None:

@@ -187,3 +187,14 @@ def test_export_of_a_run_that_cannot_be_used_exits_2(runs, capsys, name, says):
     assert main(["export", str(runs / name), "--out", str(runs / "exported")]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
+
+
+def test_the_window_started_by_torchrun_says_distributed_runs_are_the_command_lines(monkeypatch, capsys):
+    from explorer.app import main as app_main
+
+    for name, value in (("RANK", "1"), ("WORLD_SIZE", "4"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    assert app_main([]) == 2
+    err = capsys.readouterr().err
+    assert "started by torchrun as process 1 of 4, and it trains in one process" in err
+    assert "torchrun --nproc_per_node N -m engine train" in err and "embedding-explorer open RUN_DIR" in err
