@@ -482,7 +482,7 @@ class _ImportJob(_EmbedJob):
         whose image cannot be read gets a blank thumbnail, and its file is named."""
         import torch
 
-        from engine.data.folder import peek
+        from engine.data.folder import FolderImages, decoder_init, peek
 
         root = root or Path.cwd()
         files = [Path(p).expanduser() if Path(p).expanduser().is_absolute() else root / p for p in paths]
@@ -499,8 +499,10 @@ class _ImportJob(_EmbedJob):
         self.thumbnail_size = [side, side]
         out = np.zeros((len(files), self.channels, side, side), dtype=np.uint8)
         workers = default_workers("cpu") if self.config.workers is None else self.config.workers
-        loader = torch.utils.data.DataLoader(FolderImages(files, side, side, mode), batch_size=256, num_workers=workers,
-                                             collate_fn=collate, worker_init_fn=_worker_init if workers else None)
+        # the collate of embed's batches: each file at the thumbnail size, as image and as thumbnail
+        loader = torch.utils.data.DataLoader(FolderImages(files, (side, side), mode), batch_size=256,
+                                             num_workers=workers, collate_fn=collate,
+                                             worker_init_fn=decoder_init if workers else None)
         missing = []
         for rows, _images, thumbnails, failed in loader:
             if thumbnails is not None:

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from engine.config import DEFAULTS, TrainConfig, check_not_finished, resume_sett
 from engine.evaluation import EvaluationResult, Evaluator, TrainingError
 from engine.runs import RunDir, RunInUseError, RunWriteError
 from engine.schema import RunFacts
+
+if TYPE_CHECKING:
+    from engine.distributed import Launch
 
 __all__ = ["Control", "TrainConfig", "TrainingError", "train"]
 

@@ -4,7 +4,6 @@ process with the same global batch, SimCLR's negatives are the global batch's, t
 the one a single process writes and the window opens it; a world size that does not divide the batch
 is refused saying what would; a killed rank stops the other with a message and the checkpoint resumes
 on another number of processes."""
-import json
 import os
 import signal
 import subprocess
