@@ -28,7 +28,8 @@ from engine.training import train
 ROOT = Path(__file__).resolve().parents[1]
 # 6 steps an epoch of 64 images: the global batch of every test here
 SMALL = ["--method", "simclr", "--dataset", "digits", "--train-size", "384", "--test-size", "200",
-         "--batch-size", "64", "--eval-every", "0", "--no-diagnostics", "--device", "cpu", "--quiet"]
+         "--batch-size", "64", "--eval-every", "0", "--no-diagnostics", "--device", "cpu", "--projection", "pca",
+         "--quiet"]
 
 
 def torchrun(*args: str) -> subprocess.Popen:
@@ -56,7 +57,8 @@ def two_runs(tmp_path_factory):
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     config = TrainConfig(method="simclr", dataset="digits", train_size=384, test_size=200, batch_size=64,
-                         epochs=2, eval_every=0, diagnostics=False, device="cpu", out=str(out), run_name="one")
+                         epochs=2, eval_every=0, diagnostics=False, device="cpu", projection="pca", out=str(out),
+                         run_name="one")
     events = list(train(config))
     assert isinstance(events[-1], ev.Finished), events[-1]
     return out / "two", out / "one", stdout
@@ -106,6 +108,7 @@ def test_run_directory_is_a_single_process_one_and_the_window_opens_it(two_runs,
     from explorer.state import RunStatus
 
     session = Session()
+    session.projection = "pca"  # the runs' own map: nothing to compute in a worker
     try:
         run = session.open_run(two)
         assert run.status == RunStatus.FINISHED and len(run.snapshots) == 2 and run.total_steps == 12
@@ -226,3 +229,114 @@ def test_nt_xent_split_by_anchors_is_the_whole_loss():
     shares = [torch.nn.functional.cross_entropy(*loss.anchor_logits(z1, z2, torch.arange(r * 4, r * 4 + 4)))
               for r in range(2)]
     assert torch.stack(shares).mean() == pytest.approx(float(loss(z1, z2)), rel=1e-6)
+
+
+# --- gathered with their gradients: one step's gradients on two processes are one process's ---------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_gradients(rank: int, port: int, name: str, queue) -> None:
+    """Rank ``rank`` of 2 (a forked child: torch and the data are already loaded): one training step of
+    ``name`` on its half of the batch, the gradients averaged over the ranks as DDP averages them."""
+    import torch.distributed as dist
+
+    from engine import distributed
+
+    try:
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+        method, images, labels = _grad_case(name)
+        method.shard = distributed.Shard(rank, 2)
+        if method.sync_batch_norm:
+            method = distributed.sync_batch_norm(method, torch.device("cpu"))
+        step = distributed.wrap(distributed.TrainingSteps(method), torch.device("cpu"))
+        out = step(*(x[rank * 16:(rank + 1) * 16] for x in (images, labels)))
+        out.loss.backward()
+        # numpy: a tensor would travel through shared memory that this process takes with it when it ends
+        grads = {k: p.grad.numpy().copy() for k, p in method.named_parameters() if p.grad is not None}
+        queue.put((rank, float(out.loss), dict(out.stats), grads))
+    except BaseException as error:  # noqa: BLE001 (the parent reports it)
+        queue.put((rank, repr(error), None, None))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _grad_case(name: str):
+    from engine.data import load_dataset
+    from engine.encoders import build_encoder
+    from engine.methods import METHODS, DataInfo
+    from engine.params import resolve
+
+    ds = load_dataset("digits", train_size=200, test_size=16, seed=0)
+    cls = METHODS.get(name)
+    torch.manual_seed(0)
+    encoder = build_encoder("convnet", ds.channels, ds.image_size, 16, widths="8,16")
+    given = {"classes_per_batch": 4, "samples_per_class": 8} if name == "triplet" else {}
+    info = DataInfo(ds.num_classes, tuple(int(c) for c in ds.class_counts()), ds.channels, ds.image_size,
+                    ds.labelled, ds.name)
+    method = cls(encoder, info, **resolve(cls.params, given))
+    method.generator = torch.Generator().manual_seed(5)
+    method.train()
+    images = torch.from_numpy(ds.train.images[:32]).float() / 255
+    if name == "triplet":  # a K x M batch of 4 classes x 8, in class order as the sampler lays it out
+        labels = torch.from_numpy(ds.train.labels)
+        rows = np.concatenate([np.flatnonzero(ds.train.labels == c)[:8] for c in range(4)])
+        images, labels = torch.from_numpy(ds.train.images[rows]).float() / 255, labels[rows]
+    else:
+        labels = torch.from_numpy(ds.train.labels[:32])
+    return method, images, labels
+
+
+@pytest.mark.parametrize("name", ["simclr", "vicreg", "swav", "triplet"])
+def test_two_processes_compute_the_gradient_of_the_global_batch(name):
+    """Gathered with their gradients (each rank's loss reaches the embeddings of the other's images),
+    with batch norm over the global batch (the two-view and the K x M methods synchronise it), and the
+    views drawn for the global batch: the gradient DDP averages over two processes, each with 16
+    images, is the gradient of one process with the 32. A gather without gradient for the other rank's
+    rows puts every method's gradients off by about a half, and the triplet's own batch statistics in
+    each rank its first convolution's by up to 40 times (both tried)."""
+    import multiprocessing
+
+    method, images, labels = _grad_case(name)
+    out = method.training_step(images, labels)
+    out.loss.backward()
+    alone = {k: p.grad for k, p in method.named_parameters() if p.grad is not None}
+
+    # loaded here, once, for both children: what DDP and the gathers import would take each ~10 s
+    import torch._dynamo  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    from torch.nn.parallel import DistributedDataParallel  # noqa: F401
+
+    ctx = multiprocessing.get_context("fork")  # torch and the data are loaded: a child starts at once
+    queue, port = ctx.Queue(), _free_port()
+    children = [ctx.Process(target=_rank_gradients, args=(r, port, name, queue), daemon=True) for r in range(2)]
+    for child in children:
+        child.start()
+    try:
+        results = dict((r, rest) for r, *rest in (queue.get(timeout=60) for _ in children))
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+    for rank, (loss, stats, grads) in results.items():
+        assert grads is not None, f"rank {rank}: {loss}"
+    (loss0, stats0, grads0), (loss1, _, grads1) = results[0], results[1]
+    assert set(grads0) == set(alone)
+    scale = max(float(g.abs().max()) for g in alone.values())
+    for key, g in alone.items():
+        np.testing.assert_array_equal(grads0[key], grads1[key])  # DDP averaged them: every rank steps alike
+        # float sums in another order: within 1e-4 of the largest gradient (a bias before a batch norm has
+        # a gradient of 0 up to rounding)
+        np.testing.assert_allclose(grads0[key], g.numpy(), rtol=1e-3, atol=1e-4 * scale, err_msg=key)
+    # the ranks' losses average to the global batch's (SimCLR: each rank's anchors; the others: the same loss)
+    assert (loss0 + loss1) / 2 == pytest.approx(out.loss.item(), rel=1e-5)
+    if name == "simclr":
+        assert stats0["negatives_per_anchor"] == 2 * 32 - 2

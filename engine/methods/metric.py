@@ -85,6 +85,11 @@ class MetricMethod(Method):
 class _KByM(MetricMethod):
     """Contrastive methods: K x M batches from ``batches``; the batch size is K·M."""
 
+    # a K x M batch is laid out class by class, so a rank's share holds a few of its classes: batch
+    # statistics of that share alone would normalise each rank's classes apart before the mining
+    # compares them (engine/distributed.py); over the global batch they are one process's
+    sync_batch_norm = True
+
     def __init__(self, encoder, info, **params):
         super().__init__(encoder, info, **params)
         self.k, self.m = self.hparams["classes_per_batch"], self.hparams["samples_per_class"]
