@@ -28,6 +28,7 @@ from engine.neighbours import knn
 TOLERANCE = 1e-6  # max |gradient| in the preconditioned coordinates at which the fit stops
 MAX_ITER = 2000  # a safety net only: the well-conditioned problems here stop after 20 to 300
 STALLED = 64 * torch.finfo(torch.float64).eps  # a change of the objective below this: no progress left
+HISTORY = 20  # L-BFGS memory
 COVARIANCE_ROWS = 16384  # rows that estimate the preconditioner's axes (all of them when fewer)
 
 
@@ -113,7 +114,7 @@ def fit_probe(train_x, train_y, C: float = 1.0, tol: float = TOLERANCE, max_iter
         return loss
 
     # it stops when the largest gradient entry is at most tol (or after max_iter, with a warning)
-    opt = torch.optim.LBFGS([params], lr=1, max_iter=max_iter, max_eval=2 * max_iter, history_size=20,
+    opt = torch.optim.LBFGS([params], lr=1, max_iter=max_iter, max_eval=2 * max_iter, history_size=HISTORY,
                             tolerance_grad=tol, tolerance_change=STALLED, line_search_fn="strong_wolfe")
     opt.step(closure)
     loss = float(closure())
