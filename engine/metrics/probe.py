@@ -93,6 +93,11 @@ def fit_probe(train_x, train_y, C: float = 1.0, tol: float = TOLERANCE, max_iter
     l2 = 1.0 / (C * n)
     transform = _preconditioner(x, alpha=4 * l2)  # (d, r): W = transform @ B
     r = transform.shape[1]
+    # X W = (X M) B. With fewer rows than dimensions (r < d) the rows' coordinates Z = X M are the
+    # smaller operand: computed once, with the penalty ||W||^2 = <B, M^T M B>. Otherwise each
+    # evaluation maps B to W, d x r x K operations beside the N x d x K of the data term.
+    z = x @ transform if r < d else None
+    metric = transform.T @ transform if z is not None else None
     params = torch.zeros(r * k + k, dtype=torch.float64, device=device, requires_grad=True)
     rows = torch.arange(n, device=device)
 
@@ -101,23 +106,33 @@ def fit_probe(train_x, train_y, C: float = 1.0, tol: float = TOLERANCE, max_iter
 
     @torch.no_grad()
     def closure():
-        weight, bias = unpack(params)
-        log_p = (x @ weight + bias).log_softmax(1)
-        loss = -log_p[rows, y].mean() + 0.5 * l2 * weight.square().sum()
+        b, bias = params[:-k].view(r, k), params[-k:]
+        if z is None:
+            weight = transform @ b
+            log_p = (x @ weight + bias).log_softmax(1)
+            penalty = weight.square().sum()
+        else:
+            metric_b = metric @ b
+            log_p = (z @ b + bias).log_softmax(1)
+            penalty = (b * metric_b).sum()
+        loss = -log_p[rows, y].mean() + 0.5 * l2 * penalty
         g = log_p.exp_()
         g[rows, y] -= 1
         g /= n
         # the gradient by hand, (G^T X)^T: autograd would form X^T G, a reduction over N that BLAS
         # runs several times slower on the CPU
-        grad_w = (g.T @ x).T + l2 * weight
-        params.grad = torch.cat([(transform.T @ grad_w).flatten(), g.sum(0)])
+        if z is None:
+            grad_b = transform.T @ ((g.T @ x).T + l2 * weight)
+        else:
+            grad_b = (g.T @ z).T + l2 * metric_b
+        params.grad = torch.cat([grad_b.flatten(), g.sum(0)])
         return loss
 
     # it stops when the largest gradient entry is at most tol (or after max_iter, with a warning)
     opt = torch.optim.LBFGS([params], lr=1, max_iter=max_iter, max_eval=2 * max_iter, history_size=HISTORY,
                             tolerance_grad=tol, tolerance_change=STALLED, line_search_fn="strong_wolfe")
     opt.step(closure)
-    loss = float(closure())
+    closure()
     grad_max = float(params.grad.abs().max())
     n_iter = int(opt.state[params].get("n_iter", 0))
     converged = grad_max <= tol
@@ -127,7 +142,7 @@ def fit_probe(train_x, train_y, C: float = 1.0, tol: float = TOLERANCE, max_iter
                       RuntimeWarning, stacklevel=2)
     with torch.no_grad():
         weight, bias = unpack(params.detach())
-    return ProbeFit(weight, bias, mean, scale, loss, grad_max, n_iter, converged)
+    return ProbeFit(weight, bias, mean, scale, objective(x, y, weight, bias, C), grad_max, n_iter, converged)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, tol: float = TOLERANCE,
