@@ -174,10 +174,9 @@ def _preconditioner(x: torch.Tensor, alpha: float) -> torch.Tensor:
         cov = (xs.T @ xs).double() / len(xs)
         var, axes = torch.linalg.eigh(cov)
         return axes / (var.clamp_min(0) + alpha).sqrt()
-    # d > n: the axes that the rows span, from the Gram matrix X X^T = U S^2 U^T; axis j is X^T u_j / s_j
-    xs = x.float()
-    gram = (xs @ xs.T).double()
-    s2, u = torch.linalg.eigh(gram)
+    # d > n: the axes that the rows span, from the Gram matrix X X^T = U S^2 U^T; axis j is X^T u_j / s_j.
+    # In float64: X^T u_j / s_j magnifies the error of u_j by 1 / s_j, and n x n x d costs less than d^3.
+    s2, u = torch.linalg.eigh(x @ x.T)
     keep = s2 > s2.max() * 1e-10  # centring leaves one direction (at least) with s = 0
     s2, u = s2[keep], u[:, keep]
     var = s2 / n
