@@ -54,12 +54,13 @@ def two_runs(tmp_path_factory):
     """The same SimCLR run (2 epochs, 12 steps) on two processes and on one."""
     out = tmp_path_factory.mktemp("dist")
     proc = torchrun(*SMALL, "--epochs", "2", "--out", str(out), "--run-name", "two")
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr[-3000:]
+    # the one process trains here while the two start up (their imports and rendezvous)
     config = TrainConfig(method="simclr", dataset="digits", train_size=384, test_size=200, batch_size=64,
                          epochs=2, eval_every=0, diagnostics=False, device="cpu", projection="pca", out=str(out),
                          run_name="one")
     events = list(train(config))
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
     assert isinstance(events[-1], ev.Finished), events[-1]
     return out / "two", out / "one", stdout
 
