@@ -964,7 +964,8 @@ class Session(QObject):
         worst = VERDICTS.index(run.collapse_verdict) if run.collapse_verdict in VERDICTS else 0
         if VERDICTS.index(verdict) > worst:
             run.collapse_step, run.collapse_verdict = int(record.get("step") or 0), verdict
-            self.run_changed.emit(run.id)
+            if run.id in self.runs:  # a run being opened is read before it is added (add_run announces it)
+                self.run_changed.emit(run.id)
 
     def snapshot(self, run: RunState | None = None, frame: int | None = None) -> MapSnapshot | None:
         """The snapshot a view shows for ``run``: the time-lapse frame, or the newest."""

@@ -140,3 +140,44 @@ def test_zoomed_in_far_enough_each_point_is_drawn_as_its_image(qtbot, panel, dig
     panel.fit()
     view.plot.grab()
     assert view.cloud.thumbnails_drawn == 0
+
+
+def test_a_run_set_beside_gets_half_the_map(qtbot, digits):
+    """A map shown beside one that had the whole width got the splitter's hinted width (70 px in the
+    window), and its title and collapse badge one word a line."""
+    s = Session()
+    s.projection = "pca"
+    p = MapPanel(s)
+    qtbot.addWidget(p)
+    for name in ("a", "b"):
+        run = pixels_run(digits, snapshots=1)
+        run.id = run.name = name
+        s.runs[name] = run
+        s.run_added.emit(name)
+    s.select_run("a")
+    p.resize(900, 560)
+    p.show()
+    qtbot.waitUntil(lambda: p.primary.point_count == 300)
+    s.set_compare("b")
+    qtbot.waitUntil(lambda: p.secondary.point_count == 300)
+    left, right = p.splitter.sizes()
+    assert abs(left - right) <= 0.1 * (left + right), (left, right)
+    s.shutdown()
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=30_000)
+
+
+def test_opening_a_collapsed_run_announces_it_once_it_is_listed(qtbot, tmp_path):
+    """Reading a run's records before it is added noted its collapse with run_changed, whose
+    listeners then looked it up in session.runs: KeyError (the window's handler raised)."""
+    from engine.cli import main
+
+    assert main(["train", "--method", "invariance-only", "--dataset", "digits", "--train-size", "300", "--test-size", "200",
+                 "--epochs", "2", "--eval-every", "1", "--projection", "pca", "--out", str(tmp_path), "--run-name", "c",
+                 "--quiet"]) == 0
+    s = Session()
+    verdicts = []
+    s.run_changed.connect(lambda run_id: verdicts.append(s.runs[run_id].collapse_verdict))
+    run = s.open_run(tmp_path / "c")
+    assert run.collapse_verdict.endswith("collapse") and run.id in s.runs
+    s.shutdown()
+    qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=30_000)

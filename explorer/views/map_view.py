@@ -1175,7 +1175,11 @@ class MapPanel(QWidget):
             v.vb.autoRange()
 
     def _on_session_compare_changed(self, run_id: str) -> None:
+        shown = self.secondary.isVisibleTo(self)
         self.secondary.setVisible(bool(run_id))
+        if run_id and not shown:  # half each: the splitter gave a map shown again its old or hinted width (70 px)
+            half = max(1, (self.splitter.width() - self.splitter.handleWidth()) // 2)
+            self.splitter.setSizes([half, half])
         self.secondary.refresh()
 
     def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
