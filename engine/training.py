@@ -371,8 +371,8 @@ class _Job:
 
             # a method that changes what trains on the way (before_step: transfer's head warm-up freezes the
             # backbone) leaves parameters without gradient in some steps, which DDP must look for
-            changes = type(self.method).before_step is not Method.before_step
-            self.step_fn = wrap(TrainingSteps(self.method), self.device, find_unused_parameters=changes)
+            phases = type(self.method).before_step is not Method.before_step
+            self.step_fn = wrap(TrainingSteps(self.method), self.device, find_unused_parameters=phases)
         # the step's random draws (the two-view augmentations) from a generator seeded by the step: the
         # same in every rank, and the same again when a run resumes
         self.method.generator = torch.Generator(self.device)
