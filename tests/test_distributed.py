@@ -3,7 +3,7 @@
 process with the same global batch, SimCLR's negatives are the global batch's, the run directory is
 the one a single process writes and the window opens it; a world size that does not divide the batch
 is refused saying what would; a killed rank stops the other with a message and the checkpoint resumes
-on another number of processes."""
+on one process, then on two; in forked processes, the gradient of two ranks is one process's."""
 import os
 import signal
 import subprocess
@@ -136,7 +136,7 @@ def _worker(parent: int, rank: int) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process in /proc")
-def test_a_killed_rank_stops_the_other_and_the_checkpoint_resumes_on_one_process(tmp_path):
+def test_a_killed_rank_stops_the_other_and_the_checkpoint_resumes_on_one_process_then_two(tmp_path):
     proc = torchrun(*SMALL, "--epochs", "40", "--checkpoint-every", "1", "--out", str(tmp_path), "--run-name", "k")
     run = tmp_path / "k"
     deadline = time.monotonic() + 400
@@ -160,6 +160,21 @@ def test_a_killed_rank_stops_the_other_and_the_checkpoint_resumes_on_one_process
     assert isinstance(more[-1], ev.Finished), more[-1]
     assert more[0].start_step == saved
     assert [e.step for e in more if isinstance(e, ev.StepReport)] == list(range(saved + 1, saved + 7))
+
+    # and on two processes again (forked here, as torchrun starts them): one more epoch
+    ended = in_two_processes(_resume_rank, str(run), saved // 6 + 2)
+    assert ended[0][0] == "Finished" and ended[1][0] == "Finished", ended
+    assert ended[0][1] == saved + 12 and ended[1][1] == saved + 12
+    steps = [r["step"] for r in RunDir(run).records("step")]
+    assert steps[-12:] == list(range(saved + 1, saved + 13)) and load_summary(run / "summary.json").value["steps"] == saved + 12
+
+
+def _resume_rank(rank: int, run: str, epochs: int):
+    from engine.distributed import launch_from_environment
+
+    events = list(train(TrainConfig(resume=run, epochs=epochs), launch=launch_from_environment()))
+    last = events[-1]
+    return type(last).__name__, getattr(last, "summary", {}).get("steps"), getattr(last, "message", "")
 
 
 def test_a_world_size_that_does_not_divide_the_batch_says_what_would(tmp_path, capsys, monkeypatch):
@@ -234,39 +249,71 @@ def test_nt_xent_split_by_anchors_is_the_whole_loss():
 
 # --- gathered with their gradients: one step's gradients on two processes are one process's ---------
 
-def _free_port() -> int:
+def in_two_processes(fn, *args) -> dict:
+    """``fn(rank, *args)`` in two forked processes (torch and the data are loaded already: a child
+    starts at once), with the environment torchrun gives its ranks; {rank: what fn returned}. A
+    child's exception comes back as its repr, and fails the test."""
+    import multiprocessing
     import socket
+
+    # loaded here, once, for both children: what DDP and the gathers import would take each ~10 s
+    import torch._dynamo  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    from torch.nn.parallel import DistributedDataParallel  # noqa: F401
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    children = [ctx.Process(target=_child, args=(rank, port, fn, args, queue), daemon=True) for rank in range(2)]
+    for child in children:
+        child.start()
+    try:
+        results = dict(queue.get(timeout=120) for _ in children)
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+    for rank, (ok, value) in results.items():
+        assert ok, f"rank {rank}: {value}"
+    return {rank: value for rank, (_, value) in results.items()}
 
 
-def _rank_gradients(rank: int, port: int, name: str, queue) -> None:
-    """Rank ``rank`` of 2 (a forked child: torch and the data are already loaded): one training step of
-    ``name`` on its half of the batch, the gradients averaged over the ranks as DDP averages them."""
+def _child(rank: int, port: int, fn, args, queue) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        torch.set_num_threads(1)
+        queue.put((rank, (True, fn(rank, *args))))
+    except BaseException as error:  # noqa: BLE001 (the parent reports it)
+        queue.put((rank, (False, repr(error))))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _rank_gradients(rank: int, name: str):
+    """One training step of ``name`` on this rank's half of the batch, the gradients averaged over the
+    ranks as DDP averages them."""
     import torch.distributed as dist
 
     from engine import distributed
 
-    try:
-        torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-        method, images, labels = _grad_case(name)
-        method.shard = distributed.Shard(rank, 2)
-        if method.sync_batch_norm:
-            method = distributed.sync_batch_norm(method, torch.device("cpu"))
-        step = distributed.wrap(distributed.TrainingSteps(method), torch.device("cpu"))
-        out = step(*(x[rank * 16:(rank + 1) * 16] for x in (images, labels)))
-        out.loss.backward()
-        # numpy: a tensor would travel through shared memory that this process takes with it when it ends
-        grads = {k: p.grad.numpy().copy() for k, p in method.named_parameters() if p.grad is not None}
-        queue.put((rank, float(out.loss), dict(out.stats), grads))
-    except BaseException as error:  # noqa: BLE001 (the parent reports it)
-        queue.put((rank, repr(error), None, None))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    method, images, labels = _grad_case(name)
+    method.shard = distributed.Shard(rank, 2)
+    if method.sync_batch_norm:
+        method = distributed.sync_batch_norm(method, torch.device("cpu"))
+    step = distributed.wrap(distributed.TrainingSteps(method), torch.device("cpu"))
+    out = step(*(x[rank * 16:(rank + 1) * 16] for x in (images, labels)))
+    out.loss.backward()
+    # numpy: a tensor would travel through shared memory that this process takes with it when it ends
+    grads = {k: p.grad.numpy().copy() for k, p in method.named_parameters() if p.grad is not None}
+    return out.loss.item(), dict(out.stats), grads
 
 
 def _grad_case(name: str):
@@ -310,25 +357,7 @@ def test_two_processes_compute_the_gradient_of_the_global_batch(name):
     out.loss.backward()
     alone = {k: p.grad for k, p in method.named_parameters() if p.grad is not None}
 
-    # loaded here, once, for both children: what DDP and the gathers import would take each ~10 s
-    import torch._dynamo  # noqa: F401
-    import torch.distributed._functional_collectives  # noqa: F401
-    from torch.nn.parallel import DistributedDataParallel  # noqa: F401
-
-    ctx = multiprocessing.get_context("fork")  # torch and the data are loaded: a child starts at once
-    queue, port = ctx.Queue(), _free_port()
-    children = [ctx.Process(target=_rank_gradients, args=(r, port, name, queue), daemon=True) for r in range(2)]
-    for child in children:
-        child.start()
-    try:
-        results = dict((r, rest) for r, *rest in (queue.get(timeout=60) for _ in children))
-    finally:
-        for child in children:
-            child.join(10)
-            if child.is_alive():
-                child.kill()
-    for rank, (loss, stats, grads) in results.items():
-        assert grads is not None, f"rank {rank}: {loss}"
+    results = in_two_processes(_rank_gradients, name)
     (loss0, stats0, grads0), (loss1, _, grads1) = results[0], results[1]
     assert set(grads0) == set(alone)
     scale = max(float(g.abs().max()) for g in alone.values())
