@@ -9,11 +9,13 @@ finds when run to convergence), whatever the thread count or device.
 
 Speed comes from conditioning, not from cutting corners. The weights are searched as W = M B, where M
 maps the standardised features onto their principal axes, axis j scaled by 1 / sqrt(var_j + alpha):
-in the coordinates B the curvature of the objective is nearly the same in every direction, so L-BFGS
-needs few iterations. The principal axes come from the d x d covariance when d <= N and from the N x N
+in the coordinates B the features are white and the penalty's curvature is 1 / (var_j + alpha), so
+L-BFGS needs fewer iterations (what is left is the curvature that varies from row to row: rows far from
+every boundary hardly count). The principal axes come from the d x d covariance when d <= N and from the N x N
 Gram matrix when d > N (the optimum's weights lie in the span of the training rows, and only N of the
-d directions are seen). The objective is always evaluated on W itself, in float64, so M is only a
-change of coordinates: however M is estimated (float32, a subsample of rows), the minimiser is the same.
+d directions are seen). Everything is in float64 and the penalty is that of W exactly (||W||^2, or
+<B, M^T M B> when the fit works on the rows' coordinates X M because d > N), so M is only a change of
+coordinates: however M is estimated (float32, a subsample of rows), the minimiser is the same.
 """
 from __future__ import annotations
 
@@ -162,8 +164,8 @@ def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, tol: float = 
 def _preconditioner(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """M (d, r) whose columns are the principal axes of the centred rows ``x``, axis j scaled by
     1 / sqrt(var_j + alpha). ``alpha`` ~ 4 * l2 balances the curvature of the data term (at most about
-    var_j / 4) against the penalty's. The axes are estimated in float32, from a fixed subsample of the
-    rows when there are many: M only changes coordinates, the objective is evaluated exactly."""
+    var_j / 4) against the penalty's. With d <= n the axes are estimated in float32, from a fixed subsample
+    of the rows when there are many: M only changes coordinates, the objective is evaluated exactly."""
     n, d = x.shape
     if d <= n:
         sample = x
