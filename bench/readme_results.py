@@ -8,6 +8,7 @@ job's own clock around the optimiser steps), the whole process's wall seconds an
 
     python bench/readme_results.py                  # every row (about 20 minutes of CPU)
     python bench/readme_results.py --rows digits    # the digits rows only (about 6 minutes of CPU)
+    python bench/readme_results.py --only supervised,arc   # the rows whose name contains a word
     python bench/readme_results.py --list           # the rows and their commands
 
 The long rows of the README (tens of epochs on Fashion-MNIST, the GPU presets) are not here: the
@@ -70,9 +71,12 @@ def fmt(value) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", choices=("all", "digits", "fashion"), default="all")
+    parser.add_argument("--only", default="", help="the rows whose name contains one of these words, "
+                                                    "separated by commas (e.g. supervised,triplet)")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
     opts = parser.parse_args()
-    rows = [r for r in ROWS if opts.rows in ("all", r[1])]
+    words = [w.strip() for w in opts.only.split(",") if w.strip()]
+    rows = [r for r in ROWS if opts.rows in ("all", r[1]) and (not words or any(w in r[0] for w in words))]
     if opts.list:
         for name, _, args, _ in rows:
             print(f"{name}: embedding-explorer train {' '.join(args)}")
