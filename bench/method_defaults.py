@@ -38,7 +38,8 @@ LIMIT_SECONDS = 120.0
 # each method's own defaults, so the table before and after comes out of one run. Colorization's
 # before also differs in what is measured: its encoder was then evaluated on the colour images
 BEFORE: dict[str, dict[str, str]] = {
-    "rotation": {"head_hidden_dim": "0", "crop_min": "0.3", "epochs": "30", "lr": "1e-3", "batch_size": "128"},
+    "rotation": {"dataset": "digits", "head_hidden_dim": "0", "crop_min": "0.3", "epochs": "30", "lr": "1e-3",
+                 "batch_size": "128"},
     "byol": {"predictor_lr_scale": "1", "epochs": "40", "batch_size": "256", "lr": "1e-3"},
     "simclr": {"blur_p": "0"},
     "colorization": {"dataset": "shapes", "epochs": "10", "targets": "hard"},

@@ -78,6 +78,8 @@ class TrainConfig:
         for key in ("encoder", "epochs", "batch_size", "lr", "eval_every"):
             if values[key] is None:
                 values[key] = method.defaults.get(key, DEFAULTS[key])
+        if values["train_size"] is None and values["dataset"] == method.defaults.get("dataset"):
+            values["train_size"] = method.defaults.get("train_size")  # e.g. rotation: 2 minutes of CPU
         values["encoder_params"] = method_encoder_defaults(method, values["encoder"]) | values["encoder_params"]
         config = TrainConfig(**values)
         config.validate()

@@ -48,7 +48,8 @@ def test_a_dataset_the_method_cannot_use_is_refused_on_the_field(qtbot, window, 
     assert s.job is None and s.training_state == "idle"
     assert "colour images" in tp.error_label.text()
 
-    tp.select_method("rotation")  # any image will do
+    tp.select_method("rotation")  # any image will do (on digits: the test needs no Fashion-MNIST files)
+    tp.select_dataset("digits")
     qtbot.waitUntil(lambda: not tp.dataset_problem.isVisibleTo(window), timeout=60_000)
     assert tp.dataset_combo.property("invalid") is False and not tp.error_label.isVisibleTo(window)
 

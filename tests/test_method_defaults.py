@@ -5,12 +5,13 @@ import torch
 
 from engine.config import DEFAULTS, TrainConfig
 from engine.data import load_dataset
+from engine.data.torchvision_sets import DEBIAN_FASHION
 from engine.encoders import ENCODERS, build_encoder
 from engine.methods import METHODS, DataInfo
 from engine.params import resolve
 
 # what a method's ``defaults`` may set: the generic settings it prefers, and where it trains first
-DEFAULT_KEYS = set(DEFAULTS) | {"encoder_params", "dataset"}
+DEFAULT_KEYS = set(DEFAULTS) | {"encoder_params", "dataset", "train_size"}
 
 
 def default_dataset(cls) -> str:
@@ -22,6 +23,8 @@ def datasets():
     cache = {}
 
     def get(name):
+        if name == "fashion-mnist" and not DEBIAN_FASHION.is_dir():  # tests never download
+            pytest.skip(f"Fashion-MNIST is not in {DEBIAN_FASHION} (apt-get install dataset-fashion-mnist)")
         if name not in cache:
             cache[name] = load_dataset(name, train_size=256, test_size=64, seed=0) if name != "digits" \
                 else load_dataset(name, seed=0)
@@ -63,6 +66,21 @@ def test_colorization_is_offered_the_data_it_can_learn_from_with_soft_targets():
     assert config_from_args(build_parser().parse_args(["train", "--method", "simclr"])).dataset == "digits"
     args = build_parser().parse_args(["train", "--method", "colorization", "--dataset", "cifar10"])
     assert config_from_args(args).dataset == "cifar10"  # a dataset given is kept
+
+
+def test_rotation_is_offered_fashion_mnist_and_a_train_size_that_fits_two_minutes():
+    from engine.cli import build_parser, config_from_args
+
+    # digits' 8x8 glyphs look alike turned (6 and 9, 0, 1, 8): on clothes which way is up is well posed
+    assert METHODS.get("rotation").defaults["dataset"] == "fashion-mnist"
+    config = config_from_args(build_parser().parse_args(["train", "--method", "rotation"]))
+    assert (config.dataset, config.train_size, config.epochs) == ("fashion-mnist", 6000, 1)
+    args = ["train", "--method", "rotation", "--train-size", "60000"]
+    assert config_from_args(build_parser().parse_args(args)).train_size == 60000  # a size given is kept
+    # the method's size holds on its own dataset only: on another, all images as for every method
+    config = config_from_args(build_parser().parse_args(["train", "--method", "rotation", "--dataset", "digits"]))
+    assert config.train_size is None
+    assert TrainConfig(method="simclr", dataset="fashion-mnist").resolved().train_size is None
 
 
 def test_a_method_keeps_its_own_augmentation_defaults_and_the_rest_are_shared():

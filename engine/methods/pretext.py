@@ -74,7 +74,12 @@ class Rotation(Method):
             "all four rotations, and a linear head on the encoder's embedding classifies the rotation "
             "(cross-entropy). To tell which way is up the encoder has to recognise the object and its "
             "orientation, so its features become useful for classes it never saw labelled. The head is "
-            "dropped after training.")
+            "dropped after training. It starts on Fashion-MNIST (6000 training images, 1 epoch: about 1.5 "
+            "minutes of CPU), where clothes have one way up: there it beats raw pixels' probe (0.806 against "
+            "0.789) and a random initialisation's kNN (0.788 against 0.727). On digits the 8x8 glyphs look "
+            "alike turned (0, 1, 8; 6 and 9), so the task is ambiguous: after 30 epochs it stays under both "
+            "(probe 0.956 against 0.972, kNN 0.886 against 0.943). The 6000 images hold on Fashion-MNIST "
+            "only; --train-size 60000 trains on all of them.")
     params = (
         Param("head_hidden_dim", 512, "Hidden width of the rotation head: 0 for a linear head, else an MLP "
               "(Linear-BN-ReLU-Linear) that takes the task-specific part off the embedding.",
@@ -86,8 +91,10 @@ class Rotation(Method):
     # 0.8861 in 54 s of CPU, against 0.9514 / 0.8074 with a linear head and the shared crops (head 512
     # alone: 0.9330 / 0.8509; no crops: 0.9481 / 0.8425; lr 3e-4: 0.9497 / 0.9028). Still under random
     # init's kNN (0.9430) and raw pixels' probe (0.9715): on digits the kNN falls from the first
-    # evaluation (epoch 3) on, whatever of these is set
-    defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 30}
+    # evaluation (epoch 3) on, whatever of these is set. So it starts on Fashion-MNIST, where which way is
+    # up is well posed: 6000 images, 1 epoch (46 steps, 93 s of CPU) give probe 0.8059 / kNN 0.7877 against
+    # pixels 0.7887 / random init 0.7274 (10000 images: 0.8286 / 0.8103, but 159 s of CPU)
+    defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 1, "dataset": "fashion-mnist", "train_size": 6000}
 
     def __init__(self, encoder: Encoder, info: DataInfo, **params: Any):
         super().__init__(encoder, info, **params)

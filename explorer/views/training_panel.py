@@ -494,6 +494,8 @@ class TrainingPanel(Panel):
             self.select_dataset(preferred)  # e.g. colorization: colours that its grey images can tell
         for key in ("epochs", "batch_size", "lr"):
             self.general[key].editor.setPlaceholderText(f"default: {cls.defaults.get(key, '—')}")
+        size = cls.defaults.get("train_size")  # a method's own train size holds on its own dataset only
+        self.general["train_size"].editor.setPlaceholderText(f"{size} on {preferred}" if size else "all images")
         self.method_fields = self._rebuild_form(self.method_form, self.method_box, cls.params)
         self._rebuild_encoder_form()
 
