@@ -272,6 +272,8 @@ class TrainingPanel(Panel):
             form_layout.addWidget(box)
         form_layout.addStretch(1)
         scroll = self.form_scroll = QScrollArea()
+        self._revealing_dataset = False
+        scroll.verticalScrollBar().rangeChanged.connect(lambda *_: self._show_dataset_field())
         scroll.setWidgetResizable(True)
         scroll.setWidget(form_host)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -614,7 +616,11 @@ class TrainingPanel(Panel):
         self.dataset_problem.setText(text)
         self.dataset_problem.setVisible(bool(text))
         if new:  # a long method help can push the field out of view (at 1280 x 800 colorization's did)
+            # the form grows once its scroll area has laid it out again (a posted event), so it scrolls
+            # now and again each time the form's height changes in the next half second
+            self._revealing_dataset = True
             QTimer.singleShot(0, self._show_dataset_field)
+            QTimer.singleShot(500, lambda: setattr(self, "_revealing_dataset", False))
         self.dataset_combo.setProperty("invalid", bool(text))
         self.dataset_combo.setToolTip(wrapped_tooltip(f"⚠ {text}" if text else self._dataset_tip))
         self.dataset_combo.style().unpolish(self.dataset_combo)
@@ -623,9 +629,11 @@ class TrainingPanel(Panel):
             self.show_error("")
 
     def _show_dataset_field(self) -> None:
-        """Scroll the form to the dataset field and its problem (after the layout has placed them)."""
-        self.form_scroll.ensureWidgetVisible(self.dataset_problem, 0, 10)
+        """Scroll the form to the dataset field and its problem, while a new problem is being shown."""
+        if not self._revealing_dataset:
+            return
         self.form_scroll.ensureWidgetVisible(self.dataset_combo, 0, 10)
+        self.form_scroll.ensureWidgetVisible(self.dataset_problem, 0, 10)  # last: the message must be seen
 
     def data_problem(self, dataset) -> str:
         """Why the form's method cannot train on ``dataset`` (an ImageDataset), or ""."""
