@@ -75,13 +75,13 @@ class Encoder(nn.Module):
 
 def input_view(name: str | None):
     """The fixed transformation an encoder was trained behind, by the name a method declares
-    (``Method.input_view``) and an export records (``encoder.json``'s ``encoder.input_view``); None: none."""
+    (``Method.input_view``) and an export records (``encoder.json``'s ``input.view``); None: none."""
     from engine.color import grey_view
 
     views = {"grey": grey_view}
     if name is not None and name not in views:
         raise ValueError(f"unknown input view {name!r}; allowed: {', '.join(views)}")
-    return views.get(name) if name is not None else None
+    return views[name] if name is not None else None
 
 
 class InputView(nn.Module):
