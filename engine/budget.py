@@ -22,12 +22,14 @@ class TimeBudget:
     PROBE_GROWTH = 1.3  # see measured_evaluation
     SAFETY = 0.95  # aim a little short: the final evaluation's estimate is a scaling, not a measurement
     MAX_EVAL_SHARE = 0.2  # the evaluations on the way take at most this share of the time (eval_interval)
+    MAX_REFERENCES_SHARE = 0.25  # uncached references on the whole splits: measured at the end within this share
 
     def __init__(self, minutes: float, started: float):
         self.limit = 60.0 * minutes
         self.started = started
         self.eval_seconds: float | None = None  # the latest evaluation, without the references
         self.references_seconds = 0.0  # the step-0 probes of a random init and of the pixels
+        self.skip_references = False  # the end's references do not fit: left out (measured_evaluation)
         self.final_seconds: float | None = None  # estimate for the final evaluation
         # (steps done, time, seconds of evaluation so far) where the step timer starts
         self.timing_from: tuple[int, float, float] | None = None
@@ -41,18 +43,24 @@ class TimeBudget:
         return steps_done == self.FIRST_PLAN_STEP or (steps_done > self.FIRST_PLAN_STEP
                                                        and now - self.last_plan > self.REPLAN_SECONDS)
 
-    def measured_evaluation(self, seconds: float, fixed_seconds: float, references_seconds: float, scale: float):
+    def measured_evaluation(self, seconds: float, fixed_seconds: float, references_seconds: float, scale: float,
+                            references_cached: bool = False):
         """One evaluation took ``seconds``: ``fixed_seconds`` for the map and indicators (the same at the
         end), ``references_seconds`` for the random-init and pixel probes (step 0 only), the rest for
-        embedding and probing subsets, which the end does on ``scale`` times as many images."""
+        embedding and probing subsets, which the end does on ``scale`` times as many images. The end's
+        references cost nothing when they are cached (engine/references.py); when they are not and
+        their estimate exceeds MAX_REFERENCES_SHARE of the limit, ``skip_references`` leaves them out
+        (a resumed run, which has no step-0 measure of them, leaves them out when not cached)."""
         if references_seconds:
             self.references_seconds = references_seconds
         self.eval_seconds = seconds - references_seconds  # the evaluations on the way have no references
         # the latest evaluation is the best guide: the first one also pays for warming up (cuDNN, kernels)
-        probes = seconds - fixed_seconds - references_seconds + self.references_seconds
-        # x1.3: on the whole splits the probes need more iterations than on subsets (a 3-minute CPU run:
-        # 30 s estimated without it, 36.5 s taken; another run overran its limit by 7 s)
-        self.final_seconds = fixed_seconds + probes * scale * self.PROBE_GROWTH
+        own = seconds - fixed_seconds - references_seconds
+        references = 0.0 if references_cached else self.references_seconds * scale * self.PROBE_GROWTH
+        self.skip_references = not references_cached and (
+            not self.references_seconds or references > self.MAX_REFERENCES_SHARE * self.limit)
+        self.final_seconds = fixed_seconds + own * scale * self.PROBE_GROWTH + (
+            0.0 if self.skip_references else references)
 
     def eval_interval(self, asked: int, current: int, seconds_per_step: float) -> int:
         """Steps between the evaluations on the way: the interval asked for, or a whole multiple of it

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import references as reference_cache
 from engine.config import TrainConfig
 
 
@@ -47,6 +48,8 @@ class Evaluator:
         self.eval_rows = fixed_subset(data.test.labels, config.eval_size, config.seed)
         self.probe_rows = fixed_subset(data.train.labels, config.probe_train_size, config.seed + 1)
         self.diagnostics = _make_diagnostics(config, method.info, device, method) if config.diagnostics else None
+        self.skip_final_references = False  # set by a time limit they do not fit (TimeBudget)
+        self._data_digest: str | None = None
 
     @property
     def final_scale(self) -> float:
@@ -105,9 +108,70 @@ class Evaluator:
         return (self.train_images[probe_rows], data.train.labels[self.probe_rows],
                 self.test_images[self.eval_rows], data.test.labels[self.eval_rows])
 
-    def references(self, final: bool) -> dict[str, float]:
+    def references(self, final: bool) -> dict[str, Any]:
         """The figures every result is read against: a random initialisation of the same encoder and
-        the raw pixels. At step 0 they use the quick protocol, at the end the full one."""
+        the raw pixels. At step 0 they use the quick protocol, at the end the full one, which is read
+        from the cache of earlier runs with the same inputs (engine/references.py) or measured and
+        cached; ``skip_final_references`` (a time limit they do not fit) leaves them out, with a note."""
+        if not final:
+            return self._random_init_references(final) | self._pixels_reference(final)
+        out: dict[str, Any] = {}
+        missing = []
+        for key, names, measure in ((self._random_init_key, RANDOM_INIT_NAMES, self._random_init_references),
+                                    (self._pixels_key, PIXELS_NAMES, self._pixels_reference)):
+            cached = reference_cache.read(key(), names)
+            if cached is not None:
+                out |= cached
+            elif self.skip_final_references:
+                missing += names
+            else:
+                measured = measure(final)
+                reference_cache.write(key(), measured)
+                out |= measured
+        if missing:
+            out["references_note"] = (
+                "the references on the whole splits (random init, raw pixels) did not fit the time limit: "
+                "the step-0 figures in metrics.jsonl are on the subsets; a run without --time-limit "
+                "measures them once and later runs read them from the cache")
+        return out
+
+    @property
+    def final_references_cached(self) -> bool:
+        """Whether the end's references are in the cache (then the end costs only the run's own probe)."""
+        return (reference_cache.read(self._random_init_key(), RANDOM_INIT_NAMES) is not None
+                and reference_cache.read(self._pixels_key(), PIXELS_NAMES) is not None)
+
+    def _data_key(self) -> dict[str, Any]:
+        import torch
+
+        from engine.metrics import probe
+
+        if self._data_digest is None:  # hashing 55 MB of Fashion-MNIST: about 0.1 s, once
+            d = self.data
+            self._data_digest = reference_cache.data_digest(d.train.images, d.train.labels, d.test.images,
+                                                            d.test.labels)
+        return {"data": self._data_digest, "view": self.method.input_view,
+                "probe": [probe.TOLERANCE, probe.MAX_ITER], "device": torch.device(self.device).type}
+
+    def _pixels_key(self) -> str:
+        return reference_cache.entry_key(kind="pixels", grid=_pixel_grid(self.data.image_size), **self._data_key())
+
+    def _random_init_key(self) -> str:
+        import torch
+
+        cfg, data = self.config, self.data
+        return reference_cache.entry_key(
+            kind="random_init", encoder=cfg.encoder, params=self._random_init_params(), seed=cfg.seed,
+            channels=data.channels, image_size=list(data.image_size), embedding_dim=cfg.embedding_dim,
+            knn_k=cfg.knn_k, torch=torch.__version__, **self._data_key())
+
+    def _random_init_params(self) -> dict[str, Any]:
+        params = dict(self.encoder_params)
+        if "random_init" in params:  # a pretrained backbone: its baseline is the same net, untrained
+            params["random_init"] = True
+        return params
+
+    def _random_init_references(self, final: bool) -> dict[str, float]:
         import torch
 
         from engine.encoders import InputView, build_encoder, embed
@@ -115,25 +179,31 @@ class Evaluator:
 
         cfg, data, dev = self.config, self.data, self.device
         train_imgs, train_y, test_imgs, test_y = self.probe_data(final)
-        out = {}
-        params = dict(self.encoder_params)
-        if "random_init" in params:  # a pretrained backbone: its baseline is the same net, untrained
-            params["random_init"] = True
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             random_encoder = build_encoder(cfg.encoder, data.channels, data.image_size, cfg.embedding_dim,
-                                           **params).to(dev)
+                                           **self._random_init_params()).to(dev)
         # the references see what the method's encoder sees (colorization: the grey images)
-        view = self.method.encoder_input
-        random_encoder = InputView(random_encoder, view)
+        random_encoder = InputView(random_encoder, self.method.encoder_input)
         tr, te = embed(random_encoder, train_imgs, device=dev), embed(random_encoder, test_imgs, device=dev)
-        out["baseline_linear_probe_acc"] = linear_probe(tr, train_y, te, test_y, device=dev)
-        out["baseline_knn_acc"] = knn_accuracy(tr, train_y, te, test_y, k=cfg.knn_k, device=dev)
+        return {"baseline_linear_probe_acc": linear_probe(tr, train_y, te, test_y, device=dev),
+                "baseline_knn_acc": knn_accuracy(tr, train_y, te, test_y, k=cfg.knn_k, device=dev)}
+
+    def _pixels_reference(self, final: bool) -> dict[str, float]:
+        import torch
+
+        from engine.metrics.probe import linear_probe
+
+        train_imgs, train_y, test_imgs, test_y = self.probe_data(final)
+        view = self.method.encoder_input
         pixels = lambda imgs: torch.nn.functional.adaptive_avg_pool2d(  # noqa: E731
-            view(imgs.float().div(255)), _pixel_grid(data.image_size)).flatten(1)
-        out["pixels_linear_probe_acc"] = linear_probe(pixels(train_imgs.cpu()), train_y,
-                                                      pixels(test_imgs.cpu()), test_y, device=dev)
-        return out
+            view(imgs.float().div(255)), _pixel_grid(self.data.image_size)).flatten(1)
+        return {"pixels_linear_probe_acc": linear_probe(pixels(train_imgs.cpu()), train_y,
+                                                        pixels(test_imgs.cpu()), test_y, device=self.device)}
+
+
+RANDOM_INIT_NAMES = ("baseline_linear_probe_acc", "baseline_knn_acc")
+PIXELS_NAMES = ("pixels_linear_probe_acc",)
 
 
 def label_scores(train_x, train_y, test_x, test_y, k: int, retrieval_metric: str = "euclidean",

@@ -411,6 +411,7 @@ class Summary:
     baseline_linear_probe_acc: float | None = None  # the same encoder at random initialisation
     baseline_knn_acc: float | None = None
     pixels_linear_probe_acc: float | None = None  # the raw pixels
+    references_note: str | None = None  # why the three above are missing (a time limit they did not fit)
     job_seconds: float | None = None  # the whole job, set-up and evaluations included
     final_evaluation_seconds: float | None = None
     time_limit_minutes: float | None = None

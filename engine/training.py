@@ -747,7 +747,8 @@ class _Job:
         if self.budget and not final:
             # the final evaluation runs the step-0 probes on the whole splits instead of subsets
             self.budget.measured_evaluation(seconds, result.diagnostics_seconds, result.references_seconds,
-                                            self.evaluator.final_scale)
+                                            self.evaluator.final_scale, self.evaluator.final_references_cached)
+            self.evaluator.skip_final_references = self.budget.skip_references
         if final:
             self.final_evaluation_seconds = seconds
         yield self.log(ev.Snapshot(self.step, epoch, result.embeddings, result.arrays["indices"],
