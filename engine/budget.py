@@ -30,6 +30,7 @@ class TimeBudget:
         self.eval_seconds: float | None = None  # the latest evaluation, without the references
         self.references_seconds = 0.0  # the step-0 probes of a random init and of the pixels
         self.skip_references = False  # the end's references do not fit: left out (measured_evaluation)
+        self.references_estimate = 0.0  # seconds the end's references would take (0 when cached or unknown)
         self.final_seconds: float | None = None  # estimate for the final evaluation
         # (steps done, time, seconds of evaluation so far) where the step timer starts
         self.timing_from: tuple[int, float, float] | None = None
@@ -57,6 +58,7 @@ class TimeBudget:
         # the latest evaluation is the best guide: the first one also pays for warming up (cuDNN, kernels)
         own = seconds - fixed_seconds - references_seconds
         references = 0.0 if references_cached else self.references_seconds * scale * self.PROBE_GROWTH
+        self.references_estimate = references
         self.skip_references = not references_cached and (
             not self.references_seconds or references > self.MAX_REFERENCES_SHARE * self.limit)
         self.final_seconds = fixed_seconds + own * scale * self.PROBE_GROWTH + (

@@ -8,6 +8,7 @@ whole test split.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine import references as reference_cache
+from engine.budget import TimeBudget
 from engine.config import TrainConfig
 
 
@@ -48,7 +50,8 @@ class Evaluator:
         self.eval_rows = fixed_subset(data.test.labels, config.eval_size, config.seed)
         self.probe_rows = fixed_subset(data.train.labels, config.probe_train_size, config.seed + 1)
         self.diagnostics = _make_diagnostics(config, method.info, device, method) if config.diagnostics else None
-        self.skip_final_references = False  # set by a time limit they do not fit (TimeBudget)
+        # (estimated seconds, minutes of the limit) when a time limit cannot fit them (TimeBudget), else None
+        self.skip_final_references: tuple[float, float] | None = None
         self._data_digest: str | None = None
 
     @property
@@ -122,18 +125,26 @@ class Evaluator:
             cached = reference_cache.read(key(), names)
             if cached is not None:
                 out |= cached
-            elif self.skip_final_references:
+            elif self.skip_final_references is not None:
                 missing += names
             else:
                 measured = measure(final)
                 reference_cache.write(key(), measured)
                 out |= measured
         if missing:
-            out["references_note"] = (
-                "the references on the whole splits (random init, raw pixels) did not fit the time limit: "
-                "the step-0 figures in metrics.jsonl are on the subsets; a run without --time-limit "
-                "measures them once and later runs read them from the cache")
+            out["references_note"] = self._references_note(*self.skip_final_references)
         return out
+
+    @staticmethod
+    def _references_note(estimate: float, minutes: float) -> str:
+        cost = (f"would take about {estimate:.0f} s, over {100 * TimeBudget.MAX_REFERENCES_SHARE:.0f} % of the "
+                f"{minutes:g}-minute limit" if estimate else "were not measured at step 0 (a resumed run)")
+        longer = (f"with --time-limit {math.ceil(estimate / TimeBudget.MAX_REFERENCES_SHARE / 60)} or more, "
+                  if estimate else "")
+        return (f"the references on the whole splits (random init, raw pixels) did not fit the time limit: they "
+                f"{cost}. The step-0 figures in metrics.jsonl are on the subsets. One run {longer}or without "
+                f"--time-limit (--epochs 1 is enough) measures them, and later runs read them from "
+                f"{reference_cache.cache_folder()}")
 
     @property
     def final_references_cached(self) -> bool:

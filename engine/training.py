@@ -748,7 +748,10 @@ class _Job:
             # the final evaluation runs the step-0 probes on the whole splits instead of subsets
             self.budget.measured_evaluation(seconds, result.diagnostics_seconds, result.references_seconds,
                                             self.evaluator.final_scale, self.evaluator.final_references_cached)
-            self.evaluator.skip_final_references = self.budget.skip_references
+            if self.budget.skip_references:
+                self.evaluator.skip_final_references = (self.budget.references_estimate, self.config.time_limit)
+            else:
+                self.evaluator.skip_final_references = None
         if final:
             self.final_evaluation_seconds = seconds
         yield self.log(ev.Snapshot(self.step, epoch, result.embeddings, result.arrays["indices"],

@@ -2,6 +2,7 @@
 with the same inputs; a time limit they do not fit leaves them out with a note; the cache's files are
 untrusted input."""
 import os
+import re
 
 import pytest
 
@@ -103,10 +104,12 @@ def test_budget_counts_the_ends_references_only_when_they_are_not_cached():
 
 
 def test_a_time_limit_the_references_do_not_fit_leaves_them_out_and_says_so(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(TimeBudget, "MAX_REFERENCES_SHARE", 0.0)
+    monkeypatch.setattr(TimeBudget, "MAX_REFERENCES_SHARE", 1e-6)  # none fit
     summary = run(tmp_path / "limited", epochs=1000, time_limit=0.1)
     assert all(k not in summary for k in REFERENCES)
-    assert "did not fit the time limit" in summary["references_note"]
+    note = summary["references_note"]
+    assert "did not fit the time limit" in note and "0.1-minute limit" in note
+    assert re.search(r"with --time-limit \d+ or more", note) and str(references.cache_folder()) in note
     assert "without --time-limit" in format_summary(summary)
     assert not references.cache_folder().exists() or not os.listdir(references.cache_folder())
     # once a run without a limit has measured them, the same time-limited run reads them
