@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes for the whole run, evaluations included: it trains as many steps as fit "
                         "(up to --epochs), evaluates less often than --eval-every if evaluating would take "
                         "over a fifth of the time, and ends with the usual final evaluation")
+    t.add_argument("--no-time-limit", action="store_true",
+                   help="train the epochs in full even where a preset sets a time limit (a run that "
+                        "measures the references on the whole splits for the cache: see the README)")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its checkpoint, with its own settings; --epochs, --time-limit, "
                         "--eval-every, --device and --compile may change, and so may the number of processes "
@@ -376,6 +379,10 @@ def config_from_args(args: argparse.Namespace):
                 "init_from", "projection"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
+    if args.no_time_limit:
+        if args.time_limit is not None:
+            raise ValueError("--no-time-limit and --time-limit: give one of them")
+        values["time_limit"] = None
     if args.no_amp:
         values["amp"] = False
     if args.no_diagnostics:

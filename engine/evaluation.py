@@ -142,9 +142,9 @@ class Evaluator:
         longer = (f"with --time-limit {math.ceil(estimate / TimeBudget.MAX_REFERENCES_SHARE / 60)} or more, "
                   if estimate else "")
         return (f"the references on the whole splits (random init, raw pixels) did not fit the time limit: they "
-                f"{cost}. The step-0 figures in metrics.jsonl are on the subsets. One run {longer}or without "
-                f"--time-limit (--epochs 1 is enough) measures them, and later runs read them from "
-                f"{reference_cache.cache_folder()}")
+                f"{cost}. The step-0 figures in metrics.jsonl are on the subsets. One run of the same command "
+                f"{longer}or with --no-time-limit (--epochs 1 is enough) measures them, and later runs read "
+                f"them from {reference_cache.cache_folder()}")
 
     @property
     def final_references_cached(self) -> bool:

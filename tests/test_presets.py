@@ -51,3 +51,10 @@ def test_every_gpu_bench_job_resolves_and_builds_its_encoder(job):
     channels, size = SHAPES[cfg.dataset]
     encoder = build_encoder(cfg.encoder, channels, size, cfg.embedding_dim, **cfg.encoder_params)
     assert encoder.embedding_dim == cfg.embedding_dim
+
+
+def test_no_time_limit_lifts_a_presets_limit_and_refuses_a_contradiction():
+    assert config_of("--preset", "arc-fashion-cpu").time_limit == 3.0
+    assert config_of("--preset", "arc-fashion-cpu", "--no-time-limit", "--epochs", "1").time_limit is None
+    with pytest.raises(ValueError, match="--no-time-limit and --time-limit: give one of them"):
+        config_of("--no-time-limit", "--time-limit", "2")

@@ -110,7 +110,7 @@ def test_a_time_limit_the_references_do_not_fit_leaves_them_out_and_says_so(tmp_
     note = summary["references_note"]
     assert "did not fit the time limit" in note and "0.1-minute limit" in note
     assert re.search(r"with --time-limit \d+ or more", note) and str(references.cache_folder()) in note
-    assert "without --time-limit" in format_summary(summary)
+    assert "--no-time-limit" in format_summary(summary)
     assert not references.cache_folder().exists() or not os.listdir(references.cache_folder())
     # once a run without a limit has measured them, the same time-limited run reads them
     measured = run(tmp_path / "unlimited", epochs=1)
