@@ -619,8 +619,7 @@ def _print_events(events, quiet: bool, ctrl_c: _CtrlCStops) -> int:
 def format_summary(summary: dict) -> str:
     keys = ["method", "dataset", "encoder", "device", "epochs", "train_seconds", "images_per_second",
             "linear_probe_acc", "knn_acc", "baseline_linear_probe_acc", "baseline_knn_acc",
-            "pixels_linear_probe_acc", "references_note", "precision_at_1", "map_at_r", "effective_rank",
-            "collapse", "stopped"]
+            "pixels_linear_probe_acc", "precision_at_1", "map_at_r", "effective_rank", "collapse", "stopped"]
     rows = [(k, summary[k]) for k in keys if k in summary]
     width = max(len(k) for k, _ in rows)
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731

@@ -595,6 +595,8 @@ class _Job:
         if self.budget:
             summary["time_limit_minutes"] = cfg.time_limit
         self.run_dir.write_summary(summary)
+        if summary.get("references_note"):  # the window's log and the command line's show why they are missing
+            yield self.log(ev.Message(summary["references_note"], "info"))
         yield self.log(ev.Finished(summary, stopped))
 
     def _agree_length(self) -> None:

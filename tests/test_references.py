@@ -9,7 +9,6 @@ import pytest
 from engine import events as ev
 from engine import references
 from engine.budget import TimeBudget
-from engine.cli import format_summary
 from engine.config import TrainConfig
 from engine.evaluation import Evaluator
 from engine.schema import load_summary
@@ -105,12 +104,16 @@ def test_budget_counts_the_ends_references_only_when_they_are_not_cached():
 
 def test_a_time_limit_the_references_do_not_fit_leaves_them_out_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(TimeBudget, "MAX_REFERENCES_SHARE", 1e-6)  # none fit
-    summary = run(tmp_path / "limited", epochs=1000, time_limit=0.1)
+    config = TrainConfig(dataset="digits", out=str(tmp_path / "limited"), diagnostics=False, epochs=1000,
+                         time_limit=0.1, train_size=500, test_size=300, eval_size=300, probe_train_size=500)
+    events = list(train(config))
+    summary = events[-1].summary
+    assert any(isinstance(e, ev.Message) and e.text == summary["references_note"] for e in events)
     assert all(k not in summary for k in REFERENCES)
     note = summary["references_note"]
     assert "did not fit the time limit" in note and "0.1-minute limit" in note
     assert re.search(r"with --time-limit \d+ or more", note) and str(references.cache_folder()) in note
-    assert "--no-time-limit" in format_summary(summary)
+    assert "--no-time-limit" in note
     assert not references.cache_folder().exists() or not os.listdir(references.cache_folder())
     # once a run without a limit has measured them, the same time-limited run reads them
     measured = run(tmp_path / "unlimited", epochs=1)
