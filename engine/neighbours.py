@@ -5,14 +5,14 @@ Entry points:
 - ``knn(queries, base, k)`` — every query row against every base row (all-points kNN for the metrics,
   the kNN accuracy and the map's kNN graph).
 - ``NeighbourIndex(base).query(i_or_vector, k)`` — one point at a time against a base prepared once
-  (the window's neighbours panel: ~5-10 ms against 70k x 128 on 2 CPU cores).
+  (the window's neighbours panel: one matrix-vector product per query).
 - ``nearest(query, base, k)`` — the same for a single query without keeping an index.
 
 All give the same neighbours as scikit-learn's brute-force ``NearestNeighbors`` on float64 input,
 ties broken by the lower index. How the search stays exact and fast: candidates are ranked in
 float32 — for ``knn`` by one matrix product per chunk, ``|b|²/2 - q·b`` (the order of ``‖q - b‖²``), on
 vectors centred on the base's mean (for cosine on unit vectors, since ``‖u - v‖² = 2 - 2 cos`` ranks
-like the cosine distance); for one query by the direct ``‖q - b‖``. Centring matters: embeddings
+like the cosine distance); for ``NeighbourIndex`` by the same difference, one matrix-vector product per query. Centring matters: embeddings
 that share a large offset (a freshly initialised network's) make float32's dot-product trick lose
 every digit that orders the neighbours. A few more than ``k`` candidates are kept and re-measured in
 float64 (centred rows, or unit rows for cosine ``1 - u·v``), then re-ordered.
@@ -140,30 +140,32 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
 class NeighbourIndex:
     """A base set prepared once for many single queries (the window clicks point after point).
 
-    Keeps the float32 base on ``device`` (unit rows for cosine), so one query costs one direct
-    distance pass over the base, a top-k and a float64 re-measure of a few rows.
+    Keeps, on ``device``, the base rows as ranked (unit rows for cosine) minus their mean, and half
+    their squared norms: one query is then one matrix-vector product over the base,
+    ``|b - c|²/2 - (q - c)·(b - c)`` (the order of ``‖q - b‖²``, the same ranking as ``knn``'s), a
+    top-k and a float64 re-measure of a few rows. Centring keeps float32's digits where the rows
+    share a large offset (a collapsed or freshly initialised network's).
     """
 
     def __init__(self, base, metric: str = "cosine", device: str | torch.device | None = None,
                  unit_rows: bool = True):
-        """``unit_rows`` (cosine): keep a unit-length copy of the base and rank by the direct
-        ‖u - v‖, which keeps its digits even for nearly parallel vectors; ``False`` ranks by
-        q·b / |b| instead (no copy: cheaper to build, for a single query; float32 then resolves
-        cosine distances only down to ~1e-7 before the float64 re-measure)."""
+        """``unit_rows`` (cosine): rank in the centred space above (a copy of the base, built once:
+        for many queries); ``False`` ranks by q·b / |b| instead (no copy: cheaper to build, for a
+        single query; float32 then resolves cosine distances only down to ~1e-7 before the float64
+        re-measure)."""
         _check_metric(metric)
         self.metric = metric
         self.base = _as_tensor(base, device)
         if self.base.ndim != 2 or len(self.base) < 2:
             raise ValueError(f"base has shape {tuple(self.base.shape)}: need a 2-D array of at least 2 rows")
-        # One query needs no matrix-product trick: the direct ‖u - v‖ (unit rows for cosine) is
-        # one fused pass over the base and loses no digits to a shared offset.
-        self._unit_rows = unit_rows or metric != "cosine"
-        if metric == "cosine" and unit_rows:
-            self._ranked = torch.nn.functional.normalize(self.base, dim=1)
-        elif metric == "cosine":
-            self._inv_norms = 1.0 / self.base.norm(dim=1).clamp_min(1e-30)
+        self._centred = unit_rows or metric != "cosine"
+        if self._centred:
+            u = torch.nn.functional.normalize(self.base, dim=1) if metric == "cosine" else self.base
+            self._centre = u.mean(0)
+            self._ranked = u - self._centre
+            self._half_sq = (self._ranked * self._ranked).sum(1).mul_(0.5)
         else:
-            self._ranked = self.base
+            self._inv_norms = 1.0 / self.base.norm(dim=1).clamp_min(1e-30)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -192,8 +194,8 @@ class NeighbourIndex:
             raise ValueError(f"k = {k} neighbours asked but only {available} other points exist; "
                              f"allowed: 1 to {available}")
         target = torch.nn.functional.normalize(vector, dim=0) if self.metric == "cosine" else vector
-        if self._unit_rows:
-            d = torch.cdist(self._ranked, target[None], compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+        if self._centred:
+            d = torch.addmv(self._half_sq, self._ranked, target - self._centre, alpha=-1)
         else:
             d = -(self.base @ target) * self._inv_norms
         if self_index is not None:

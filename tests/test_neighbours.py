@@ -58,6 +58,19 @@ def test_large_offset_keeps_exact_order():
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_index_on_nearly_collapsed_rows_keeps_exact_order(metric):
+    # The index ranks by one matrix-vector product: on rows sharing a large offset (nearly parallel
+    # for cosine: distances ~1e-8, below float32's 1 - cos) its centring must keep the order.
+    rng = np.random.default_rng(1)
+    x = (1000 + rng.standard_normal((400, 16)) * 0.01).astype(np.float32)
+    _, si = _sklearn(x.astype(np.float64), 6, metric)
+    index = NeighbourIndex(x, metric)
+    for row in (0, 123, 399):
+        _, i = index.query(row, 5)
+        np.testing.assert_array_equal(i, si[row][si[row] != row][:5])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_one_query_matches_all_points(digits, metric):
     x = _distinct_rows(digits)
     d_all, i_all = knn(x, x, 10, metric=metric, exclude_self=True)
