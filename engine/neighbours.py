@@ -19,6 +19,8 @@ float64 (centred rows, or unit rows for cosine ``1 - u·v``), then re-ordered.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -26,7 +28,12 @@ METRICS = ("cosine", "euclidean")
 
 
 def _as_tensor(x, device) -> torch.Tensor:
-    t = torch.as_tensor(x)
+    if isinstance(x, np.ndarray) and not x.flags.writeable:  # a read-only snapshot: only ever read here
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            t = torch.as_tensor(x)
+    else:
+        t = torch.as_tensor(x)
     return t.to(device=device or t.device, dtype=torch.float32)
 
 

@@ -10,7 +10,8 @@ The session also owns the window's background work (Orange's t-SNE widget's way:
 session starts the job and hands the result on): the training job (``start_training``), the images of a
 run (``request_dataset``), the 2D maps in other projections than the engine's (``coords``, then
 ``coords_ready``), the cluster ids of each snapshot, numbered after the snapshot before (``clusters``,
-then ``clusters_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``), the warm training
+then ``clusters_ready``), the neighbour index of a snapshot (``neighbour_index``, built in a worker for
+a large one, then ``neighbour_index_ready``), the trained method rebuilt from a checkpoint (``request_trained_method``), the warm training
 process (``warm_up``) and a folder being embedded (``start_embedding``, then the run it wrote opens).
 Views never start work.
 
@@ -36,6 +37,8 @@ from explorer.state import BarTriplets, MapSnapshot, RunStatus, TrainingState
 FLUSH_MS = 50
 FOLLOW_MS = 500
 SCAN_MS = 5000  # the runs folder is listed again this often (runs a script or another window started)
+INLINE_INDEX_VALUES = 1 << 21  # a neighbour index of at most this many values (rows x dims) is built at once
+INDEXES_KEPT = 2  # neighbour indexes kept (a million 64-d rows: 256 MB each)
 NOTES_SHOWN = 20  # notes on a run file's unreadable parts posted at once; the rest are counted
 COLOURINGS = {"class": "class", "cluster": "cluster", "correct": "kNN correct / wrong",
               "probe": "linear probe correct / wrong",
@@ -116,6 +119,7 @@ class Session(QObject):
     dataset_ready = Signal(str)
     coords_ready = Signal(str, int, str)  # run, snapshot index, projection: run.coords has that map now
     clusters_ready = Signal(str, str)  # run, algorithm: run.clusters has more snapshots' ids now
+    neighbour_index_ready = Signal(str)  # run: neighbour_index() has its snapshot's index now (or a failure)
     probe_ready = Signal(str, int)  # run, snapshot index: run.probe_correct has it now (or a failure)
     progress_changed = Signal(str, dict)  # run, {step, epoch, total_steps, images_per_second, eta_s}
     point_selected = Signal(int)  # test-split row, -1 for none
@@ -161,6 +165,10 @@ class Session(QObject):
         self._projections: dict[tuple[str, int, str], Any] = {}  # (run, snapshot, projection) being computed
         self._clusterings: dict[tuple[str, str], Any] = {}  # (run, algorithm) being computed
         self.cluster_failures: dict[tuple[str, str], str] = {}  # (run, algorithm) -> why none could be found
+        # (run, id of the snapshot, metric) -> (the snapshot, its engine.neighbours.NeighbourIndex), newest last
+        self._neighbour_indexes: dict[tuple[str, int, str], tuple[MapSnapshot, Any]] = {}
+        self._index_jobs: dict[tuple[str, int, str], Any] = {}  # the same keys, being built in a worker
+        self.index_failures: dict[tuple[str, int, str], str] = {}
         self._probes: dict[tuple[str, int], Any] = {}  # (run, snapshot) whose probe is being fitted
         self.probe_failures: dict[tuple[str, int], str] = {}  # (run, snapshot) -> why no probe was fitted
         self._methods: dict[tuple, Any] = {}  # (run dir, checkpoint key) -> the rebuilt method
@@ -607,6 +615,52 @@ class Session(QObject):
         jobs.run(triplets_between, snap.embeddings, snap.labels, definition, float(low), float(high), bool(closed),
                  20_000, seed, owner=self, on_done=done, on_failed=failed)
         return True
+
+    # neighbour indexes (the neighbours panel): built once per snapshot and metric ----------------------
+    def neighbour_index(self, run: RunState, snap: MapSnapshot, metric: str, build_small: bool = True):
+        """The ``engine.neighbours.NeighbourIndex`` of a snapshot's embeddings: kept from before, built
+        here at once when small (``INLINE_INDEX_VALUES``; unless ``build_small`` is False: asked ahead,
+        when nobody waits for it), or None while a worker builds it (started here, once however often
+        it is asked; ``neighbour_index_ready`` says when it is there). A million rows take ~1 s of CPU
+        to build: asked when the run opens, the first click does not wait for it."""
+        key = (run.id, id(snap), metric)
+        kept = self._neighbour_indexes.get(key)
+        if kept is not None and kept[0] is snap:
+            self._neighbour_indexes[key] = self._neighbour_indexes.pop(key)  # the newest used
+            return kept[1]
+        if key in self._index_jobs or key in self.index_failures:
+            return None
+        from engine.neighbours import NeighbourIndex
+
+        if snap.embeddings.size <= INLINE_INDEX_VALUES:
+            if not build_small:
+                return None
+            index = NeighbourIndex(snap.embeddings, metric=metric)
+            self._keep_index(key, snap, index)
+            return index
+        self._index_jobs[key] = jobs.run(
+            NeighbourIndex, snap.embeddings, metric, owner=self,
+            on_done=lambda index: self._on_index_done(key, snap, index),
+            on_failed=lambda message: self._on_index_failed(key, message))
+        return None
+
+    def _keep_index(self, key: tuple[str, int, str], snap: MapSnapshot, index) -> None:
+        self._neighbour_indexes.pop(key, None)
+        self._neighbour_indexes[key] = (snap, index)
+        while len(self._neighbour_indexes) > INDEXES_KEPT:
+            del self._neighbour_indexes[next(iter(self._neighbour_indexes))]
+
+    def _on_index_done(self, key: tuple[str, int, str], snap: MapSnapshot, index) -> None:
+        self._index_jobs.pop(key, None)
+        if key[0] in self.runs:
+            self._keep_index(key, snap, index)
+            self.neighbour_index_ready.emit(key[0])
+
+    def _on_index_failed(self, key: tuple[str, int, str], message: str) -> None:
+        self._index_jobs.pop(key, None)
+        self.index_failures[key] = message
+        self.message_posted.emit("warning", f"no neighbour index: {message}")
+        self.neighbour_index_ready.emit(key[0])
 
     # the linear probe's errors (the map's "linear probe correct / wrong") ------------------------------
     def probe_correct(self, run: RunState, frame: int) -> np.ndarray | None:

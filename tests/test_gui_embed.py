@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine import events as ev  # noqa: E402
 from engine import schema  # noqa: E402
@@ -110,6 +111,49 @@ def test_an_embed_run_shows_every_point_neighbours_and_selection_with_thumbnails
     w.docks["contrastive_inspector"].raise_()
     contrastive = w.inspectors["contrastive_inspector"]
     qtbot.waitUntil(lambda: "needs a trained method" in contrastive.status.text(), timeout=10_000)
+
+
+def test_a_large_runs_neighbour_index_is_built_in_a_worker_when_it_opens(qtbot, window, embedded, monkeypatch):
+    """A run too large to index on the GUI thread (here: any, with the limit at 0) has its index built
+    in a worker as soon as it opens, so the first click finds it; a click rings the points without
+    stamping the map's points again."""
+    from engine.neighbours import knn
+    from explorer import session as session_module
+
+    monkeypatch.setattr(session_module, "INLINE_INDEX_VALUES", 0)
+    run_dir, n = embedded
+    w, s = window, window.session
+    with qtbot.waitSignal(s.neighbour_index_ready, timeout=TIMEOUT):
+        w.open_run(run_dir)
+    run, view = _opened(qtbot, w, n)
+    snap = run.snapshots[-1]
+    panel = w.neighbours_panel
+    assert s.neighbour_index(run, snap, panel.metric_combo.currentText()) is not None  # there before any click
+    viewport = view.plot.viewport()
+
+    def settled_stamps() -> int:  # the first paints move the view to the points' range: paint till it stays
+        stamps = -1
+        while stamps != view.cloud.stamps:
+            stamps = view.cloud.stamps
+            QApplication.processEvents()
+            viewport.repaint()
+        return stamps
+
+    stamps = settled_stamps()
+    assert stamps > 0
+    s.select_point(int(snap.indices[4]))
+    k = min(panel.k_spin.value(), n - 1)
+    _, idx = knn(snap.embeddings[4:5], snap.embeddings, k + 1, metric="cosine")
+    np.testing.assert_array_equal(panel.neighbour_rows, snap.indices[idx[0][idx[0] != 4][:k]])
+    assert len(view.neighbour_marks.data) == k and len(view.point_mark.data) == 1
+    QApplication.processEvents()
+    viewport.repaint()
+    assert view.cloud.stamps == stamps  # the same view: the kept stamp, drawn again
+    panel.metric_combo.setCurrentText("euclidean")  # another index: built in a worker, then shown
+    assert not len(panel.neighbour_rows) and "Preparing the neighbours" in panel.info.text()
+    qtbot.waitUntil(lambda: len(panel.neighbour_rows) == k, timeout=TIMEOUT)
+    _, idx = knn(snap.embeddings[4:5], snap.embeddings, k + 1, metric="euclidean")
+    np.testing.assert_array_equal(panel.neighbour_rows, snap.indices[idx[0][idx[0] != 4][:k]])
 
 
 def test_a_damaged_embed_run_opens_with_its_complete_rows(qtbot, window, embedded):

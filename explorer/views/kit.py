@@ -7,13 +7,15 @@
   is shown, else marks it and draws when its tab comes to the front.
 - ``FRAMES``: redraws that the session's signals ask for (``Panel.refresh_later``) run one per
   frame (16 ms), so an evaluation that changes every plot at once never makes one frame late.
-- ``thumbnail_pixmap``: a dataset image as a pixmap, crisp when enlarged, smooth when shrunk.
+- ``thumbnail_pixmap``: a dataset image as a pixmap, crisp when enlarged, smooth when shrunk;
+  ``ThumbnailPixmaps``: those of one dataset, each made once per size.
 - ``in_scroll_area``: a panel in a scroll area that fits it to the dock and scrolls below its minimum.
 
 Only the GUI thread may call any of this.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -46,6 +48,31 @@ def thumbnail_pixmap(image: np.ndarray, size: int) -> QPixmap:
     mode = Qt.TransformationMode.FastTransformation if max(q.height(), q.width()) < size \
         else Qt.TransformationMode.SmoothTransformation
     return QPixmap.fromImage(q.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
+
+
+class ThumbnailPixmaps:
+    """The pixmaps of one dataset's test thumbnails, each made once per size and kept (the most
+    recently used ``limit``): scaling one costs ~1 ms, and a click shows a dozen or more, mostly
+    ones shown before (a neighbour is clicked next, its neighbours overlap)."""
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._dataset = None
+        self._pixmaps: OrderedDict[tuple[int, int], QPixmap] = OrderedDict()
+
+    def get(self, dataset, row: int, size: int) -> QPixmap:
+        """Test row ``row`` of ``dataset`` (an engine.data.ImageDataset) at ``size`` pixels."""
+        if dataset is not self._dataset:  # another run's images: none of the kept ones are its
+            self._dataset, self._pixmaps = dataset, OrderedDict()
+        key = (int(row), int(size))
+        pixmap = self._pixmaps.get(key)
+        if pixmap is None:
+            pixmap = self._pixmaps[key] = thumbnail_pixmap(dataset.thumbnail("test", int(row)), size)
+            if len(self._pixmaps) > self.limit:
+                self._pixmaps.popitem(last=False)
+        else:
+            self._pixmaps.move_to_end(key)
+        return pixmap
 
 
 class _FrameQueue(QObject):

@@ -6,8 +6,10 @@ viewport (one vectorised write per pixel of the dot's footprint) and draws that 
 refresh + render stays under 50 ms for 70k points (``bench/map_render.py``). Pan and zoom re-stamp
 from the data coordinates, so dots stay crisp at every zoom.
 
-The few points that need outlines (the clicked point, its neighbours, a selection) are ordinary
-ScatterPlotItems drawn on top.
+The stamped image is kept and drawn again as it is while the view, the size and the data stay the
+same: a click that rings a few points repaints the map without stamping a million points again. The
+rings (the clicked point, its neighbours, a selection) are ``RingMarks`` on top: one small item
+each, one pixmap stamped per ring.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QGraphicsPolygonItem, QHBoxLayout,
                                QLabel, QScrollArea, QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
@@ -60,6 +62,11 @@ class PointCloudItem(pg.GraphicsObject):
         self._image_of: Callable[[int], np.ndarray] | None = None
         self._images: dict[int, QImage] = {}  # row -> its image, made once (the rows in view, mostly)
         self.thumbnails_drawn = 0  # how many images the last paint drew (0: dots)
+        self._version = 0  # changes with the data, the radius or the images: the kept stamp is stale
+        # the last paint's image of the points (dots, or thumbnails), drawn again while nothing changed:
+        # (what it shows, the image, the numpy pixels it reads or None)
+        self._stamp: tuple[tuple, QImage, np.ndarray | None] | None = None
+        self.stamps = 0  # how many times the points were stamped (a test counts them)
         self.set_radius(radius)
 
     def set_thumbnails(self, rows: np.ndarray | None, image_of: Callable[[int], np.ndarray] | None) -> None:
@@ -69,6 +76,7 @@ class PointCloudItem(pg.GraphicsObject):
             self._images = {}
         self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self._image_of = image_of
+        self._version += 1
         self.update()
 
     def _image(self, row: int) -> QImage:
@@ -84,6 +92,7 @@ class PointCloudItem(pg.GraphicsObject):
         dy, dx = np.mgrid[-pad:pad + 1, -pad:pad + 1]
         keep = dx * dx + dy * dy <= radius * radius + 0.25
         self._dy, self._dx, self._pad = dy[keep], dx[keep], pad
+        self._version += 1
         self.update()
 
     def set_data(self, xy: np.ndarray, colours: np.ndarray) -> None:
@@ -93,6 +102,7 @@ class PointCloudItem(pg.GraphicsObject):
         # one contiguous array per axis: reductions along a (n, 2) array's rows are 10x slower
         self._x, self._y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
         self._argb = np.ascontiguousarray(colours, dtype=np.uint32)
+        self._version += 1
         bounds = QRectF()
         if len(xy):
             lo = np.array([self._x.min(), self._y.min()])
@@ -138,6 +148,10 @@ class PointCloudItem(pg.GraphicsObject):
             return
         t = painter.transform()  # item coordinates -> device pixels
         m11, m12, m21, m22, m31, m32 = t.m11(), t.m12(), t.m21(), t.m22(), t.m31(), t.m32()
+        key = (self._version, w, h, m11, m12, m21, m22, m31, m32)
+        if self._stamp is not None and self._stamp[0] == key:
+            self._draw_stamp(painter, self._stamp[1])
+            return
         x, y = self._x, self._y
         if m21 == 0 and m12 == 0:  # no rotation (always, in a ViewBox): half the arithmetic
             px = x * np.float32(m11) + np.float32(m31)
@@ -157,7 +171,14 @@ class PointCloudItem(pg.GraphicsObject):
         self.thumbnails_drawn = 0
         if self._image_of is not None and self._rows is not None and len(self._rows) == n \
                 and 0 < len(px) <= THUMBNAILS_AT:
-            self._paint_thumbnails(painter, px, py, colours, np.flatnonzero(ok), w, h)
+            image = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)
+            image.fill(Qt.GlobalColor.transparent)
+            on_image = QPainter(image)
+            self._paint_thumbnails(on_image, px, py, colours, np.flatnonzero(ok), w, h)
+            on_image.end()
+            self._stamp = (key, image, None)
+            self.stamps += 1
+            self._draw_stamp(painter, image)
             return
         ix = np.floor(px).astype(np.int64) + margin
         iy = np.floor(py).astype(np.int64) + margin
@@ -168,6 +189,12 @@ class PointCloudItem(pg.GraphicsObject):
             buf[flat + (dy * stride + dx)] = colours
         image_data = np.ascontiguousarray(buf.reshape(h + 2 * margin, stride)[margin:margin + h, margin:margin + w])
         image = QImage(image_data.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
+        self._stamp = (key, image, image_data)  # the image reads image_data's pixels: both kept
+        self.stamps += 1
+        self._draw_stamp(painter, image)
+
+    @staticmethod
+    def _draw_stamp(painter, image: QImage) -> None:
         painter.save()
         painter.resetTransform()
         painter.drawImage(0, 0, image)
@@ -295,14 +322,109 @@ class MapViewBox(pg.ViewBox):
 
 
 class _PassiveMarks(pg.ScatterPlotItem):
-    """Rings drawn over points (the clicked one, its neighbours, a selection) that let the mouse through:
-    a ScatterPlotItem takes the click on its own points, so a marked point could not be clicked."""
+    """Symbols drawn over points (the class centroids) that let the mouse through: a ScatterPlotItem
+    takes the click on its own points, so a marked point could not be clicked."""
 
     def mouseClickEvent(self, ev) -> None:
         ev.ignore()
 
     def hoverEvent(self, ev) -> None:
         pass
+
+
+class RingMarks(pg.GraphicsObject):
+    """Rings of one look over some points (the clicked one, its neighbours, a selection), each a
+    stamp of one ring pixmap made once, all in one ``drawPixmapFragments`` call. A ScatterPlotItem
+    spent ~5 ms of Python per paint (bounds, pixel vectors, masks) even for one point, and a click
+    repainted four of them. ``pens`` are drawn in turn (a dark ring under a thin white one). The mouse
+    goes through (a marked point stays clickable); the rings do not count in the view's range."""
+
+    def __init__(self, size: float, pens: list):
+        super().__init__()
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self._size = float(size)
+        self._pens = [pg.mkPen(pen) for pen in pens]
+        self._xy = np.zeros((0, 2), dtype=np.float64)
+        self._ring: QPixmap | None = None
+        self._bounds: QRectF | None = None
+        from pyqtgraph.Qt.internals import PrimitiveArray
+
+        self._fragments = PrimitiveArray(QPainter.PixmapFragment, 10)
+
+    @property
+    def data(self) -> np.ndarray:
+        """The marked positions as a record array with fields x and y (a ScatterPlotItem's names)."""
+        out = np.zeros(len(self._xy), dtype=[("x", float), ("y", float)])
+        out["x"], out["y"] = self._xy[:, 0], self._xy[:, 1]
+        return out
+
+    def setData(self, pos) -> None:
+        self.prepareGeometryChange()
+        self._xy = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
+        self._bounds = None
+        self.update()
+
+    def clear(self) -> None:
+        self.setData(np.zeros((0, 2)))
+
+    def setPen(self, *pens) -> None:
+        self._pens = [pg.mkPen(pen) for pen in pens]
+        self._ring = None
+        self.update()
+
+    def viewTransformChanged(self) -> None:  # zoomed: the rings' padding in data units changes
+        self.prepareGeometryChange()
+        self._bounds = None
+        super().viewTransformChanged()
+
+    def _ring_pixmap(self, dpr: float) -> QPixmap:
+        if self._ring is None or self._ring.devicePixelRatio() != dpr:
+            side = int(np.ceil(self._size + max(p.widthF() for p in self._pens) + 2))
+            ring = QPixmap(int(np.ceil(side * dpr)), int(np.ceil(side * dpr)))
+            ring.setDevicePixelRatio(dpr)
+            ring.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(ring)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            for pen in self._pens:
+                painter.setPen(pen)
+                painter.drawEllipse(QPointF(side / 2, side / 2), self._size / 2, self._size / 2)
+            painter.end()
+            self._ring = ring
+        return self._ring
+
+    def boundingRect(self) -> QRectF:
+        if self._bounds is None:
+            finite = self._xy[np.isfinite(self._xy).all(1)]
+            if not len(finite):
+                self._bounds = QRectF()
+            else:
+                (x0, y0), (x1, y1) = finite.min(0), finite.max(0)
+                px, py = self.pixelVectors()  # one device pixel in item coordinates
+                reach = self._size / 2 + max(p.widthF() for p in self._pens) + 2
+                rx = reach * (px.length() if px is not None else 0)
+                ry = reach * (py.length() if py is not None else 0)
+                self._bounds = QRectF(x0 - rx, y0 - ry, x1 - x0 + 2 * rx, y1 - y0 + 2 * ry)
+        return QRectF(self._bounds)
+
+    def paint(self, painter, option, widget=None) -> None:
+        xy = self._xy[np.isfinite(self._xy).all(1)]
+        if not len(xy):
+            return
+        t = painter.transform()
+        px = t.m11() * xy[:, 0] + t.m21() * xy[:, 1] + t.m31()
+        py = t.m12() * xy[:, 0] + t.m22() * xy[:, 1] + t.m32()
+        dpr = widget.devicePixelRatioF() if widget is not None else 1.0
+        ring = self._ring_pixmap(dpr)
+        self._fragments.resize(len(xy))
+        frags = self._fragments.ndarray()
+        frags[:, 0], frags[:, 1] = np.clip(px, -2 ** 30, 2 ** 30), np.clip(py, -2 ** 30, 2 ** 30)
+        frags[:, 2:6] = [0, 0, ring.width(), ring.height()]  # source rect, in the pixmap's pixels
+        frags[:, 6:10] = [1 / dpr, 1 / dpr, 0.0, 1.0]  # scale x, scale y, rotation, opacity
+        painter.save()
+        painter.resetTransform()
+        painter.drawPixmapFragments(*self._fragments.drawargs(), ring)
+        painter.restore()
 
 
 class _PassiveSample(pg.ItemSample):
@@ -377,15 +499,13 @@ class MapView(QWidget):
         self.trails = pg.PlotCurveItem(pen=pg.mkPen(120, 120, 120, 60, width=1), connect="finite")
         self.trails.setZValue(-1)
         self.plot.addItem(self.trails, ignoreBounds=True)
-        self.selection_marks = _PassiveMarks(size=9, pen=pg.mkPen(SELECTION, width=1.5), brush=None)
-        self.neighbour_marks = _PassiveMarks(size=11, pen=pg.mkPen("#222222", width=1.5), brush=None)
+        self.selection_marks = RingMarks(9, [pg.mkPen(SELECTION, width=1.5)])
+        self.neighbour_marks = RingMarks(11, [pg.mkPen("#222222", width=1.5)])
         # the clicked point: a dark ring inside a white one, visible on every colouring and theme
-        self.point_mark = _PassiveMarks(size=22, pen=pg.mkPen("#111111", width=3.5), brush=None)
-        self.point_halo = _PassiveMarks(size=22, pen=pg.mkPen("#ffffff", width=1.2), brush=None)
+        self.point_mark = RingMarks(22, [pg.mkPen("#111111", width=3.5), pg.mkPen("#ffffff", width=1.2)])
         self.centroid_marks = _PassiveMarks(size=14, symbol="x", pen=pg.mkPen("#000000", width=1),
                                             brush=pg.mkBrush("#ffffff"))
-        for item in (self.selection_marks, self.neighbour_marks, self.point_mark, self.point_halo,
-                     self.centroid_marks):
+        for item in (self.selection_marks, self.neighbour_marks, self.point_mark, self.centroid_marks):
             self.plot.addItem(item, ignoreBounds=True)
         self.centroid_labels: list[pg.TextItem] = []
         # one outline per cluster id, made when an id first needs one and reused (hidden when unused)
@@ -799,8 +919,8 @@ class MapView(QWidget):
     def _update_marks(self) -> None:
         s = self.session
         point = np.array([s.selected_row]) if s.selected_row >= 0 else np.zeros(0)
-        for item, rows in ((self.point_mark, point), (self.point_halo, point),
-                           (self.neighbour_marks, s.neighbour_rows), (self.selection_marks, s.selected_rows)):
+        for item, rows in ((self.point_mark, point), (self.neighbour_marks, s.neighbour_rows),
+                           (self.selection_marks, s.selected_rows)):
             xy = self._positions_of(np.asarray(rows, dtype=np.int64))
             item.setData(pos=xy) if len(xy) else item.clear()
 

@@ -12,13 +12,13 @@ from collections import Counter
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QFontMetrics, QIcon
+from PySide6.QtGui import QFontMetrics, QIcon, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QToolButton, QWidget
 
 from explorer.session import Session
 from explorer.views import wrapped_tooltip
 from explorer.views.flow import FlowLayout
-from explorer.views.kit import FRAMES, Panel, thumbnail_pixmap
+from explorer.views.kit import FRAMES, Panel, ThumbnailPixmaps, thumbnail_pixmap
 
 THUMB = 56
 
@@ -44,8 +44,8 @@ class ThumbnailGrid(QWidget):
         self.buttons: list[QToolButton] = []
         self.on_click = None
 
-    def show_items(self, items: list[tuple[int, np.ndarray | None, str, str]]) -> None:
-        """items: (row, image or None, text, tooltip)."""
+    def show_items(self, items: list[tuple[int, QPixmap | np.ndarray | None, str, str]]) -> None:
+        """items: (row, pixmap or image or None, text, tooltip)."""
         while len(self.buttons) < len(items):
             b = QToolButton(self)
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
@@ -58,7 +58,9 @@ class ThumbnailGrid(QWidget):
         metrics = QFontMetrics(self.font())
         for b, (row, image, text, tip) in zip(self.buttons, items):
             b.setProperty("row", int(row))
-            b.setIcon(QIcon(thumbnail_pixmap(image, self.thumb)) if image is not None else QIcon())
+            if isinstance(image, np.ndarray):
+                image = thumbnail_pixmap(image, self.thumb)
+            b.setIcon(QIcon(image) if image is not None else QIcon())
             b.setText("\n".join(metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, self.button_width - 8)
                                 for line in text.split("\n")))
             b.setToolTip(tip)
@@ -82,7 +84,7 @@ class NeighboursPanel(Panel):
         self.session = session
         self.neighbour_rows = np.zeros(0, dtype=np.int64)
         self.neighbour_distances = np.zeros(0, dtype=np.float32)
-        self._index_cache: tuple | None = None
+        self.pixmaps = ThumbnailPixmaps()
 
         self.image = QLabel(objectName="neighbours_image")
         self.image.setFixedSize(128, 128)
@@ -124,25 +126,22 @@ class NeighboursPanel(Panel):
         session.run_selected.connect(lambda _: self.update_neighbours())
         session.dataset_ready.connect(lambda _: self.update_neighbours())
         session.snapshot_added.connect(self._on_session_snapshot_added)
+        session.neighbour_index_ready.connect(self._on_session_neighbour_index_ready)
         self.k_spin.valueChanged.connect(self.update_neighbours)
         self.metric_combo.currentIndexChanged.connect(self.update_neighbours)
 
     def _on_session_snapshot_added(self, run_id: str, index: int) -> None:
-        if run_id == self.session.current_id and self.session.frame < 0 and self.session.selected_row >= 0:
+        s = self.session
+        if run_id != s.current_id:
+            return
+        if s.frame < 0 and s.selected_row >= 0:
             FRAMES.add(self, self.update_neighbours)  # in turn with the panels the snapshot changes
+        else:  # a large snapshot's index is built ahead, in a worker: the first click need not wait
+            s.neighbour_index(s.current, s.snapshot(), self.metric_combo.currentText(), build_small=False)
 
-    def _index(self, snap, metric: str):
-        """A neighbour index of the snapshot's embeddings, built once per snapshot and metric."""
-        key = (id(snap), metric)
-        if self._index_cache is not None and self._index_cache[0] == key:
-            return self._index_cache[1]
-        try:
-            from engine.neighbours import NeighbourIndex
-        except ImportError:
-            return None
-        index = NeighbourIndex(snap.embeddings, metric=metric)
-        self._index_cache = (key, index)
-        return index
+    def _on_session_neighbour_index_ready(self, run_id: str) -> None:
+        if run_id == self.session.current_id and self.session.selected_row >= 0:
+            self.update_neighbours()
 
     def update_neighbours(self, *_) -> None:
         s = self.session
@@ -157,19 +156,23 @@ class NeighboursPanel(Panel):
                               else f"{run.point_name(row)} is not on this map.")
             self.grid.show_items([])
             s.set_neighbour_rows(self.neighbour_rows)
+            if snap is not None:  # a large snapshot's index, built ahead in a worker
+                s.neighbour_index(run, snap, self.metric_combo.currentText(), build_small=False)
             return
         emb = snap.embeddings
         metric = self.metric_combo.currentText()
         k = min(self.k_spin.value(), len(emb) - 1)
-        index = self._index(snap, metric)
-        if index is not None:
-            dist, idx = index.query(int(pos), k)
-        else:
-            from engine.neighbours import knn
-
-            d, i = knn(emb[pos:pos + 1], emb, k + 1, metric=metric)
-            keep = i[0] != pos
-            dist, idx = d[0][keep][:k], i[0][keep][:k]
+        index = s.neighbour_index(run, snap, metric)
+        if index is None:  # a large snapshot's, being built in a worker (or failed): drawn when it is there
+            failure = s.index_failures.get((run.id, id(snap), metric))
+            self.neighbour_rows = np.zeros(0, dtype=np.int64)
+            self.neighbour_distances = np.zeros(0, dtype=np.float32)
+            self.info.setText(f"No neighbours: {html.escape(failure)}" if failure else
+                              f"Preparing the neighbours of {len(emb):,} points…")
+            self.grid.show_items([])
+            s.set_neighbour_rows(self.neighbour_rows)
+            return
+        dist, idx = index.query(int(pos), k)
         indices, labels = snap.indices, snap.labels
         self.neighbour_rows = indices[idx]
         self.neighbour_distances = np.asarray(dist, dtype=np.float32)
@@ -181,14 +184,14 @@ class NeighboursPanel(Panel):
                           + ("" if run.is_collection else f"<br>step {snap.step}")
                           + (f"<br>{same} of {k} neighbours share its class" if label >= 0 else ""))
         if ds is not None:
-            self.image.setPixmap(thumbnail_pixmap(ds.thumbnail("test", row), 124))
+            self.image.setPixmap(self.pixmaps.get(ds, row, 124))
         else:
             self.image.setText("(no images: the embeddings came without them)" if run.collection is not None
                                else "(loading images…)")
         items = []
         for r, i, d in zip(self.neighbour_rows, idx, self.neighbour_distances):
             name = _label_name(names, int(labels[i]))
-            image = ds.thumbnail("test", int(r)) if ds is not None else None
+            image = self.pixmaps.get(ds, int(r), self.grid.thumb) if ds is not None else None
             mark = "" if labels[i] == label else " ✗"
             shown = f"{d:.3f}" if d >= 0.01 or d == 0 else f"{d:.1e}"  # collapsed embeddings: tiny distances
             items.append((int(r), image, f"{name}{mark}\n{shown}",
@@ -214,6 +217,7 @@ class SelectionGrid(Panel):
         self.summary.setWordWrap(True)
         self.grid = ThumbnailGrid(thumb=48)
         self.grid.on_click = session.select_point
+        self.pixmaps = ThumbnailPixmaps()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid)
@@ -241,6 +245,6 @@ class SelectionGrid(Panel):
         self.summary.setText(f"{len(rows)} points selected"
                              + (f" (first {shown} shown)" if shown < len(rows) else "") + ": "
                              + ", ".join(f"{n} {c}" for n, c in counts.most_common()))
-        self.grid.show_items([(int(r), ds.thumbnail("test", int(r)) if ds is not None else None,
+        self.grid.show_items([(int(r), self.pixmaps.get(ds, int(r), self.grid.thumb) if ds is not None else None,
                                name, f"{run.point_name(int(r))}: {name}")
                               for r, name in zip(rows[:shown], label_names[:shown])])
