@@ -639,7 +639,7 @@ class Session(QObject):
             self._keep_index(key, snap, index)
             return index
         self._index_jobs[key] = jobs.run(
-            NeighbourIndex, snap.embeddings, metric, owner=self,
+            _click_ready_index, snap.embeddings, metric, _triplet_definition(run, snap), owner=self,
             on_done=lambda index: self._on_index_done(key, snap, index),
             on_failed=lambda message: self._on_index_failed(key, message))
         return None
@@ -1043,6 +1043,32 @@ class Session(QObject):
         from engine.child import discard_standby
 
         discard_standby()  # the warm training process waiting for a next job: nothing in it to keep
+
+
+def _triplet_definition(run: RunState, snap: MapSnapshot):
+    """The triplet definition the triplet inspector measures a run's labelled points with (None: no
+    labelled point, nothing it would measure)."""
+    from engine.methods import run_triplet_definition
+    from engine.metrics.triplets import TripletDefinition
+
+    if not (np.asarray(snap.labels) >= 0).any():
+        return None
+    try:
+        return run_triplet_definition(run.config)
+    except ValueError:  # a config this version cannot read: the default, as the inspector does
+        return TripletDefinition()
+
+
+def _click_ready_index(embeddings: np.ndarray, metric: str, definition):
+    """In a worker: what a click on a large snapshot needs, made ahead: its neighbour index, and the
+    normalised, centred points the triplet inspector measures (kept by engine.metrics.triplets)."""
+    from engine.metrics.triplets import prepare_points
+    from engine.neighbours import NeighbourIndex
+
+    index = NeighbourIndex(embeddings, metric=metric)
+    if definition is not None:
+        prepare_points(embeddings, definition)
+    return index
 
 
 def _saved_clusters(snap: MapSnapshot, algorithm: str) -> np.ndarray | None:

@@ -28,6 +28,7 @@ against all its positives and negatives.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -368,27 +369,38 @@ class AnchorCategories:
 
 _PREPARED: list[tuple] = []  # (embeddings, distance, normalize, z, z_sq) of the last read-only arrays seen
 _PREPARED_KEPT = 2  # the map's triplet colouring and the triplet inspector ask about the same points
+_PREPARED_LOCK = threading.Lock()  # prepare_points may fill it from a worker thread
 
 
-def _prepared_points(embeddings, labels: np.ndarray, definition: TripletDefinition) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepared_points(embeddings, labels: np.ndarray | None, definition: TripletDefinition) -> tuple[torch.Tensor, torch.Tensor]:
     """The points as ``anchor_categories`` measures them: normalised as the definition wants,
     centred on their mean, with their squared norms. Kept for the last read-only numpy arrays asked
     about (a snapshot's, a collection's memory map), which cannot change: each click on a 70k x 1280
-    map then costs one (1, N) product, not a normalised and centred copy of every point (~0.3 s)."""
+    map then costs one (1, N) product, not a normalised and centred copy of every point (~0.3 s;
+    ~2 s for a million points: ``prepare_points`` makes it ahead, in a worker)."""
     keep = isinstance(embeddings, np.ndarray) and not embeddings.flags.writeable
     key = (definition.distance, definition.normalize)
     if keep:
-        for entry in _PREPARED:
-            if entry[0] is embeddings and entry[1:3] == key:
-                return entry[3], entry[4]
-    z, _ = _check(embeddings, labels)
+        with _PREPARED_LOCK:
+            for entry in _PREPARED:
+                if entry[0] is embeddings and entry[1:3] == key:
+                    return entry[3], entry[4]
+    z, _ = _check(embeddings, np.zeros(len(embeddings)) if labels is None else labels)
     z = _prepare(z, definition.distance, definition.normalize)
     z = z - z.mean(0)
     z_sq = (z * z).sum(1)
     if keep:
-        _PREPARED.insert(0, (embeddings, *key, z, z_sq))
-        del _PREPARED[_PREPARED_KEPT:]
+        with _PREPARED_LOCK:
+            _PREPARED.insert(0, (embeddings, *key, z, z_sq))
+            del _PREPARED[_PREPARED_KEPT:]
     return z, z_sq
+
+
+@torch.no_grad()
+def prepare_points(embeddings: np.ndarray, definition: TripletDefinition = TripletDefinition()) -> None:
+    """Make and keep what ``anchor_categories`` needs of read-only ``embeddings`` (any thread): the
+    window asks it in a worker when a large run opens, so its first click does not wait for it."""
+    _prepared_points(embeddings, None, definition)
 
 
 @torch.no_grad()
