@@ -156,6 +156,50 @@ def test_a_large_runs_neighbour_index_is_built_in_a_worker_when_it_opens(qtbot, 
     np.testing.assert_array_equal(panel.neighbour_rows, snap.indices[idx[0][idx[0] != 4][:k]])
 
 
+def test_an_inspector_that_does_not_apply_shows_its_line_not_empty_frames(qtbot, window, embedded):
+    """Each inspector, brought to the front on an embed run: one that needs a trained method shows only
+    the line saying so (no empty image frames, no controls); one that applies shows its content."""
+    from explorer.views.inspectors import INSPECTORS
+    from explorer.views.kit import FRAMES
+
+    run_dir, n = embedded
+    w = window
+    w.open_run(run_dir)
+    _opened(qtbot, w, n)
+    for cls in INSPECTORS:
+        inspector = w.inspectors[cls.name]
+        w.docks[cls.name].raise_()
+        qtbot.waitUntil(lambda: inspector.isVisible(), timeout=5000)
+        FRAMES.flush()
+        if cls.needs_method:
+            qtbot.waitUntil(lambda: inspector.notice.isVisible(), timeout=10_000)
+            assert "needs a trained method" in inspector.notice.text()
+            assert not inspector.content.isVisible(), cls.name
+            assert not any(inspector.controls.itemAt(i).widget().isVisible()
+                           for i in range(inspector.controls.count()) if inspector.controls.itemAt(i).widget())
+        else:
+            qtbot.waitUntil(lambda: inspector.content.isVisible(), timeout=10_000)
+            assert not inspector.notice.isVisible(), cls.name
+
+
+def test_an_inspector_of_classes_says_so_on_unlabelled_points(qtbot):
+    from explorer.state import MapSnapshot
+    from explorer.views.inspectors import INSPECTORS
+
+    snap = MapSnapshot(step=0, epoch=0.0, embeddings=np.zeros((3, 2), np.float32), indices=np.arange(3),
+                       labels=np.full(3, -1))
+    for cls in INSPECTORS:
+        inspector = cls()
+        qtbot.addWidget(inspector)
+        inspector.config, inspector.snapshot = {"method": "embed"}, snap
+        inspector.redraw()
+        if cls.needs_labels:
+            assert "unlabelled" in inspector.not_drawn_because()
+            assert not inspector.notice.isHidden() and inspector.content.isHidden()
+        elif not cls.needs_method:
+            assert inspector.not_drawn_because() is None and inspector.notice.isHidden()
+
+
 def test_a_damaged_embed_run_opens_with_its_complete_rows(qtbot, window, embedded):
     run_dir, n = embedded
     path = run_dir / schema.EMBEDDINGS_NPY

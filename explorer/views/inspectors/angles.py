@@ -18,6 +18,7 @@ class AngleView(Inspector):
     labelled run shows the directions of its class means instead."""
 
     name = "angle_view"
+    needs_labels = True
     dock_title = "Angles"
     long_title = "Class angles"
     centre_methods = ("center", "cosine", "arc")  # trained class centres: the head's, not the means

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from explorer.state import MapSnapshot
 from explorer.views.kit import Panel
@@ -24,12 +25,18 @@ class Inspector(Panel):
     - ``point_methods``: the methods whose clicked point it explains: the window brings it to the front
       when a point of such a run is clicked (``explorer.views.inspectors.POINT_INSPECTOR``).
     - ``needs_method``: it rebuilds the trained method from ``checkpoint.pt``.
+    - ``needs_labels``: it measures classes; a run whose points are all unlabelled gets a line saying so.
     - ``uses_snapshot``: it redraws at every new snapshot (else only when the checkpoint changes).
+
+    A run it is not drawn for (``not_drawn_because``: no run, another method, no trained method, no
+    labels) shows that one line (``notice``) in place of the inspector's content and header controls,
+    never their empty frames.
     """
 
     methods: ClassVar[tuple[str, ...]] = ()
     point_methods: ClassVar[tuple[str, ...]] = ()
     needs_method: ClassVar[bool] = False
+    needs_labels: ClassVar[bool] = False
     uses_snapshot: ClassVar[bool] = True
     margins = None  # the style's: the inspectors hold images and text, not edge-to-edge plots
     scrolls = True
@@ -48,6 +55,21 @@ class Inspector(Panel):
         self.status = QLabel(objectName=f"{type(self).__name__.lower()}_status")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(dark);")
+        # what subclasses add to ``self.body`` goes into ``content``, which the notice replaces
+        self.notice = QLabel(objectName=f"{type(self).__name__.lower()}_notice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: palette(dark);")
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.notice.hide()
+        self.content = QWidget(objectName=f"{type(self).__name__.lower()}_content")
+        outer = self.body
+        outer.addWidget(self.notice)
+        outer.addWidget(self.content, 1)
+        outer.addStretch(0)  # takes the height only while the content is hidden: the notice stays on top
+        self.body = QVBoxLayout(self.content)
+        self.body.setContentsMargins(0, 0, 0, 0)
+        self.body.setSpacing(outer.spacing())
+        self._hidden_controls: list[QWidget] = []  # header controls hidden with the content
 
     # the API ----------------------------------------------------------------------------------
     def set_run(self, run_dir: str | Path | None, dataset=None, snapshot: MapSnapshot | None = None) -> None:
@@ -81,7 +103,13 @@ class Inspector(Panel):
         self.refresh()
 
     def applies(self) -> bool:
+        """Whether the run's method is one this view is for (``methods``; () = any)."""
         return not self.methods or self.config.get("method") in self.methods
+
+    def _unlabelled(self) -> bool:
+        """The run's points are known, and none is labelled."""
+        snap = self.snapshot
+        return snap is not None and len(snap.labels) > 0 and not (np.asarray(snap.labels) >= 0).any()
 
     def not_drawn_because(self) -> str | None:
         """Why there is nothing to draw for the run (None: draw)."""
@@ -100,6 +128,9 @@ class Inspector(Panel):
         if not self.applies():
             return (f"This view is for {', '.join(self.methods)} runs; the selected run uses "
                     f"{self.config.get('method')}.")
+        if self.needs_labels and self._unlabelled():
+            return ("This view compares classes, and the selected run's points are unlabelled. The map, the "
+                    "neighbours and the clusters work on it.")
         return None
 
     @property
@@ -109,6 +140,7 @@ class Inspector(Panel):
 
     def redraw(self) -> None:
         message = self.not_drawn_because()
+        self._show_content(message)
         if message:
             self._clear(message)
             return
@@ -120,6 +152,22 @@ class Inspector(Panel):
             self._clear(str(error))
         except (KeyError, RuntimeError) as error:  # a run directory from another version of the program
             self._clear(f"This run cannot be inspected: {type(error).__name__}: {error}")
+
+    def _show_content(self, notice: str | None) -> None:
+        """The content and header controls (``notice`` None), or only the notice line."""
+        self.notice.setText(notice or "")
+        self.notice.setVisible(notice is not None)
+        self.content.setVisible(notice is None)
+        if notice is None:
+            for widget in self._hidden_controls:
+                widget.show()
+            self._hidden_controls = []
+            return
+        for i in range(self.controls.count()):
+            widget = self.controls.itemAt(i).widget()
+            if widget is not None and not widget.isHidden():
+                widget.hide()
+                self._hidden_controls.append(widget)
 
     # helpers for subclasses --------------------------------------------------------------------
     def _draw(self) -> None:

@@ -24,6 +24,7 @@ class PairHistogram(Inspector):
     loss's defaults."""
 
     name = "pair_histogram"
+    needs_labels = True
     dock_title = "Pairs"
     long_title = "Pair distances"
     help_text = (

@@ -25,6 +25,7 @@ class TripletInspector(Inspector):
     window brings it forward for a clicked point of a metric-learning run."""
 
     name = "triplet_inspector"
+    needs_labels = True
     dock_title = "Triplet"
     point_methods = ("triplet", "pair", "center", "cosine", "arc")
     help_text = (
