@@ -162,3 +162,17 @@ def test_probe_refuses_nan_embeddings(digits):
         linear_probe(bad, ytr, xte, yte)
     with pytest.raises(ValueError, match="NaN"):
         linear_probe(xtr, ytr, bad, yte)
+
+
+@pytest.mark.parametrize("rows", [None, 300])
+def test_reported_objective_is_that_of_the_weights(digits, rows):
+    """The fit works on the rows' coordinates X M with its parameters laid out class-major; the
+    objective it reports is scikit-learn's on the standardised features with the weights it returns
+    (so those are W = M B, the right way round)."""
+    xtr, ytr, _, _ = digits
+    if rows is not None:
+        xtr, ytr = xtr[:rows], ytr[:rows]
+    fit = fit_probe(xtr, ytr)
+    x = (torch.from_numpy(xtr).double() - fit.mean) / fit.scale
+    assert fit.converged
+    assert fit.objective == pytest.approx(objective(x, torch.as_tensor(ytr), fit.weight, fit.bias, C=1.0), rel=1e-12)

@@ -14,7 +14,7 @@ L-BFGS needs fewer iterations (what is left is the curvature that varies from ro
 every boundary hardly count). The principal axes come from the d x d covariance when d <= N and from the N x N
 Gram matrix when d > N (the optimum's weights lie in the span of the training rows, and only N of the
 d directions are seen). Everything is in float64 and the penalty is that of W exactly (||W||^2, or
-<B, M^T M B> when the fit works on the rows' coordinates X M because d > N), so M is only a change of
+<B, M^T M B>, the fit working on the rows' coordinates X M), so M is only a change of
 coordinates: however M is estimated (float32, a subsample of rows), the minimiser is the same.
 """
 from __future__ import annotations
@@ -95,46 +95,36 @@ def fit_probe(train_x, train_y, C: float = 1.0, tol: float = TOLERANCE, max_iter
     l2 = 1.0 / (C * n)
     transform = _preconditioner(x, alpha=4 * l2)  # (d, r): W = transform @ B
     r = transform.shape[1]
-    # X W = (X M) B. With fewer rows than dimensions (r < d) the rows' coordinates Z = X M are the
-    # smaller operand: computed once, with the penalty ||W||^2 = <B, M^T M B>. Otherwise each
-    # evaluation maps B to W, d x r x K operations beside the N x d x K of the data term.
-    z = x @ transform if r < d else None
-    metric = transform.T @ transform if z is not None else None
-    params = torch.zeros(r * k + k, dtype=torch.float64, device=device, requires_grad=True)
-    rows = torch.arange(n, device=device)
+    # X W = (X M) B = Z B: the rows' coordinates Z are computed once (r <= d) and replace X, and the
+    # penalty ||W||^2 = <B, M^T M B> is that of W exactly. The parameters are B^T (K, r) and the
+    # products are laid out class-major, (K, r) @ (r, N) and (K, N) @ (N, r): on the CPU (MKL) these
+    # ran about twice as fast as (N, r) @ (r, K) with K = 10 columns; the objective is the same.
+    z_t = (x @ transform).T.contiguous()  # (r, N)
+    del x
+    metric = transform.T @ transform
+    targets = torch.nn.functional.one_hot(y, k).to(torch.float64).T.contiguous()  # (K, N)
+    params = torch.zeros(k * r + k, dtype=torch.float64, device=device, requires_grad=True)
 
     def unpack(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return transform @ p[:-k].view(r, k), p[-k:]
+        return transform @ p[:-k].view(k, r).T, p[-k:]
 
     @torch.no_grad()
     def closure():
-        b, bias = params[:-k].view(r, k), params[-k:]
-        if z is None:
-            weight = transform @ b
-            log_p = (x @ weight + bias).log_softmax(1)
-            penalty = weight.square().sum()
-        else:
-            metric_b = metric @ b
-            log_p = (z @ b + bias).log_softmax(1)
-            penalty = (b * metric_b).sum()
-        loss = -log_p[rows, y].mean() + 0.5 * l2 * penalty
-        g = log_p.exp_()
-        g[rows, y] -= 1
-        g /= n
-        # the gradient by hand, (G^T X)^T: autograd would form X^T G, a reduction over N that BLAS
-        # runs several times slower on the CPU
-        if z is None:
-            grad_b = transform.T @ ((g.T @ x).T + l2 * weight)
-        else:
-            grad_b = (g.T @ z).T + l2 * metric_b
-        params.grad = torch.cat([grad_b.flatten(), g.sum(0)])
+        b_t, bias = params[:-k].view(k, r), params[-k:]
+        metric_b = b_t @ metric
+        log_p = torch.addmm(bias[:, None], b_t, z_t).log_softmax(0)  # (K, N)
+        loss = -(log_p * targets).sum() / n + 0.5 * l2 * (b_t * metric_b).sum()
+        g = log_p.exp_().sub_(targets).div_(n)  # d loss / d logits, (K, N)
+        # the gradient by hand: autograd would form Z^T G, a reduction over N that BLAS runs
+        # several times slower on the CPU
+        params.grad = torch.cat([(g @ z_t.T + l2 * metric_b).flatten(), g.sum(1)])
         return loss
 
     # it stops when the largest gradient entry is at most tol (or after max_iter, with a warning)
     opt = torch.optim.LBFGS([params], lr=1, max_iter=max_iter, max_eval=2 * max_iter, history_size=HISTORY,
                             tolerance_grad=tol, tolerance_change=STALLED, line_search_fn="strong_wolfe")
     opt.step(closure)
-    closure()
+    loss = float(closure())  # the objective at the optimum found (that of W: the same function)
     grad_max = float(params.grad.abs().max())
     n_iter = int(opt.state[params].get("n_iter", 0))
     converged = grad_max <= tol
@@ -144,7 +134,7 @@ def fit_probe(train_x, train_y, C: float = 1.0, tol: float = TOLERANCE, max_iter
                       RuntimeWarning, stacklevel=2)
     with torch.no_grad():
         weight, bias = unpack(params.detach())
-    return ProbeFit(weight, bias, mean, scale, objective(x, y, weight, bias, C), grad_max, n_iter, converged)
+    return ProbeFit(weight, bias, mean, scale, loss, grad_max, n_iter, converged)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, tol: float = TOLERANCE,
