@@ -111,6 +111,9 @@ class LoggedRun:
         self._error: BaseException | None = None
         self._finished = False
         self._diagnostics = None
+        # CPU seconds the evaluation thread has spent on the snapshots so far (its own thread's clock):
+        # what logging embeddings costs beside the loop, on a shared machine too (bench/logging_overhead.py)
+        self.evaluation_cpu_seconds = 0.0
         self.dir.append(ev.Started(str(self.path), self.config, "external", "your training loop", 0, 0).to_record())
         self._thread = threading.Thread(target=self._evaluate_in_order, name="engine.log evaluation", daemon=True)
         self._thread.start()
@@ -273,10 +276,13 @@ class LoggedRun:
                 return
             if self._error is not None:
                 continue
+            cpu = time.thread_time()
             try:
                 self._evaluate(*item)
             except BaseException as error:  # reported by the next call and by finish()
                 self._error = error
+            finally:
+                self.evaluation_cpu_seconds += time.thread_time() - cpu
 
     def _evaluate(self, step: int, epoch: float, z: np.ndarray) -> None:
         import torch

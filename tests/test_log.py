@@ -38,6 +38,7 @@ def test_a_logged_loop_writes_a_run_the_engine_reads(tmp_path, probe):
     kinds = [r["kind"] for r in rd.records()]
     assert kinds[0] == "started" and kinds[-1] == "finished"
     assert kinds.count("step") == 3 and kinds.count("evaluation") == 3 and kinds.count("snapshot") == 3
+    assert run.evaluation_cpu_seconds > 0  # the evaluation thread's CPU, counted for each snapshot
     evaluation = rd.records("evaluation")[-1]["metrics"]
     for key in ("linear_probe_acc", "knn_acc", "precision_at_1", "collapse", "effective_rank", "triplet_hard",
                 "nmi", "trustworthiness"):
