@@ -6,11 +6,16 @@ Prints, all measured in this one run (the machine may be shared: the ratios are 
 
 - throughput: the embed job (``python -m engine embed``: listing, DataLoader workers decoding the PNG
   files at the encoder's input size, the encoder, thumbnails and writing the rows) against a bare torch
-  loop over the same encoder on the same images already decoded into one uint8 tensor (the loop is
-  timed before and after the job, on up to ``--bare`` of the images, and the faster taken). Target:
-  the job at >= 0.8 x the loop.
+  loop over the same encoder on the same images already decoded into one uint8 tensor, with the
+  job's batch size, threads and heap setting (``engine.device.freed_memory_kept``): the loop is timed
+  before and after the job, on up to ``--bare`` of the images, and the faster taken. Target: the job
+  at >= 0.8 x the loop. Beside it, CPU seconds per image of each (the job's: its process during the
+  embedding loop plus its decoding workers), which a shared machine's load moves less than wall
+  time, and the same loop once without the heap setting (plain torch).
 - peak resident memory of the job (its process and its decoding workers together, sampled every
-  0.1 s) and of a window holding the run (its own peak, VmHWM). Target: <= 2.5 GB each.
+  0.1 s: the sum of their RSS, which counts twice the pages a forked worker shares with the job,
+  and the sum of their PSS, which does not) and of a window holding the run (its own peak, VmHWM).
+  Target: <= 2.5 GB each.
 - open-to-first-map: the window opening the run until the map shows every point (the job stored its
   map, coords.npy), beside umap-learn's cold fit on the same embeddings' 50 principal components
   (the input the job's own UMAP had). Target: <= 6 s.
@@ -71,8 +76,8 @@ def make_folder(folder: Path) -> int:
     return n
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants (/proc, Linux)."""
+def _tree_sample(pid: int) -> dict[int, tuple[float, int, int]]:
+    """{pid: (CPU seconds so far, RSS KiB, PSS KiB)} of a process and all its descendants (/proc, Linux)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -82,17 +87,18 @@ def _tree_rss_kib(pid: int) -> int:
                 children.setdefault(ppid, []).append(int(entry))
             except (OSError, ValueError, IndexError):
                 pass
-    total, todo = 0, [pid]
+    found, todo, tick = {}, [pid], os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         todo += children.get(p, [])
         try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            rss = int(open(f"/proc/{p}/status").read().split("VmRSS:")[1].split()[0])
+            pss = int(open(f"/proc/{p}/smaps_rollup").read().split("Pss:")[1].split()[0])
+            found[p] = ((int(fields[11]) + int(fields[12])) / tick, rss, pss)
+        except (OSError, IndexError, ValueError):
             pass
-    return total
+    return found
 
 
 def folder_command(folder: Path, out: Path, args) -> list[str]:
@@ -107,18 +113,25 @@ def folder_command(folder: Path, out: Path, args) -> list[str]:
     return cmd
 
 
-def run_job(cmd: list[str], out: Path) -> tuple[dict, float, float]:
+def run_job(cmd: list[str], out: Path, details: dict | None = None) -> tuple[dict, float, float]:
     """An embed job as a user runs it, in its own process, writing ``out``/bench: (its summary, the
-    tree's peak RSS in MiB, the CPU seconds of the job and its decoding workers)."""
+    tree's peak RSS in MiB, the CPU seconds of the job and its decoding workers). ``details``, when
+    given, receives ``pss_mib`` (the tree's peak PSS), ``job_rss_mib`` (the job process's own peak)
+    and ``workers_cpu`` (the CPU seconds of its descendants, the decoding workers, as last seen)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     job = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    peak = peak_pss = peak_job = 0
+    last_cpu: dict[int, float] = {}
     done = threading.Event()
     output: list[str] = []
     reader = threading.Thread(target=lambda: (output.extend(job.stdout), done.set()), daemon=True)
     reader.start()
     while job.poll() is None:
-        peak = max(peak, _tree_rss_kib(job.pid))
+        sample = _tree_sample(job.pid)
+        peak = max(peak, sum(rss for _, rss, _ in sample.values()))
+        peak_pss = max(peak_pss, sum(pss for _, _, pss in sample.values()))
+        peak_job = max(peak_job, sample.get(job.pid, (0, 0, 0))[1])
+        last_cpu |= {p: cpu for p, (cpu, _, _) in sample.items() if p != job.pid}
         time.sleep(0.1)
     reader.join()
     if job.returncode != 0:
@@ -126,17 +139,22 @@ def run_job(cmd: list[str], out: Path) -> tuple[dict, float, float]:
     print("".join(f"  job: {line}" for line in output), end="")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if details is not None:
+        details.update(pss_mib=peak_pss / 1024, job_rss_mib=peak_job / 1024, workers_cpu=sum(last_cpu.values()))
     return json.loads((out / "bench" / "summary.json").read_text()), peak / 1024, cpu
 
 
-def bare_loop(folder: Path, args, n_images: int) -> tuple[float, float]:
+def bare_loop(folder: Path, args, n_images: int, kept_heap: bool = True) -> tuple[float, float]:
     """(images per second, CPU seconds per image) of a bare torch loop: the same encoder, the same images decoded beforehand at
-    the same size into one uint8 tensor, batch by batch to numpy. In this process."""
+    the same size into one uint8 tensor, batch by batch to numpy, with the job's batch size on a CPU and, unless
+    ``kept_heap`` is False, the job's heap setting (``freed_memory_kept``). In this process."""
+    import contextlib
+
     import torch
 
     from engine.data.folder import FOLDER_IMAGE_SIZE, decode, list_folder
-    from engine.device import configure_threads
-    from engine.embed import encoder_input_size
+    from engine.device import configure_threads, freed_memory_kept
+    from engine.embed import CPU_BATCH_SIZE, encoder_input_size
     from engine.encoders import build_encoder
 
     configure_threads(leave_one_core=False)  # as the command line does
@@ -146,8 +164,8 @@ def bare_loop(folder: Path, args, n_images: int) -> tuple[float, float]:
     encoder = build_encoder(args.encoder, 1, (FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE), **params).eval()
     size = max(encoder_input_size(encoder) or (FOLDER_IMAGE_SIZE,))
     images = torch.from_numpy(np.stack([decode(files[i], (size,), "L")[0] for i in pick]))
-    batch = args.batch_size or 64
-    with torch.inference_mode():
+    batch = args.batch_size or CPU_BATCH_SIZE
+    with torch.inference_mode(), freed_memory_kept() if kept_heap else contextlib.nullcontext():
         encoder(images[:batch].float().div_(255))  # warm-up: the first batch's one-time costs
         start, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(images), batch):
@@ -313,21 +331,33 @@ def main() -> None:
 
     print(f"torch threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
           f"{os.cpu_count()} cores; commit {_commit()}")
-    bare_before, cpu_before = bare_loop(folder, args, min(n, args.bare))
-    print(f"bare torch loop, {min(n, args.bare)} images decoded beforehand: {bare_before:.1f} img/s "
+    m = min(n, args.bare)
+    bare_before, cpu_before = bare_loop(folder, args, m)
+    print(f"bare torch loop, {m} images decoded beforehand: {bare_before:.1f} img/s "
           f"({cpu_before * 1000:.1f} ms CPU per image)")
     out = Path(tempfile.mkdtemp(prefix="embed-bench-"))
-    summary, job_peak, job_cpu = run_job(folder_command(folder, out, args), out)
-    bare_after, cpu_after = bare_loop(folder, args, min(n, args.bare))
+    details: dict = {}
+    summary, job_peak, job_cpu = run_job(folder_command(folder, out, args), out, details)
+    bare_after, cpu_after = bare_loop(folder, args, m)
     bare = max(bare_before, bare_after)
     print(f"bare torch loop again: {bare_after:.1f} img/s ({cpu_after * 1000:.1f} ms CPU per image)")
+    plain, cpu_plain = bare_loop(folder, args, m, kept_heap=False)
+    print(f"the same loop without the heap setting (plain torch): {plain:.1f} img/s ({cpu_plain * 1000:.1f} ms CPU "
+          "per image)")
     job = summary["images_per_second"]
+    embed_cpu = (summary.get("embed_cpu_seconds", 0.0) + details["workers_cpu"]) / summary["images"]
     print(f"embed job: {summary['images']} images in {summary['embed_seconds']:.1f} s = {job:.1f} img/s "
-          f"(decoding, thumbnails and writing included); map {summary['layout_seconds']:.1f} s; "
+          f"(decoding, thumbnails and writing included); {embed_cpu * 1000:.1f} ms CPU per image (its process during "
+          f"the loop, {summary.get('embed_cpu_seconds', 0.0):.1f} s, and its decoding workers, "
+          f"{details['workers_cpu']:.1f} s); map {summary['layout_seconds']:.1f} s; "
           f"evaluation {summary.get('evaluation_seconds') or 0:.1f} s; whole job {summary['job_seconds']:.1f} s wall, "
           f"{job_cpu:.1f} s CPU (job and workers)")
-    print(f"throughput ratio job / bare loop: {job / bare:.3f} (target >= 0.8)")
-    print(f"peak RSS of the job (process and workers): {job_peak:,.0f} MiB (target <= 2500 MB)")
+    print(f"throughput ratio job / bare loop: {job / bare:.3f} against the faster bare run, "
+          f"{job / ((bare_before + bare_after) / 2):.3f} against their mean (target >= 0.8); per CPU second: "
+          f"{min(cpu_before, cpu_after) / embed_cpu:.3f}")
+    print(f"peak RSS of the job (process and workers): {job_peak:,.0f} MiB (target <= 2.5 GB = 2384 MiB); "
+          f"the job process alone {details['job_rss_mib']:,.0f} MiB; PSS of the tree {details['pss_mib']:,.0f} MiB "
+          "(the pages a worker shares with the job counted once)")
     window = window_figures(out / "bench", summary["images"])
     first_map = window["first_map"]
     print(click_line(summary["images"], window) + " (first map: target <= 6 s)")

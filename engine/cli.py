@@ -173,7 +173,7 @@ def _add_embed_parser(sub, encoders: str) -> None:
     e.add_argument("--embedding-column", help="with --from FILE.parquet: the column of vectors")
     e.add_argument("--encoder", help=f"the encoder (default {DEFAULT_ENCODER}, ImageNet weights offline); see below")
     e.add_argument("--device", help="auto (cuda, then mps, then cpu), cuda or cpu (default auto)")
-    e.add_argument("--batch-size", type=int, help="images per batch (default 64 on a CPU, 256 on a GPU)")
+    e.add_argument("--batch-size", type=int, help="images per batch (default 16 on a CPU, 256 on a GPU)")
     e.add_argument("--workers", type=int, help="processes decoding images (default: from the cores; 0: none)")
     e.add_argument("--out", help="folder that receives the run directory (default runs)")
     e.add_argument("--run-name", help="name of the run directory (default: time-embed-folder)")

@@ -18,6 +18,7 @@ window shows them; ``Control.stop()`` stops it between two batches, and what was
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -40,6 +41,11 @@ LAYOUTS = ("umap", "pca", "none")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 SAMPLE = 64  # files whose headers decide grey or colour and the thumbnail size
 SKIPS_SHOWN = 20
+# images per batch by default. On a CPU a batch of 64 at 224 px holds 1.1 GB of activations at once
+# (efficientnet-lite0); a batch of 16 peaks 0.9 GB lower at the same CPU time per image (one thread,
+# measured beside bench/embed_folder.py, README); a GPU wants large batches.
+CPU_BATCH_SIZE = 16
+GPU_BATCH_SIZE = 256
 
 
 @dataclass
@@ -50,7 +56,7 @@ class EmbedConfig:
     encoder: str = DEFAULT_ENCODER
     encoder_params: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
-    batch_size: int | None = None  # default: 64 on a CPU, 256 on a GPU
+    batch_size: int | None = None  # default: CPU_BATCH_SIZE on a CPU, GPU_BATCH_SIZE on a GPU
     workers: int | None = None  # decoding processes; default: from the cores (0: decode in this process)
     out: str = "runs"
     run_name: str | None = None
@@ -188,7 +194,7 @@ class _EmbedJob:
         self._locked = False
         self.class_names: list[str] = []
         self.size = self.thumb = self.channels = 0
-        self.embed_seconds = self.images_per_second = 0.0
+        self.embed_seconds = self.images_per_second = self.embed_cpu_seconds = 0.0
         self.source_name = ""
         self.thumbnail_size: list[int] | None = None
 
@@ -232,7 +238,7 @@ class _EmbedJob:
         from engine.data import FOLDER_PREFIX
         from engine.data.folder import (FOLDER_IMAGE_SIZE, FolderImages, check_folder_path, decoder_init, list_folder,
                                         peek)
-        from engine.device import device_name, resolve_device
+        from engine.device import device_name, freed_memory_kept, resolve_device
         from engine.encoders import build_encoder
 
         cfg = self.config
@@ -269,7 +275,7 @@ class _EmbedJob:
                   f"{'grey' if grey else 'RGB'}; thumbnails {self.thumb}x{self.thumb}"] + list(encoder.notes)
         encoder = encoder.to(device).eval()
         dim = int(encoder.embedding_dim)
-        batch_size = cfg.batch_size or (256 if device.type == "cuda" else 64)
+        batch_size = cfg.batch_size or (GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE)
         workers = default_workers(device.type) if cfg.workers is None else cfg.workers
 
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -289,11 +295,14 @@ class _EmbedJob:
             num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda",
             worker_init_fn=decoder_init if workers else None, prefetch_factor=4 if workers else None)
         amp = device.type == "cuda"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         skipped = 0
         stopped = False
         rel = [_relative(f, root) for f in files]
-        with torch.inference_mode():
+        # on a CPU the heap keeps each batch's freed activations for the next (freed_memory_kept: without it
+        # the system time of refaulting them was twice the encoder's own)
+        heap = freed_memory_kept() if device.type == "cpu" else contextlib.nullcontext()
+        with torch.inference_mode(), heap:
             for rows, images, thumbs, failed in loader:
                 for row, why in failed:
                     self.writer.skip(rel[row], why)
@@ -319,6 +328,7 @@ class _EmbedJob:
                     stopped = True
                     break
         self.embed_seconds = time.perf_counter() - t0
+        self.embed_cpu_seconds = time.process_time() - cpu0
         if skipped > SKIPS_SHOWN:
             yield self.log(ev.Message(f"{skipped} files could not be read in all (the first {SKIPS_SHOWN} above); "
                                       f"every one is listed in {self.run_dir.file('skipped.csv')}", "warning"))
@@ -371,6 +381,7 @@ class _EmbedJob:
                     "device": str(device) if device is not None else None,
                     "stopped": stopped, "images": manifest["n"], "skipped": skipped,
                     "images_per_second": self.images_per_second, "embed_seconds": self.embed_seconds,
+                    "embed_cpu_seconds": self.embed_cpu_seconds,
                     "layout_seconds": layout_seconds, "job_seconds": time.perf_counter() - job_started}
         self.run_dir.write_summary(summary)
         yield self.log(ev.Finished(summary, stopped))
@@ -459,7 +470,7 @@ class _ImportJob(_EmbedJob):
         self.writer = CollectionWriter(self.run_dir, dim, n, tuple(thumbs.shape[1:]) if thumbs is not None else None,
                                        item_columns=["path"] + [c for c in columns if c != "path"])
         chunk = 8192
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for start in range(0, n, chunk):
             block = np.asarray(source.embeddings[start:start + chunk], dtype=np.float32)
             bad = np.flatnonzero(~np.isfinite(block).all(1))
@@ -475,6 +486,7 @@ class _ImportJob(_EmbedJob):
             elapsed = time.perf_counter() - t0
             yield ev.Progress("embedding", self.done, n, 0, self.done / elapsed if elapsed > 0 else 0.0, None)
         self.embed_seconds = time.perf_counter() - t0
+        self.embed_cpu_seconds = time.process_time() - cpu0
         yield from self._finish(record, n, 0, False, job_started, cfg.from_file)
 
     def _thumbnails_from(self, paths: list[str], root: Path | None):

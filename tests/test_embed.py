@@ -14,7 +14,7 @@ from engine import schema
 from engine.cli import main
 from engine.collection import NpyRows
 from engine.data.folder import decode
-from engine.embed import EmbedConfig, embed
+from engine.embed import CPU_BATCH_SIZE, EmbedConfig, embed
 from engine.encoders import build_encoder
 from engine.training import Control
 
@@ -122,6 +122,9 @@ def test_decoded_at_the_encoders_input_size(tmp_path):
     events = _run(config)
     c = schema.load_collection(tmp_path / "runs" / "e").value
     assert c.manifest["input_size"] == [40, 40] and c.embeddings.shape == (6, 1280)
+    # the default batch on a CPU, and the job's CPU time for the embedding loop beside its wall time
+    assert json.loads((tmp_path / "runs" / "e" / "config.json").read_text())["batch_size"] == CPU_BATCH_SIZE
+    assert events[-1].summary["embed_cpu_seconds"] > 0
     assert any("decoded at 40x40" in e.text for e in events if isinstance(e, ev.Message))
     encoder = build_encoder("efficientnet-lite0", 3, (40, 40), input_size=40).eval()
     image = decode(tmp_path / "images" / c.items[0]["path"], (40,), "RGB")[0]
