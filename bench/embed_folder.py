@@ -14,8 +14,8 @@ Prints, all measured in this one run (the machine may be shared: the ratios are 
   time, and the same loop once without the heap setting (plain torch).
 - peak resident memory of the job (its process and its decoding workers together, sampled every
   0.1 s: the sum of their RSS, which counts twice the pages a forked worker shares with the job,
-  and the sum of their PSS, which does not) and of a window holding the run (its own peak, VmHWM).
-  Target: <= 2.5 GB each.
+  and, read at each new peak of that sum, the sum of their PSS, which does not) and of a window
+  holding the run (its own peak, VmHWM). Target: <= 2.5 GB each.
 - open-to-first-map: the window opening the run until the map shows every point (the job stored its
   map, coords.npy), beside umap-learn's cold fit on the same embeddings' 50 principal components
   (the input the job's own UMAP had). Target: <= 6 s.
@@ -76,8 +76,8 @@ def make_folder(folder: Path) -> int:
     return n
 
 
-def _tree_sample(pid: int) -> dict[int, tuple[float, int, int]]:
-    """{pid: (CPU seconds so far, RSS KiB, PSS KiB)} of a process and all its descendants (/proc, Linux)."""
+def _tree_sample(pid: int) -> dict[int, tuple[float, int]]:
+    """{pid: (CPU seconds so far, RSS KiB)} of a process and all its descendants (/proc, Linux)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -94,11 +94,23 @@ def _tree_sample(pid: int) -> dict[int, tuple[float, int, int]]:
         try:
             fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
             rss = int(open(f"/proc/{p}/status").read().split("VmRSS:")[1].split()[0])
-            pss = int(open(f"/proc/{p}/smaps_rollup").read().split("Pss:")[1].split()[0])
-            found[p] = ((int(fields[11]) + int(fields[12])) / tick, rss, pss)
+            found[p] = ((int(fields[11]) + int(fields[12])) / tick, rss)
         except (OSError, IndexError, ValueError):
             pass
     return found
+
+
+def _pss_kib(pids) -> int:
+    """Proportional set size of the processes together (a page shared by k of them counts 1/k in each).
+    Costly: the kernel walks every page table (50 ms of CPU for a 2 GB process here), so read it only
+    at a new peak of RSS, not at every sample."""
+    total = 0
+    for p in pids:
+        try:
+            total += int(open(f"/proc/{p}/smaps_rollup").read().split("Pss:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def folder_command(folder: Path, out: Path, args) -> list[str]:
@@ -116,7 +128,7 @@ def folder_command(folder: Path, out: Path, args) -> list[str]:
 def run_job(cmd: list[str], out: Path, details: dict | None = None) -> tuple[dict, float, float]:
     """An embed job as a user runs it, in its own process, writing ``out``/bench: (its summary, the
     tree's peak RSS in MiB, the CPU seconds of the job and its decoding workers). ``details``, when
-    given, receives ``pss_mib`` (the tree's peak PSS), ``job_rss_mib`` (the job process's own peak)
+    given, receives ``pss_mib`` (the tree's PSS at its RSS peaks, the largest), ``job_rss_mib`` (the job process's own peak)
     and ``workers_cpu`` (the CPU seconds of its descendants, the decoding workers, as last seen)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     job = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -128,10 +140,11 @@ def run_job(cmd: list[str], out: Path, details: dict | None = None) -> tuple[dic
     reader.start()
     while job.poll() is None:
         sample = _tree_sample(job.pid)
-        peak = max(peak, sum(rss for _, rss, _ in sample.values()))
-        peak_pss = max(peak_pss, sum(pss for _, _, pss in sample.values()))
-        peak_job = max(peak_job, sample.get(job.pid, (0, 0, 0))[1])
-        last_cpu |= {p: cpu for p, (cpu, _, _) in sample.items() if p != job.pid}
+        rss = sum(rss for _, rss in sample.values())
+        if rss > peak:
+            peak, peak_pss = rss, max(peak_pss, _pss_kib(sample))
+        peak_job = max(peak_job, sample.get(job.pid, (0, 0))[1])
+        last_cpu |= {p: cpu for p, (cpu, _) in sample.items() if p != job.pid}
         time.sleep(0.1)
     reader.join()
     if job.returncode != 0:
@@ -356,8 +369,8 @@ def main() -> None:
           f"{job / ((bare_before + bare_after) / 2):.3f} against their mean (target >= 0.8); per CPU second: "
           f"{min(cpu_before, cpu_after) / embed_cpu:.3f}")
     print(f"peak RSS of the job (process and workers): {job_peak:,.0f} MiB (target <= 2.5 GB = 2384 MiB); "
-          f"the job process alone {details['job_rss_mib']:,.0f} MiB; PSS of the tree {details['pss_mib']:,.0f} MiB "
-          "(the pages a worker shares with the job counted once)")
+          f"the job process alone {details['job_rss_mib']:,.0f} MiB; PSS of the tree at its RSS peaks "
+          f"{details['pss_mib']:,.0f} MiB (the pages a worker shares with the job counted once)")
     window = window_figures(out / "bench", summary["images"])
     first_map = window["first_map"]
     print(click_line(summary["images"], window) + " (first map: target <= 6 s)")
