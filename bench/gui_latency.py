@@ -152,6 +152,25 @@ def main(argv: list[str] | None = None) -> int:
                 late.append((phase["last"] - phase["t0"], interval, busy))
         phase["last"], phase["cpu"] = now, used
 
+    # the cyclic garbage collector's pauses on the GUI thread while training (a full collection walks every
+    # object the process holds: torch's and the window's, hundreds of thousands)
+    import gc
+    import threading
+
+    gc_ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    gc_started = {"at": None}
+    gui_thread = threading.get_ident()
+
+    def on_gc(what: str, info: dict) -> None:
+        if threading.get_ident() != gui_thread or phase["name"] != "training":
+            return
+        if what == "start":
+            gc_started["at"] = time.thread_time()
+        elif gc_started["at"] is not None:
+            gc_ms[info["generation"]].append((time.thread_time() - gc_started["at"]) * 1000)
+            gc_started["at"] = None
+
+    gc.callbacks.append(on_gc)
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
     timer.setInterval(TICK_MS)
@@ -233,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in update_ms.items():
         s = stats(values)
         print(f"  {name:<16} {s['n']:>5} {s['p50']:>6.2f} {s['p99']:>6.2f} {s['max']:>6.2f} {s['sum']:>8.1f}")
+    print("garbage collections on the GUI thread while training (CPU ms): generation  count  max  total")
+    for generation, values in gc_ms.items():
+        s = stats(values)
+        print(f"  {generation:<16} {s['n']:>5} {s['max'] if s['n'] else 0:>6.2f} {s['sum']:>8.1f}")
+    gc.callbacks.remove(on_gc)
     if args.verbose:
         print("\nticks later than 50 ms while training (seconds after the first event, interval, GUI-thread CPU):")
         for at, interval, busy in late:
