@@ -101,8 +101,10 @@ class QuietLegend(pg.LegendItem):
 
 
 def no_si_prefix(plot: pg.PlotItem) -> None:
-    """Plain tick numbers: pyqtgraph would otherwise show accuracies as "940 (x0.001)"."""
-    for name in ("left", "bottom"):
+    """Plain tick numbers: pyqtgraph would otherwise show accuracies as "940 (x0.001)". The hidden top
+    and right axes too: with the prefix on, each range change set their label's HTML again (0.07 ms
+    of the GUI thread against 0.004 ms, measured on one axis; more the first time)."""
+    for name in ("left", "bottom", "right", "top"):
         plot.getAxis(name).enableAutoSIPrefix(False)
 
 
