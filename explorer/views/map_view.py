@@ -64,8 +64,8 @@ class PointCloudItem(pg.GraphicsObject):
         self.thumbnails_drawn = 0  # how many images the last paint drew (0: dots)
         self._version = 0  # changes with the data, the radius or the images: the kept stamp is stale
         # the last paint's image of the points (dots, or thumbnails), drawn again while nothing changed:
-        # (what it shows, the image, the numpy pixels it reads or None)
-        self._stamp: tuple[tuple, QImage, np.ndarray | None] | None = None
+        # (what it shows, the image, the numpy pixels it reads or None, the thumbnails it holds)
+        self._stamp: tuple[tuple, QImage, np.ndarray | None, int] | None = None
         self.stamps = 0  # how many times the points were stamped (a test counts them)
         self.set_radius(radius)
 
@@ -148,9 +148,11 @@ class PointCloudItem(pg.GraphicsObject):
             return
         t = painter.transform()  # item coordinates -> device pixels
         m11, m12, m21, m22, m31, m32 = t.m11(), t.m12(), t.m21(), t.m22(), t.m31(), t.m32()
-        key = (self._version, w, h, m11, m12, m21, m22, m31, m32)
+        # THUMBNAILS_AT decides dots or images: a stamp made under another one is stale too
+        key = (self._version, w, h, m11, m12, m21, m22, m31, m32, THUMBNAILS_AT)
         if self._stamp is not None and self._stamp[0] == key:
             self._draw_stamp(painter, self._stamp[1])
+            self.thumbnails_drawn = self._stamp[3]
             return
         x, y = self._x, self._y
         if m21 == 0 and m12 == 0:  # no rotation (always, in a ViewBox): half the arithmetic
@@ -176,7 +178,7 @@ class PointCloudItem(pg.GraphicsObject):
             on_image = QPainter(image)
             self._paint_thumbnails(on_image, px, py, colours, np.flatnonzero(ok), w, h)
             on_image.end()
-            self._stamp = (key, image, None)
+            self._stamp = (key, image, None, self.thumbnails_drawn)
             self.stamps += 1
             self._draw_stamp(painter, image)
             return
@@ -189,7 +191,7 @@ class PointCloudItem(pg.GraphicsObject):
             buf[flat + (dy * stride + dx)] = colours
         image_data = np.ascontiguousarray(buf.reshape(h + 2 * margin, stride)[margin:margin + h, margin:margin + w])
         image = QImage(image_data.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
-        self._stamp = (key, image, image_data)  # the image reads image_data's pixels: both kept
+        self._stamp = (key, image, image_data, 0)  # the image reads image_data's pixels: both kept
         self.stamps += 1
         self._draw_stamp(painter, image)
 
