@@ -53,6 +53,7 @@ class Evaluator:
         # (estimated seconds, minutes of the limit) when a time limit cannot fit them (TimeBudget), else None
         self.skip_final_references: tuple[float, float] | None = None
         self._data_digest: str | None = None
+        self.references_measured = False  # whether the last references() measured any (else: all cached)
 
     @property
     def final_scale(self) -> float:
@@ -84,7 +85,8 @@ class Evaluator:
             if step == 0 or final:
                 references_start = time.perf_counter()
                 metrics.update(self.references(final))
-                references_seconds = time.perf_counter() - references_start
+                # read from the cache they cost nothing: the time budget then knows nothing of them
+                references_seconds = (time.perf_counter() - references_start) if self.references_measured else 0.0
         eval_np = eval_x.float().cpu().numpy()
         coords = None
         if self.diagnostics is not None:
@@ -113,24 +115,25 @@ class Evaluator:
 
     def references(self, final: bool) -> dict[str, Any]:
         """The figures every result is read against: a random initialisation of the same encoder and
-        the raw pixels. At step 0 they use the quick protocol, at the end the full one, which is read
+        the raw pixels. At step 0 they use the quick protocol, at the end the full one; each is read
         from the cache of earlier runs with the same inputs (engine/references.py) or measured and
-        cached; ``skip_final_references`` (a time limit they do not fit) leaves them out, with a note."""
-        if not final:
-            return self._random_init_references(final) | self._pixels_reference(final)
+        cached; ``skip_final_references`` (a time limit they do not fit) leaves the end's out, with a
+        note. ``references_measured`` tells whether any was measured (not all read from the cache)."""
         out: dict[str, Any] = {}
         missing = []
+        self.references_measured = False
         for key, names, measure in ((self._random_init_key, RANDOM_INIT_NAMES, self._random_init_references),
                                     (self._pixels_key, PIXELS_NAMES, self._pixels_reference)):
-            cached = reference_cache.read(key(), names)
+            cached = reference_cache.read(key(final), names)
             if cached is not None:
                 out |= cached
-            elif self.skip_final_references is not None:
+            elif final and self.skip_final_references is not None:
                 missing += names
             else:
                 measured = measure(final)
-                reference_cache.write(key(), measured)
+                reference_cache.write(key(final), measured)
                 out |= measured
+                self.references_measured = True
         if missing:
             out["references_note"] = self._references_note(*self.skip_final_references)
         return out
@@ -138,7 +141,8 @@ class Evaluator:
     @staticmethod
     def _references_note(estimate: float, minutes: float) -> str:
         cost = (f"would take about {estimate:.0f} s, over {100 * TimeBudget.MAX_REFERENCES_SHARE:.0f} % of the "
-                f"{minutes:g}-minute limit" if estimate else "were not measured at step 0 (a resumed run)")
+                f"{minutes:g}-minute limit" if estimate else "have no estimate (the run measured none at step 0: it "
+                "was resumed, or read them from the cache)")
         longer = (f"with --time-limit {math.ceil(estimate / TimeBudget.MAX_REFERENCES_SHARE / 60)} or more, "
                   if estimate else "")
         return (f"the references on the whole splits (random init, raw pixels) did not fit the time limit: they "
@@ -149,10 +153,10 @@ class Evaluator:
     @property
     def final_references_cached(self) -> bool:
         """Whether the end's references are in the cache (then the end costs only the run's own probe)."""
-        return (reference_cache.read(self._random_init_key(), RANDOM_INIT_NAMES) is not None
-                and reference_cache.read(self._pixels_key(), PIXELS_NAMES) is not None)
+        return (reference_cache.read(self._random_init_key(True), RANDOM_INIT_NAMES) is not None
+                and reference_cache.read(self._pixels_key(True), PIXELS_NAMES) is not None)
 
-    def _data_key(self) -> dict[str, Any]:
+    def _data_key(self, final: bool) -> dict[str, Any]:
         import torch
 
         from engine.metrics import probe
@@ -161,20 +165,23 @@ class Evaluator:
             d = self.data
             self._data_digest = reference_cache.data_digest(d.train.images, d.train.labels, d.test.images,
                                                             d.test.labels)
-        return {"data": self._data_digest, "view": self.method.input_view,
+        # the quick protocol's probe and map rows are fixed subsets: part of what it measures
+        quick = {} if final else {"quick": reference_cache.data_digest(self.probe_rows, self.eval_rows)}
+        return {"data": self._data_digest, **quick, "view": self.method.input_view,
                 "probe": [probe.TOLERANCE, probe.MAX_ITER], "device": torch.device(self.device).type}
 
-    def _pixels_key(self) -> str:
-        return reference_cache.entry_key(kind="pixels", grid=_pixel_grid(self.data.image_size), **self._data_key())
+    def _pixels_key(self, final: bool) -> str:
+        return reference_cache.entry_key(kind="pixels", grid=_pixel_grid(self.data.image_size),
+                                         **self._data_key(final))
 
-    def _random_init_key(self) -> str:
+    def _random_init_key(self, final: bool) -> str:
         import torch
 
         cfg, data = self.config, self.data
         return reference_cache.entry_key(
             kind="random_init", encoder=cfg.encoder, params=self._random_init_params(), seed=cfg.seed,
             channels=data.channels, image_size=list(data.image_size), embedding_dim=cfg.embedding_dim,
-            knn_k=cfg.knn_k, torch=torch.__version__, **self._data_key())
+            knn_k=cfg.knn_k, torch=torch.__version__, **self._data_key(final))
 
     def _random_init_params(self) -> dict[str, Any]:
         params = dict(self.encoder_params)
