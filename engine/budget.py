@@ -51,7 +51,8 @@ class TimeBudget:
         embedding and probing subsets, which the end does on ``scale`` times as many images. The end's
         references cost nothing when they are cached (engine/references.py); when they are not and
         their estimate exceeds MAX_REFERENCES_SHARE of the limit, ``skip_references`` leaves them out
-        (a resumed run, which has no step-0 measure of them, leaves them out when not cached)."""
+        (so does a run with no step-0 measure to estimate them from: resumed, or its step-0 references
+        read from the cache)."""
         if references_seconds:
             self.references_seconds = references_seconds
         self.eval_seconds = seconds - references_seconds  # the evaluations on the way have no references

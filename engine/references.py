@@ -1,7 +1,8 @@
-"""The full-protocol references on disk: the figures a run is read against at its end (a random
-initialisation of the same encoder, the raw pixels) do not depend on the training, only on the data, the
-encoder's architecture and seed, the input view and the probe. Measured once, they are kept in the user's
-cache folder and read back by every later run with the same inputs.
+"""The references on disk: the figures a run is read against, at step 0 on fixed subsets and at its end
+on the whole splits (a random initialisation of the same encoder, the raw pixels), do not depend on the
+training, only on the data (and the subsets' rows), the encoder's architecture and seed, the input view
+and the probe. Measured once, they are kept in the user's cache folder and read back by every later run
+with the same inputs.
 
 Why: the probe runs to convergence (engine/metrics/probe.py), and on the 60 000 + 10 000 images of
 Fashion-MNIST the pixels' probe alone takes about 5 minutes of CPU (1269 L-BFGS iterations on 784
