@@ -83,9 +83,26 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     import engine  # noqa: F401  (first: it sets OMP_WAIT_POLICY before anything loads torch)
     from PySide6.QtWidgets import QApplication
 
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from explorer import jobs
+
+    with jobs.garbage_collected_in_gui_thread():  # from the first worker to the last (see explorer.jobs)
+        window = _show_window(app, open_dir, runs_root, theme)
+        code = app.exec()
+        if not jobs.shutdown(timeout_ms=3000):
+            # a computation nobody will see (a projection in C) cannot be interrupted, and the
+            # interpreter would wait for it at exit: everything is saved, leave without it
+            os._exit(code)
+        window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)
+        app.processEvents()
+        del window
+    return code
+
+
+def _show_window(app, open_dir: str | None, runs_root: str | None, theme: str | None):
+    """The main window, made and shown, its run opened, its warm-up started."""
     import pyqtgraph as pg
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Embedding Explorer")
     app.setOrganizationName("EmbeddingExplorer")
     pg.setConfigOptions(antialias=True)
@@ -104,17 +121,7 @@ def run_window(open_dir: str | None = None, runs_root: str | None = None, theme:
     window.show()
     _close_on_ctrl_c(window)
     window.session.warm_up()  # imports and a warm training process: Start then finds them ready
-    code = app.exec()
-    from explorer import jobs
-
-    if not jobs.shutdown(timeout_ms=3000):
-        # a computation nobody will see (a projection in C) cannot be interrupted, and the interpreter
-        # would wait for it at exit: everything is saved, leave without it
-        os._exit(code)
-    window.deleteLater()  # tear the widgets down before the interpreter does (PySide6 exits cleanly)
-    app.processEvents()
-    del window
-    return code
+    return window
 
 
 def _close_on_ctrl_c(window) -> None:

@@ -11,6 +11,11 @@ Which thread owns what:
   handled its ``finished`` signal: results are queued before ``finished``, so once a worker leaves the
   list its results have been delivered. The tests fail if any is left running; ``shutdown`` ends what
   is left when the window has closed, without waiting long for a computation nobody will see.
+- Python's cyclic garbage is collected only in the GUI thread (``garbage_collected_in_gui_thread``):
+  a collection that a worker's allocations trigger runs in that worker and may destroy a Qt object
+  the GUI thread owns, taking Qt's locks while the GUI thread, inside Qt under those locks, waits for
+  the interpreter's: the window froze so (CI, tests/test_gui_window.py: a dataset worker's collection
+  against the GUI thread deleting a menu).
 
 Why not superqt's workers (the model this follows): their ``run`` wraps the work in
 ``warnings.catch_warnings()`` and replaces ``warnings.showwarning``, process-wide state that
@@ -22,11 +27,13 @@ would also stop the relay reading, not the job in its child process: pausing goe
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import itertools
 import os
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
@@ -46,6 +53,26 @@ def training_in_thread() -> bool:
     """``EMBEDDING_EXPLORER_JOB=thread``: training jobs run in a thread of the window's process, not in
     a child process (see TrainingJob)."""
     return os.environ.get("EMBEDDING_EXPLORER_JOB", "process") == "thread"
+
+
+@contextlib.contextmanager
+def garbage_collected_in_gui_thread(interval_s: float = 1.0) -> Iterator[None]:
+    """Within the block the interpreter never collects cyclic garbage by itself (in whichever thread
+    allocates); a timer of the GUI thread's event loop collects it instead every ``interval_s``, as
+    often as the interpreter's own thresholds would (pyqtgraph's ``GarbageCollector``). At the end
+    garbage is collected once and automatic collection comes back. Call it in the GUI thread, with a
+    QApplication made."""
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    was_enabled = gc.isenabled()
+    collector = GarbageCollector(interval=interval_s)  # disables automatic collection, starts its timer
+    try:
+        yield
+    finally:
+        collector.timer.stop()
+        gc.collect()
+        if was_enabled:
+            gc.enable()
 
 
 def _thread_pool() -> QThreadPool:

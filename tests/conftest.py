@@ -22,6 +22,21 @@ def _own_references_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _garbage_collected_in_gui_thread(request):
+    """A test with Qt collects Python's cyclic garbage in its GUI thread only, as the window does
+    (``explorer.jobs.garbage_collected_in_gui_thread``: a collection in a worker thread froze the suite
+    in CI); the others as Python does."""
+    if not {"qtbot", "qapp"} & set(request.fixturenames):
+        yield
+        return
+    request.getfixturevalue("qapp")
+    from explorer.jobs import garbage_collected_in_gui_thread
+
+    with garbage_collected_in_gui_thread():
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _seed_and_threads():
     import torch
 
