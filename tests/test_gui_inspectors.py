@@ -10,7 +10,7 @@ import torch
 from engine.runs import RunDir, load_snapshot
 from explorer.views.inspectors import (INSPECTORS, AngleView, AugmentationPreview, ContrastiveInspector,
                                        PairHistogram, PretextDebugger, TripletInspector)
-from explorer.views.kit import in_scroll_area
+from explorer.views.kit import distance_text, in_scroll_area
 
 # the offscreen platform says it cannot propagate size hints whenever a window is shown: not ours
 pytestmark = [pytest.mark.timeout(240), pytest.mark.qt_log_level_fail("WARNING"),
@@ -141,7 +141,18 @@ def test_triplet_inspector_hardest_positive_and_negative_equal_brute_force(qtbot
         # the tiles show the dataset's own images of those rows
         np.testing.assert_array_equal(w.tiles["positive"].image, data.thumbnail("test", p))
         np.testing.assert_array_equal(w.tiles["negative"].image, data.thumbnail("test", n))
+        # the figures as the Neighbours panel writes them (kit.distance_text)
+        assert f"D_ap = {distance_text(r['d_ap'])}" in w.tiles["positive"].note.text()
+        assert f"D_an = {distance_text(r['d_an'])}" in w.tiles["negative"].note.text()
         assert sum(r["counts"].values()) == int((snap["labels"] != snap["labels"][snap["indices"] == row][0]).sum())
+
+
+def test_distances_are_written_with_their_digits_even_when_tiny():
+    """A collapsed embedding's distances are tiny, not zero: 0.000 in one panel and 3.2e-06 in another
+    for the same pair was the bug."""
+    assert distance_text(3.2e-06) == "3.2e-06" and distance_text(0.0) == "0.000"
+    assert distance_text(0.12345) == "0.123" and distance_text(1.5) == "1.500"
+    assert distance_text(-4e-05, signed=True) == "-4.0e-05" and distance_text(0.25, signed=True) == "+0.250"
 
 
 def test_triplet_inspector_margin_moves_the_category(qtbot, runs):

@@ -10,6 +10,7 @@
 - ``thumbnail_pixmap``: a dataset image as a pixmap, crisp when enlarged, smooth when shrunk;
   ``ThumbnailPixmaps``: those of one dataset, each made once per size.
 - ``in_scroll_area``: a panel in a scroll area that fits it to the dock and scrolls below its minimum.
+- ``distance_text``: a distance (or a difference of two) as every panel shows it.
 
 Only the GUI thread may call any of this.
 """
@@ -29,6 +30,14 @@ from explorer.views import wrapped_tooltip
 from explorer.views.palette import BACKGROUND, FOREGROUND, MUTED, palette_is_dark
 
 FRAME_MS = 16
+
+
+def distance_text(d: float, signed: bool = False) -> str:
+    """Three decimals, or two significant digits below 0.01: a collapsed embedding's distances are tiny
+    but not zero, and the Neighbours panel and the Triplet inspector must show the same figure for one
+    pair (one printed 0.000 where the other showed 3.2e-06)."""
+    sign = "+" if signed else ""
+    return f"{d:{sign}.3f}" if abs(d) >= 0.01 or d == 0 else f"{d:{sign}.1e}"
 
 
 def thumbnail_image(image: np.ndarray) -> QImage:

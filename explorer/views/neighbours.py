@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QSpin
 from explorer.session import Session
 from explorer.views import wrapped_tooltip
 from explorer.views.flow import FlowLayout
-from explorer.views.kit import FRAMES, Panel, ThumbnailPixmaps, thumbnail_pixmap
+from explorer.views.kit import FRAMES, Panel, ThumbnailPixmaps, distance_text, thumbnail_pixmap
 
 THUMB = 56
 
@@ -193,8 +193,7 @@ class NeighboursPanel(Panel):
             name = _label_name(names, int(labels[i]))
             image = self.pixmaps.get(ds, int(r), self.grid.thumb) if ds is not None else None
             mark = "" if labels[i] == label else " ✗"
-            shown = f"{d:.3f}" if d >= 0.01 or d == 0 else f"{d:.1e}"  # collapsed embeddings: tiny distances
-            items.append((int(r), image, f"{name}{mark}\n{shown}",
+            items.append((int(r), image, f"{name}{mark}\n{distance_text(d)}",
                           f"{run.point_name(int(r))}: {name}, {metric} distance {d:.6g}"))
         self.grid.show_items(items)
         s.set_neighbour_rows(self.neighbour_rows)

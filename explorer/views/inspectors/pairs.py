@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QWidget
 
 from explorer.views.inspectors.base import Inspector
+from explorer.views.kit import distance_text
 from explorer.views.palette import RIGHT, WRONG
 
 
@@ -112,7 +113,8 @@ class PairHistogram(Inspector):
         if self.config.get("method") != "pair":
             settings += " (the pair loss's defaults: this run is not a pair run)"
         self.summary.setText(
-            f"Mean distance: positives {self.stats['pos_dist']:.3f}, negatives {self.stats['neg_dist']:.3f}. "
+            f"Mean distance: positives {distance_text(self.stats['pos_dist'])}, negatives "
+            f"{distance_text(self.stats['neg_dist'])}. "
             f"Negative pairs inside the margin (still pushed): {100 * self.stats['neg_active']:.1f}%. {settings}.")
         subset = f"a fixed random {len(rows)} of the {int(keep.sum())}" if len(rows) < keep.sum() else f"the {len(rows)}"
         self.status.setText(f"all pairs of {subset} labelled points of the map, step {snap.step}")

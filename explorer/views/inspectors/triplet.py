@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QListWidget, QListWidgetIt
 from explorer.views.flow import FlowLayout
 from explorer.views.inspectors.base import Inspector
 from explorer.views.inspectors.widgets import ImageTile
+from explorer.views.kit import distance_text
 from explorer.views.palette import triplet_colours
 
 LISTED = 1000  # triplets of a bar listed at most (hardest first)
@@ -107,7 +108,7 @@ class TripletInspector(Inspector):
             (la, lp, ln), diff = bar.labels[i], float(bar.d_an[i] - bar.d_ap[i])
             item = QListWidgetItem(f"#{bar.anchor[i]} {self._class_name(int(la))} · #{bar.positive[i]} "
                                    f"{self._class_name(int(lp))} · #{bar.negative[i]} {self._class_name(int(ln))}"
-                                   f"   {diff:+.3f}")
+                                   f"   {distance_text(diff, signed=True)}")
             item.setToolTip("anchor · positive · negative (test images), D_an − D_ap")
             self.bar_list.addItem(item)
         self.bar_list.blockSignals(False)
@@ -158,7 +159,7 @@ class TripletInspector(Inspector):
         closing = "]" if bar.closed else ")"
         listed = f", the {LISTED} hardest listed" if len(bar) > LISTED else ""
         self.bar_header.setText(
-            f"<b>{len(bar)}</b> triplet{'s' * (len(bar) != 1)} with D_an − D_ap in [{bar.low:.3f}, {bar.high:.3f}"
+            f"<b>{len(bar)}</b> triplet{'s' * (len(bar) != 1)} with D_an − D_ap in [{distance_text(bar.low)}, {distance_text(bar.high)}"
             f"{closing}: <b style='color:{colour}'>{bar.category}</b> (step {bar.step}{listed})"
             + (f"<br><i>{bar.note}</i>" if bar.note else ""))
         row = self.bar_list.currentRow()
@@ -174,13 +175,13 @@ class TripletInspector(Inspector):
         d_ap, d_an = float(bar.d_ap[i]), float(bar.d_an[i])
         data = self._get_dataset()
         labels = bar.labels[i]
-        notes = {"anchor": "", "positive": f"<br>D_ap {d_ap:.3f}", "negative": f"<br>D_an {d_an:.3f}"}
+        notes = {"anchor": "", "positive": f"<br>D_ap {distance_text(d_ap)}", "negative": f"<br>D_an {distance_text(d_an)}"}
         for (name, test_row), label in zip(rows.items(), labels):
             self.tiles[name].set_image(data.thumbnail("test", test_row), name,
                                        f"#{test_row} · {self._class_name(int(label))}{notes[name]}")
         category = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + bar.margin else "easy"
         self.result = {**rows, "d_ap": d_ap, "d_an": d_an, "margin": bar.margin, "category": category}
-        self.verdict.setText(f"D_an − D_ap = {d_an - d_ap:+.3f}, margin m = {bar.margin:g}: "
+        self.verdict.setText(f"D_an − D_ap = {distance_text(d_an - d_ap, signed=True)}, margin m = {bar.margin:g}: "
                              f"<b style='color:{triplet_colours(self.dark)[category].name()}'>{category}</b>")
         self.status.setText("A triplet of the Triplets panel's histogram bar. Click a point on the map to see "
                             "its own hardest triplet.")
@@ -224,13 +225,13 @@ class TripletInspector(Inspector):
         self.tiles["anchor"].set_image(data.thumbnail("test", self.row), "anchor",
                                        f"#{self.row} · {self._class_name(int(labels[pos]))}")
         self.tiles["positive"].set_image(data.thumbnail("test", int(rows[p])), "hardest positive",
-                                         f"#{rows[p]} · {self._class_name(int(labels[p]))}<br>D_ap = {d_ap:.3f}")
+                                         f"#{rows[p]} · {self._class_name(int(labels[p]))}<br>D_ap = {distance_text(d_ap)}")
         self.tiles["negative"].set_image(data.thumbnail("test", int(rows[n])), "hardest negative",
-                                         f"#{rows[n]} · {self._class_name(int(labels[n]))}<br>D_an = {d_an:.3f}")
+                                         f"#{rows[n]} · {self._class_name(int(labels[n]))}<br>D_an = {distance_text(d_an)}")
         colour = triplet_colours(self.dark)[category].name()
         c = self.result["counts"]
         self.verdict.setText(
-            f"D_an − D_ap = {d_an - d_ap:+.3f}, margin m = {margin:g}: "
+            f"D_an − D_ap = {distance_text(d_an - d_ap, signed=True)}, margin m = {margin:g}: "
             f"<b style='color:{colour}'>{category}</b><br>"
             f"this anchor's negatives against its hardest positive: {c['easy']} easy, {c['semi-hard']} "
             f"semi-hard, {c['hard']} hard")
