@@ -7,6 +7,10 @@ Entry points:
 - ``NeighbourIndex(base).query(i_or_vector, k)`` — one point at a time against a base prepared once
   (the window's neighbours panel: one matrix-vector product per query).
 - ``nearest(query, base, k)`` — the same for a single query without keeping an index.
+- ``centred_rows(array, normalized)`` — the prepared rows a ``NeighbourIndex`` ranks with, one per
+  read-only array: the triplet categories of a click (``engine.metrics.triplets.anchor_categories``)
+  read the same rows and the same matrix-vector product, so a click on a 70k x 1280 map makes one
+  pass over its embeddings, not two, and holds one prepared copy of them, not two.
 
 All give the same neighbours as scikit-learn's brute-force ``NearestNeighbors`` on float64 input,
 ties broken by the lower index. How the search stays exact and fast: candidates are ranked in
@@ -19,6 +23,7 @@ float64 (centred rows, or unit rows for cosine ``1 - u·v``), then re-ordered.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -144,11 +149,68 @@ def knn(queries, base, k: int, metric: str = "cosine", exclude_self: bool = Fals
     return torch.cat(dists).float().cpu().numpy(), torch.cat(idx).cpu().numpy()
 
 
+class CentredRows:
+    """Rows prepared for one query at a time: unit rows (``normalized``) or the rows as they are,
+    minus their mean ``centre``, with half their squared norms. ``ranking(row)`` is
+    ``|b|²/2 - b·q`` over every prepared row b, for q the prepared row ``row``: the order of
+    ``‖q - b‖²``, which is ``2 ranking + |q|²``. The last row's ranking is kept (read it, never write
+    it): the neighbours of a click and its triplet categories ask for the same one."""
+
+    def __init__(self, rows: torch.Tensor, normalized: bool):
+        u = torch.nn.functional.normalize(rows, dim=1) if normalized else rows
+        self.normalized = normalized
+        self.centre = u.mean(0)
+        self.rows = u - self.centre
+        self.half_sq = (self.rows * self.rows).sum(1).mul_(0.5)
+        self._last: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ranking_of(self, centred_query: torch.Tensor) -> torch.Tensor:
+        return torch.addmv(self.half_sq, self.rows, centred_query, alpha=-1)
+
+    def ranking(self, row: int) -> torch.Tensor:
+        last = self._last  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == row:
+            return last[1]
+        ranking = self.ranking_of(self.rows[row])
+        self._last = (row, ranking)
+        return ranking
+
+
+_SHARED: list[tuple] = []  # (array, normalized, device, CentredRows) of the last read-only arrays, newest first
+_SHARED_KEPT = 2  # a click's snapshot, and the one before (the map's other view, a run beside)
+_SHARED_LOCK = threading.Lock()  # the window prepares them in a worker as a large run opens
+
+
+def centred_rows(embeddings, normalized: bool, device: str | torch.device | None = None) -> CentredRows:
+    """The ``CentredRows`` of ``embeddings``: for a read-only numpy array (a snapshot's, a collection's
+    memory map: they cannot change) the same object every time it is asked, kept for the last
+    ``_SHARED_KEPT`` arrays; for anything else made anew."""
+    base = _as_tensor(embeddings, device)
+    if base.ndim != 2 or len(base) < 2:
+        raise ValueError(f"embeddings have shape {tuple(base.shape)}: need a 2-D array of at least 2 rows")
+    if not (isinstance(embeddings, np.ndarray) and not embeddings.flags.writeable):
+        return CentredRows(base, normalized)
+    key = (bool(normalized), str(base.device))
+    with _SHARED_LOCK:
+        for entry in _SHARED:
+            if entry[0] is embeddings and entry[1:3] == key:
+                return entry[3]
+    rows = CentredRows(base, normalized)  # outside the lock: seconds for a million rows
+    with _SHARED_LOCK:
+        _SHARED.insert(0, (embeddings, *key, rows))
+        del _SHARED[_SHARED_KEPT:]
+    return rows
+
+
 class NeighbourIndex:
     """A base set prepared once for many single queries (the window clicks point after point).
 
     Keeps, on ``device``, the base rows as ranked (unit rows for cosine) minus their mean, and half
-    their squared norms: one query is then one matrix-vector product over the base,
+    their squared norms (``centred_rows``: shared by every index and the triplet categories of one
+    read-only array): one query is then one matrix-vector product over the base,
     ``|b - c|²/2 - (q - c)·(b - c)`` (the order of ``‖q - b‖²``, the same ranking as ``knn``'s), a
     top-k and a float64 re-measure of a few rows. Centring keeps float32's digits where the rows
     share a large offset (a collapsed or freshly initialised network's).
@@ -167,10 +229,9 @@ class NeighbourIndex:
             raise ValueError(f"base has shape {tuple(self.base.shape)}: need a 2-D array of at least 2 rows")
         self._centred = unit_rows or metric != "cosine"
         if self._centred:
-            u = torch.nn.functional.normalize(self.base, dim=1) if metric == "cosine" else self.base
-            self._centre = u.mean(0)
-            self._ranked = u - self._centre
-            self._half_sq = (self._ranked * self._ranked).sum(1).mul_(0.5)
+            shared = isinstance(base, np.ndarray) and not base.flags.writeable
+            self._rows = (centred_rows(base, metric == "cosine", self.base.device) if shared
+                          else CentredRows(self.base, metric == "cosine"))
         else:
             self._inv_norms = 1.0 / self.base.norm(dim=1).clamp_min(1e-30)
 
@@ -201,8 +262,10 @@ class NeighbourIndex:
             raise ValueError(f"k = {k} neighbours asked but only {available} other points exist; "
                              f"allowed: 1 to {available}")
         target = torch.nn.functional.normalize(vector, dim=0) if self.metric == "cosine" else vector
-        if self._centred:
-            d = torch.addmv(self._half_sq, self._ranked, target - self._centre, alpha=-1)
+        if self._centred and isinstance(query, (int, np.integer)):
+            d = self._rows.ranking(row).clone()  # shared with the triplet categories of the same click
+        elif self._centred:
+            d = self._rows.ranking_of(target - self._rows.centre)
         else:
             d = -(self.base @ target) * self._inv_norms
         if self_index is not None:

@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
+from engine import neighbours
 from engine.metrics import triplets as t
 
 
@@ -55,12 +56,36 @@ def test_read_only_points_are_prepared_once_and_a_writable_array_is_read_anew():
         got = t.anchor_categories(frozen, labels, anchor)
         assert np.array_equal(got.codes, want.codes) and np.allclose(got.distances, want.distances, atol=1e-6)
         assert (got.hardest_positive, got.hardest_negative) == (want.hardest_positive, want.hardest_negative)
-    assert any(entry[0] is frozen for entry in t._PREPARED)
+    assert any(entry[0] is frozen for entry in neighbours._SHARED)
     before = t.anchor_categories(z, labels, 0)
     z[:] = rng.normal(size=z.shape)  # a writable array may change between calls: never kept
     after = t.anchor_categories(z, labels, 0)
     assert not np.allclose(before.distances, after.distances)
-    assert not any(entry[0] is z for entry in t._PREPARED)
+    assert not any(entry[0] is z for entry in neighbours._SHARED)
+
+
+def test_a_click_s_neighbours_and_triplet_categories_share_one_pass_and_one_copy(monkeypatch):
+    """The neighbour index and the triplet categories of one read-only array read the same prepared
+    rows, and the same product for the same point: a click on a 70k x 1280 map passed over its 358 MB
+    twice. The categories stay those of a brute force over plain differences."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 300)
+    frozen = (rng.normal(size=(300, 16)) + 3 * np.eye(16)[labels] + 50).astype(np.float32)  # a shared offset
+    frozen.setflags(write=False)
+    index = neighbours.NeighbourIndex(frozen, "cosine")
+    products = []
+    real = neighbours.CentredRows.ranking_of
+    monkeypatch.setattr(neighbours.CentredRows, "ranking_of", lambda self, q: products.append(1) or real(self, q))
+    index.query(17, 12)
+    cats = t.anchor_categories(frozen, labels, 17)  # the inspector's, after the neighbours panel's
+    t.anchor_categories(frozen, labels, 17)  # the map's triplet colouring
+    assert len(products) == 1
+    assert neighbours.centred_rows(frozen, True) is index._rows
+    u = frozen / np.linalg.norm(frozen, axis=1, keepdims=True)
+    d = np.linalg.norm(u.astype(np.float64) - u[17], axis=1) ** 2  # the default: squared, as the loss trains
+    np.testing.assert_allclose(cats.distances, d, atol=1e-6)
+    pos = (labels == labels[17]) & (np.arange(300) != 17)
+    assert cats.hardest_positive == int(np.flatnonzero(pos)[np.argmax(d[pos])])
 
 
 def test_sampled_anchors_estimate_the_fractions():

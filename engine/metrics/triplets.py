@@ -28,11 +28,12 @@ against all its positives and negatives.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from engine.neighbours import centred_rows
 
 METRICS = ("euclidean", "cosine")
 
@@ -116,7 +117,11 @@ def _distances(q: torch.Tensor, b: torch.Tensor, metric: str, shift: torch.Tenso
 def _centred_distances(q: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor, metric: str,
                        squared: bool) -> torch.Tensor:
     """``_distances`` of rows already centred, ``b_sq`` the squared norms of b's rows."""
-    sq = ((q * q).sum(1, keepdim=True) - 2 * q @ b.T + b_sq).clamp_min(0)
+    return _from_squared(((q * q).sum(1, keepdim=True) - 2 * q @ b.T + b_sq).clamp_min(0), metric, squared)
+
+
+def _from_squared(sq: torch.Tensor, metric: str, squared: bool) -> torch.Tensor:
+    """The distance D from ‖q - b‖² (of unit rows, for cosine: 1 - cos = ‖u - v‖² / 2)."""
     d = sq / 2 if metric == "cosine" else (sq if squared else sq.sqrt())
     return d * d if squared and metric == "cosine" else d
 
@@ -367,40 +372,12 @@ class AnchorCategories:
         return np.asarray(CATEGORY_NAMES)[self.codes]
 
 
-_PREPARED: list[tuple] = []  # (embeddings, distance, normalize, z, z_sq) of the last read-only arrays seen
-_PREPARED_KEPT = 2  # the map's triplet colouring and the triplet inspector ask about the same points
-_PREPARED_LOCK = threading.Lock()  # prepare_points may fill it from a worker thread
-
-
-def _prepared_points(embeddings, labels: np.ndarray | None, definition: TripletDefinition) -> tuple[torch.Tensor, torch.Tensor]:
-    """The points as ``anchor_categories`` measures them: normalised as the definition wants,
-    centred on their mean, with their squared norms. Kept for the last read-only numpy arrays asked
-    about (a snapshot's, a collection's memory map), which cannot change: each click on a 70k x 1280
-    map then costs one (1, N) product, not a normalised and centred copy of every point (~0.3 s;
-    ~2 s for a million points: ``prepare_points`` makes it ahead, in a worker)."""
-    keep = isinstance(embeddings, np.ndarray) and not embeddings.flags.writeable
-    key = (definition.distance, definition.normalize)
-    if keep:
-        with _PREPARED_LOCK:
-            for entry in _PREPARED:
-                if entry[0] is embeddings and entry[1:3] == key:
-                    return entry[3], entry[4]
-    z, _ = _check(embeddings, np.zeros(len(embeddings)) if labels is None else labels)
-    z = _prepare(z, definition.distance, definition.normalize)
-    z = z - z.mean(0)
-    z_sq = (z * z).sum(1)
-    if keep:
-        with _PREPARED_LOCK:
-            _PREPARED.insert(0, (embeddings, *key, z, z_sq))
-            del _PREPARED[_PREPARED_KEPT:]
-    return z, z_sq
-
-
 @torch.no_grad()
 def prepare_points(embeddings: np.ndarray, definition: TripletDefinition = TripletDefinition()) -> None:
     """Make and keep what ``anchor_categories`` needs of read-only ``embeddings`` (any thread): the
-    window asks it in a worker when a large run opens, so its first click does not wait for it."""
-    _prepared_points(embeddings, None, definition)
+    window asks it in a worker when a large run opens, so its first click does not wait for it (a
+    normalised and centred copy of every point: ~0.3 s for 70k x 1280, ~2 s for a million)."""
+    centred_rows(embeddings, definition.on_sphere)
 
 
 @torch.no_grad()
@@ -415,15 +392,21 @@ def anchor_categories(embeddings, labels, anchor: int, definition: TripletDefini
     closer than at least that positive. ``positive`` picks another positive as the reference.
     """
     labels = np.asarray(labels).astype(np.int64).ravel()
-    z, z_sq = _prepared_points(embeddings, labels, definition)
+    # the rows the neighbour index of the same read-only array ranks with (engine.neighbours), and the
+    # product of its query for the same anchor: a click makes one pass over the points, not two
+    rows = centred_rows(embeddings, definition.on_sphere)
     n = len(labels)
+    if len(rows) != n:
+        raise ValueError(f"embeddings {tuple(rows.rows.shape)} and labels ({n},) do not match; "
+                         "allowed: (N, D) embeddings and N labels")
     if not 0 <= int(anchor) < n:
         raise ValueError(f"anchor: {anchor} is not valid; allowed: 0 to {n - 1}")
     anchor = int(anchor)
     if labels[anchor] < 0:
         raise ValueError(f"anchor: point {anchor} is unlabelled; allowed: a labelled point")
     margin = definition.margin
-    d = _centred_distances(z[anchor:anchor + 1], z, z_sq, definition.distance, definition.squared)[0].numpy()
+    sq = (2 * rows.ranking(anchor) + 2 * rows.half_sq[anchor]).clamp_min(0)  # ‖q - b‖² = 2 ranking + |q|²
+    d = _from_squared(sq, definition.distance, definition.squared).numpy()
     pos = labels == labels[anchor]
     pos[anchor] = False
     neg = (labels >= 0) & (labels != labels[anchor])
