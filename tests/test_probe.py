@@ -47,7 +47,7 @@ def pretrained():
 
 
 def sklearn_at_optimum(xtr, ytr, xte, yte):
-    """(accuracy, objective) of scikit-learn's LogisticRegression(C=1) fitted to convergence."""
+    """(accuracy, objective, test logits) of scikit-learn's LogisticRegression(C=1) fitted to convergence."""
     scaler = StandardScaler().fit(xtr.astype(np.float64))
     a, b = scaler.transform(xtr.astype(np.float64)), scaler.transform(xte.astype(np.float64))
     with threadpool_limits(1):  # its L-BFGS-B's small BLAS calls: threads cost 10x more CPU than they save
@@ -55,7 +55,7 @@ def sklearn_at_optimum(xtr, ytr, xte, yte):
     assert model.n_iter_[0] < 20000  # converged
     obj = objective(torch.from_numpy(a), torch.as_tensor(ytr), torch.from_numpy(model.coef_.T),
                     torch.from_numpy(model.intercept_), C=1.0)
-    return model.score(b, yte), obj
+    return model.score(b, yte), obj, model.decision_function(b)
 
 
 def check_against_sklearn(data, rows: int | None = None):
@@ -66,9 +66,17 @@ def check_against_sklearn(data, rows: int | None = None):
     assert fit.converged and fit.grad_max <= TOLERANCE and fit.n_iter < 1000
     ours = float((fit.predict(xte).numpy() == yte).mean())
     assert ours == linear_probe(xtr, ytr, xte, yte)
-    ref, ref_obj = sklearn_at_optimum(xtr, ytr, xte, yte)
+    ref, ref_obj, ref_logits = sklearn_at_optimum(xtr, ytr, xte, yte)
     assert fit.objective == pytest.approx(ref_obj, rel=1e-5)  # the same optimum
-    assert abs(ours - ref) <= 0.001  # the same classifier: within 0.1 point
+    # the same classifier: within 0.1 point, and a test image the two label differently is a tie for
+    # scikit-learn itself (its two top logits closer than a thousandth of their median gap), which two
+    # solvers stopping at a tolerance may break either way (1280-d features, 2 threads: one of 400
+    # images, a gap of 4.6e-05 against a median of 3.4)
+    top2 = np.sort(ref_logits, axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    differ = fit.predict(xte).numpy() != ref_logits.argmax(1)
+    assert (gap[differ] < 1e-3 * np.median(gap)).all()
+    assert abs(ours - ref) <= max(0.001, differ.mean())
 
 
 def test_probe_matches_sklearn_at_convergence_on_digits_pixels(digits):
