@@ -59,7 +59,9 @@ def test_freed_memory_kept_reuses_a_freed_block_then_puts_the_defaults_back():
                          env=os.environ | {"OMP_NUM_THREADS": "1"}, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     assert measured["applied"]
-    assert measured["kept"] < PAGES // 10  # the heap's memory, faulted in before the repeats
+    # the heap's memory, faulted in before the repeats: none of the three blocks mapped afresh, or one
+    # (CI, once: the heap grew once more in the repeats), where glibc's defaults map every one (49 155)
+    assert measured["kept"] < PAGES + PAGES // 10
     if not _huge_pages_in_play():  # 2 MiB pages would fault 512 times less
         assert measured["after"] > 2 * AFTER_PAGES  # mapped afresh and unmapped each time: glibc's defaults are back
 
