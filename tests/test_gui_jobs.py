@@ -10,20 +10,26 @@ from explorer import jobs
 GARBAGE = 5000  # cycles: seven times the interpreter's first threshold (700), which alone collects in the worker
 
 
-def test_a_workers_cyclic_garbage_is_collected_in_the_gui_thread(qtbot):
+class Cycle:
+    """An object only the cyclic collector frees; says in which thread it was."""
     deleted_in: list[threading.Thread] = []
 
-    class Cycle:
-        def __init__(self):
-            self.itself = self
+    def __init__(self):
+        self.itself = self
 
-        def __del__(self):
-            deleted_in.append(threading.current_thread())
+    def __del__(self):
+        Cycle.deleted_in.append(threading.current_thread())
 
-    def make_garbage() -> int:
-        for _ in range(GARBAGE):
-            Cycle()
-        return len(deleted_in)  # those collected in the worker, by then
+
+def make_garbage() -> int:
+    for _ in range(GARBAGE):
+        Cycle()
+    return len(Cycle.deleted_in)  # those collected by then: in the worker
+
+
+def test_a_workers_cyclic_garbage_is_collected_in_the_gui_thread(qtbot):
+    deleted_in = Cycle.deleted_in
+    deleted_in.clear()
 
     gc.enable()  # as outside the tests' own block (conftest): the block must turn collection off itself
     with jobs.garbage_collected_in_gui_thread(interval_s=0.05):
@@ -40,28 +46,13 @@ def test_a_workers_cyclic_garbage_is_collected_in_the_gui_thread(qtbot):
 def test_without_the_block_the_worker_collects_what_it_makes(qtbot):
     """The peer: the interpreter by itself collects in whichever thread passes its threshold, so the
     first test's result is the block's doing."""
-    deleted_in: list[threading.Thread] = []
-
-    class Cycle:
-        def __init__(self):
-            self.itself = self
-
-        def __del__(self):
-            deleted_in.append(threading.current_thread())
-
-    worker_threads = []
-
-    def make_garbage() -> None:
-        worker_threads.append(threading.current_thread())
-        for _ in range(GARBAGE):
-            Cycle()
-
+    Cycle.deleted_in.clear()
     gc.enable()
     try:
-        done = []
-        jobs.run(make_garbage, on_done=done.append)
-        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
-        assert worker_threads[0] in set(deleted_in)
+        collected_in_worker = []
+        jobs.run(make_garbage, on_done=collected_in_worker.append)
+        qtbot.waitUntil(lambda: bool(collected_in_worker), timeout=30_000)
+        assert collected_in_worker[0] > 0 and threading.main_thread() not in Cycle.deleted_in[:collected_in_worker[0]]
     finally:
         gc.disable()  # the conftest's block is still on for this test
     qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=30_000)
