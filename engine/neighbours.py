@@ -32,8 +32,14 @@ import torch
 METRICS = ("cosine", "euclidean")
 
 
+def _read_only(x) -> bool:
+    """A read-only numpy array (a snapshot's, a collection's memory map): it cannot change, so what is
+    prepared from it may be kept."""
+    return isinstance(x, np.ndarray) and not x.flags.writeable
+
+
 def _as_tensor(x, device) -> torch.Tensor:
-    if isinstance(x, np.ndarray) and not x.flags.writeable:  # a read-only snapshot: only ever read here
+    if _read_only(x):  # a read-only snapshot: only ever read here
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             t = torch.as_tensor(x)
@@ -158,7 +164,6 @@ class CentredRows:
 
     def __init__(self, rows: torch.Tensor, normalized: bool):
         u = torch.nn.functional.normalize(rows, dim=1) if normalized else rows
-        self.normalized = normalized
         self.centre = u.mean(0)
         self.rows = u - self.centre
         self.half_sq = (self.rows * self.rows).sum(1).mul_(0.5)
@@ -191,7 +196,7 @@ def centred_rows(embeddings, normalized: bool, device: str | torch.device | None
     base = _as_tensor(embeddings, device)
     if base.ndim != 2 or len(base) < 2:
         raise ValueError(f"embeddings have shape {tuple(base.shape)}: need a 2-D array of at least 2 rows")
-    if not (isinstance(embeddings, np.ndarray) and not embeddings.flags.writeable):
+    if not _read_only(embeddings):
         return CentredRows(base, normalized)
     key = (bool(normalized), str(base.device))
     with _SHARED_LOCK:
@@ -229,8 +234,7 @@ class NeighbourIndex:
             raise ValueError(f"base has shape {tuple(self.base.shape)}: need a 2-D array of at least 2 rows")
         self._centred = unit_rows or metric != "cosine"
         if self._centred:
-            shared = isinstance(base, np.ndarray) and not base.flags.writeable
-            self._rows = (centred_rows(base, metric == "cosine", self.base.device) if shared
+            self._rows = (centred_rows(base, metric == "cosine", self.base.device) if _read_only(base)
                           else CentredRows(self.base, metric == "cosine"))
         else:
             self._inv_norms = 1.0 / self.base.norm(dim=1).clamp_min(1e-30)
