@@ -148,5 +148,6 @@ class BarTriplets:
     @property
     def category(self) -> str:
         """The bar's category, by its middle: < 0 hard, [0, m) semi-hard, >= m easy."""
-        middle = (self.low + self.high) / 2
-        return "hard" if middle < 0 else "semi-hard" if middle < self.margin else "easy"
+        from engine.metrics.triplets import DIFFICULTY, difficulty
+
+        return DIFFICULTY[int(difficulty(0.0, (self.low + self.high) / 2, self.margin))]

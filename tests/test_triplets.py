@@ -112,6 +112,17 @@ def test_constant_embeddings_are_all_semi_hard():
     assert (got.easy, got.semi_hard, got.hard) == (0.0, 1.0, 0.0)
 
 
+def test_difficulty_puts_ties_where_the_loss_does():
+    """A tie at D_an = D_ap still costs m (semi-hard); a tie at D_ap + m costs nothing (easy)."""
+    m = 0.25
+    d_an = np.array([0.4, 0.5, 0.6, 0.75, 0.9])
+    codes = t.difficulty(0.5, d_an, m)
+    assert [t.DIFFICULTY[int(c)] for c in codes] == ["hard", "semi-hard", "semi-hard", "easy", "easy"]
+    loss = np.maximum(0.0, 0.5 - d_an + m)
+    assert ((loss == 0) == (codes == t.EASY)).all() and ((d_an < 0.5) == (codes == t.HARD)).all()
+    assert t.DIFFICULTY[int(t.difficulty(1.0, 0.2, m))] == "hard"  # plain numbers too
+
+
 def test_anchor_categories_against_definitions():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 3, 50)

@@ -83,6 +83,15 @@ class TripletDefinition:
 CATEGORY_NAMES = ("anchor", "positive", "easy negative", "semi-hard negative", "hard negative",
                   "unlabelled", "negative")
 ANCHOR, POSITIVE, EASY, SEMI_HARD, HARD, UNLABELLED, NEGATIVE = range(len(CATEGORY_NAMES))
+DIFFICULTY = {EASY: "easy", SEMI_HARD: "semi-hard", HARD: "hard"}  # a triplet's category, in one word
+
+
+def difficulty(d_ap, d_an, margin: float) -> np.ndarray:
+    """The category code (HARD, SEMI_HARD or EASY) of triplets with distances ``d_ap`` and ``d_an``
+    (numbers or arrays) under ``margin``: the rule of the module docstring, ties included. Every
+    place that names a triplet's category asks here; ``DIFFICULTY[code]`` is its word."""
+    d_ap, d_an = np.asarray(d_ap), np.asarray(d_an)
+    return np.where(d_an < d_ap, HARD, np.where(d_an < d_ap + float(margin), SEMI_HARD, EASY)).astype(np.int8)
 
 
 def _check(embeddings, labels) -> tuple[torch.Tensor, np.ndarray]:
@@ -425,6 +434,5 @@ def anchor_categories(embeddings, labels, anchor: int, definition: TripletDefini
     if reference is None:
         codes[neg] = NEGATIVE
     else:
-        dn = d[neg]
-        codes[neg] = np.where(dn < reference, HARD, np.where(dn < reference + float(margin), SEMI_HARD, EASY))
+        codes[neg] = difficulty(reference, d[neg], margin)
     return AnchorCategories(codes, d.astype(np.float32), hardest_pos, hardest_neg, reference)

@@ -154,6 +154,8 @@ class TripletInspector(Inspector):
         super()._clear(message)
 
     def _draw_bar(self) -> None:
+        from engine.metrics.triplets import DIFFICULTY, difficulty
+
         bar = self.bar
         colour = triplet_colours(self.dark)[bar.category].name()
         closing = "]" if bar.closed else ")"
@@ -179,7 +181,7 @@ class TripletInspector(Inspector):
         for (name, test_row), label in zip(rows.items(), labels):
             self.tiles[name].set_image(data.thumbnail("test", test_row), name,
                                        f"#{test_row} · {self._class_name(int(label))}{notes[name]}")
-        category = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + bar.margin else "easy"
+        category = DIFFICULTY[int(difficulty(d_ap, d_an, bar.margin))]
         self.result = {**rows, "d_ap": d_ap, "d_an": d_an, "margin": bar.margin, "category": category}
         self.verdict.setText(f"D_an − D_ap = {distance_text(d_an - d_ap, signed=True)}, margin m = {bar.margin:g}: "
                              f"<b style='color:{triplet_colours(self.dark)[category].name()}'>{category}</b>")
@@ -188,7 +190,7 @@ class TripletInspector(Inspector):
         self.triplet_shown.emit(rows["anchor"], rows["positive"], rows["negative"])
 
     def _draw(self) -> None:
-        from engine.metrics.triplets import EASY, HARD, SEMI_HARD, anchor_categories
+        from engine.metrics.triplets import DIFFICULTY, anchor_categories, difficulty
 
         if self.bar is not None:
             self._draw_bar()
@@ -216,12 +218,11 @@ class TripletInspector(Inspector):
         rows = snap.indices
         p, n = cats.hardest_positive, cats.hardest_negative
         d_ap, d_an = float(cats.distances[p]), float(cats.distances[n])
-        category = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + margin else "easy"
+        category = DIFFICULTY[int(difficulty(d_ap, d_an, margin))]
         data = self._get_dataset()  # first: ``result`` is set only once the tiles can show it
         self.result = {"anchor": self.row, "positive": int(rows[p]), "negative": int(rows[n]),
                        "d_ap": d_ap, "d_an": d_an, "margin": margin, "category": category,
-                       "counts": {name: int((cats.codes == code).sum())
-                                  for name, code in (("easy", EASY), ("semi-hard", SEMI_HARD), ("hard", HARD))}}
+                       "counts": {name: int((cats.codes == code).sum()) for code, name in DIFFICULTY.items()}}
         self.tiles["anchor"].set_image(data.thumbnail("test", self.row), "anchor",
                                        f"#{self.row} · {self._class_name(int(labels[pos]))}")
         self.tiles["positive"].set_image(data.thumbnail("test", int(rows[p])), "hardest positive",
