@@ -53,6 +53,7 @@ class Evaluator:
         # (estimated seconds, minutes of the limit) when a time limit cannot fit them (TimeBudget), else None
         self.skip_final_references: tuple[float, float] | None = None
         self._data_digest: str | None = None
+        self._keys: dict[tuple[str, bool], str] = {}  # the cache keys: fixed for the run, so made once
         self.references_measured = False  # whether the last references() measured any (else: all cached)
 
     @property
@@ -171,17 +172,21 @@ class Evaluator:
                 "probe": [probe.TOLERANCE, probe.MAX_ITER], "device": torch.device(self.device).type}
 
     def _pixels_key(self, final: bool) -> str:
-        return reference_cache.entry_key(kind="pixels", grid=_pixel_grid(self.data.image_size),
-                                         **self._data_key(final))
+        if ("pixels", final) not in self._keys:
+            self._keys["pixels", final] = reference_cache.entry_key(
+                kind="pixels", grid=_pixel_grid(self.data.image_size), **self._data_key(final))
+        return self._keys["pixels", final]
 
     def _random_init_key(self, final: bool) -> str:
         import torch
 
-        cfg, data = self.config, self.data
-        return reference_cache.entry_key(
-            kind="random_init", encoder=cfg.encoder, params=self._random_init_params(), seed=cfg.seed,
-            channels=data.channels, image_size=list(data.image_size), embedding_dim=cfg.embedding_dim,
-            knn_k=cfg.knn_k, torch=torch.__version__, **self._data_key(final))
+        if ("random_init", final) not in self._keys:
+            cfg, data = self.config, self.data
+            self._keys["random_init", final] = reference_cache.entry_key(
+                kind="random_init", encoder=cfg.encoder, params=self._random_init_params(), seed=cfg.seed,
+                channels=data.channels, image_size=list(data.image_size), embedding_dim=cfg.embedding_dim,
+                knn_k=cfg.knn_k, torch=torch.__version__, **self._data_key(final))
+        return self._keys["random_init", final]
 
     def _random_init_params(self) -> dict[str, Any]:
         params = dict(self.encoder_params)
