@@ -123,16 +123,16 @@ class Evaluator:
         out: dict[str, Any] = {}
         missing = []
         self.references_measured = False
-        for key, names, measure in ((self._random_init_key, RANDOM_INIT_NAMES, self._random_init_references),
-                                    (self._pixels_key, PIXELS_NAMES, self._pixels_reference)):
-            cached = reference_cache.read(key(final), names)
+        for kind, names, measure in (("random_init", RANDOM_INIT_NAMES, self._random_init_references),
+                                     ("pixels", PIXELS_NAMES, self._pixels_reference)):
+            cached = reference_cache.read(self._key(kind, final), names)
             if cached is not None:
                 out |= cached
             elif final and self.skip_final_references is not None:
                 missing += names
             else:
                 measured = measure(final)
-                reference_cache.write(key(final), measured)
+                reference_cache.write(self._key(kind, final), measured)
                 out |= measured
                 self.references_measured = True
         if missing:
@@ -154,8 +154,8 @@ class Evaluator:
     @property
     def final_references_cached(self) -> bool:
         """Whether the end's references are in the cache (then the end costs only the run's own probe)."""
-        return (reference_cache.read(self._random_init_key(True), RANDOM_INIT_NAMES) is not None
-                and reference_cache.read(self._pixels_key(True), PIXELS_NAMES) is not None)
+        return (reference_cache.read(self._key("random_init", True), RANDOM_INIT_NAMES) is not None
+                and reference_cache.read(self._key("pixels", True), PIXELS_NAMES) is not None)
 
     def _data_key(self, final: bool) -> dict[str, Any]:
         import torch
@@ -171,22 +171,19 @@ class Evaluator:
         return {"data": self._data_digest, **quick, "view": self.method.input_view,
                 "probe": [probe.TOLERANCE, probe.MAX_ITER], "device": torch.device(self.device).type}
 
-    def _pixels_key(self, final: bool) -> str:
-        if ("pixels", final) not in self._keys:
-            self._keys["pixels", final] = reference_cache.entry_key(
-                kind="pixels", grid=_pixel_grid(self.data.image_size), **self._data_key(final))
-        return self._keys["pixels", final]
-
-    def _random_init_key(self, final: bool) -> str:
+    def _key(self, kind: str, final: bool) -> str:
+        """The cache key of reference ``kind`` ("pixels" or "random_init") for the quick or the final
+        protocol: it depends only on the run's data, encoder and protocol, so it is made once."""
         import torch
 
-        if ("random_init", final) not in self._keys:
+        if (kind, final) not in self._keys:
             cfg, data = self.config, self.data
-            self._keys["random_init", final] = reference_cache.entry_key(
-                kind="random_init", encoder=cfg.encoder, params=self._random_init_params(), seed=cfg.seed,
-                channels=data.channels, image_size=list(data.image_size), embedding_dim=cfg.embedding_dim,
-                knn_k=cfg.knn_k, torch=torch.__version__, **self._data_key(final))
-        return self._keys["random_init", final]
+            parts = {"grid": _pixel_grid(data.image_size)} if kind == "pixels" else {
+                "encoder": cfg.encoder, "params": self._random_init_params(), "seed": cfg.seed,
+                "channels": data.channels, "image_size": list(data.image_size), "embedding_dim": cfg.embedding_dim,
+                "knn_k": cfg.knn_k, "torch": torch.__version__}
+            self._keys[kind, final] = reference_cache.entry_key(kind=kind, **parts, **self._data_key(final))
+        return self._keys[kind, final]
 
     def _random_init_params(self) -> dict[str, Any]:
         params = dict(self.encoder_params)
