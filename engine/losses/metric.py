@@ -67,13 +67,12 @@ def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same & ~eye, ~same
 
 
-def histogram(values: torch.Tensor, edges: torch.Tensor) -> list[float]:
-    """Fractions of ``values`` in each bin of ``edges`` (fixed bins; values outside go to the end bins)."""
-    if values.numel() == 0:
-        return [0.0] * (len(edges) - 1)
-    idx = torch.bucketize(values.float().clamp(edges[0], edges[-1]), edges[1:-1], right=True)
-    counts = torch.bincount(idx, minlength=len(edges) - 1).float()
-    return (counts / counts.sum()).tolist()
+def uniform_bins(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Each value's bin among the evenly spaced ``edges`` (a linspace; values outside go to the end
+    bins), by arithmetic: a binary search (``bucketize``) over a million distances took 8 ms."""
+    bins = len(edges) - 1
+    lo, hi = float(edges[0]), float(edges[-1])
+    return ((values.float() - lo) * (bins / (hi - lo))).floor_().clamp_(0, bins - 1).long()
 
 
 def margin_edges(margin: float, limit: float | None, bins: int) -> torch.Tensor:
@@ -353,29 +352,39 @@ class PairLoss(nn.Module):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = F.normalize(embeddings, dim=1) if self.normalize else embeddings
         dist = self.distance(x, x)
-        pos, neg = _pair_masks(labels)
+        # every pair once (i < j): the distances are symmetric, so the means, the shares and the
+        # histograms over the upper triangle equal those over both orders, at half the gathering
+        n = len(labels)
+        i, j = torch.triu_indices(n, n, 1, device=dist.device)
+        pair_dist, pair_same = dist.flatten().index_select(0, i * n + j), labels[i] == labels[j]
         if self.mining == "batch-hard":
+            pos, neg = _pair_masks(labels)
             inf = torch.full_like(dist, float("inf"))
             has_pos, has_neg = pos.any(1), neg.any(1)
             d_pos = torch.where(pos, dist, -inf).max(1).values[has_pos]
             d_neg = torch.where(neg, dist, inf).min(1).values[has_neg]
         else:
-            d_pos, d_neg = dist[pos], dist[neg]
+            d_pos, d_neg = pair_dist[pair_same], pair_dist[~pair_same]
         pos_terms = F.relu(d_pos - self.pos_margin)
         neg_terms = F.relu(self.margin - d_neg)
         if self.squared:
             pos_terms, neg_terms = pos_terms ** 2, neg_terms ** 2
         with torch.no_grad():
+            # both histograms in one count: positive pairs take the bins after the negatives'
+            bins = len(self.edges) - 1
+            counts = torch.bincount(uniform_bins(pair_dist, self.edges) + bins * pair_same,
+                                    minlength=2 * bins).cpu().double().reshape(2, bins)
+            shares = counts / counts.sum(1, keepdim=True).clamp_min(1)
             self.stats = {
-                "pos_dist_hist": histogram(dist[pos].cpu(), self.edges),
-                "neg_dist_hist": histogram(dist[neg].cpu(), self.edges),
+                "pos_dist_hist": shares[1].tolist(),
+                "neg_dist_hist": shares[0].tolist(),
                 "dist_bins": [round(e, 6) for e in self.edges.tolist()], "margin": self.margin,
                 "pos_margin": self.pos_margin,
                 "pos_active": float((pos_terms > 0).float().mean()) if pos_terms.numel() else 0.0,
                 "neg_active": float((neg_terms > 0).float().mean()) if neg_terms.numel() else 0.0,
                 "pos_dist": float(d_pos.mean()) if d_pos.numel() else 0.0,
                 "neg_dist": float(d_neg.mean()) if d_neg.numel() else 0.0,
-                "skipped": float(not (pos.any() and neg.any())),
+                "skipped": float(not (pair_same.any() and (~pair_same).any())),
             }
         self.terms = {"positive": self._reduce(pos_terms, embeddings), "negative": self._reduce(neg_terms, embeddings)}
         return self.terms["positive"] + self.terms["negative"]
