@@ -735,6 +735,12 @@ class Session(QObject):
         for _, on_failed in self._method_waiters.pop(key, []):
             on_failed(message)
 
+    def measure(self, fn: Callable[..., Any], *args, on_done: Callable[[Any], None],
+                on_failed: Callable[[str], None]) -> None:
+        """``fn(*args)`` for a panel, in a worker thread: a measurement over a snapshot's points that
+        would take a frame or more of the GUI thread; ``on_done(result)`` in the GUI thread."""
+        jobs.run(fn, *args, owner=self, on_done=on_done, on_failed=on_failed)
+
     # the encoder taken out (File > Export) ------------------------------------------------------------
     def export_encoder(self, run: RunState, folder: Path, formats: list[str], on_done: Callable[[Any], None],
                        on_failed: Callable[[str], None]) -> None:

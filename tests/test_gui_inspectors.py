@@ -442,6 +442,32 @@ def test_attach_follows_the_sessions_run_and_point(qtbot, runs):
         qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=10_000)
 
 
+def test_pair_histogram_following_a_session_measures_in_a_worker_and_keeps_its_drawing(qtbot, runs):
+    """In the window the pairs are measured off the GUI thread: the same statistics as standalone, and
+    the last histogram stays drawn (no "Measuring" line) while the next snapshot's is measured."""
+    from explorer import jobs
+    from explorer.session import Session
+
+    alone = shown(qtbot, PairHistogram, runs["pair"])
+    session = Session()
+    w = shown(qtbot, PairHistogram)
+    w.attach(session)
+    try:
+        session.open_run(runs["pair"])
+        assert w.busy and "Measuring" in w.status.text()  # asked of a worker, not drawn on the GUI thread
+        qtbot.waitUntil(lambda: not w.busy and bool(w.stats), timeout=10_000)
+        assert w.stats == alone.stats
+        drawn, status = w.stats, w.status.text()
+        session.set_frame(0)  # another snapshot: measured again, the last one drawn meanwhile
+        qtbot.waitUntil(lambda: w.busy or w.status.text() != status, timeout=10_000)
+        assert w.stats == drawn and "Measuring" not in w.status.text()
+        qtbot.waitUntil(lambda: not w.busy and "step 0" in w.status.text(), timeout=10_000)
+        assert w.stats != drawn
+    finally:
+        session.shutdown()
+        qtbot.waitUntil(lambda: not jobs.live_jobs(), timeout=10_000)
+
+
 @pytest.fixture(scope="module")
 def triplet_run(tmp_path_factory) -> str:
     """A short triplet run with the diagnostics on: its evaluations hold the histogram of D_an - D_ap."""
