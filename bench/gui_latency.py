@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", choices=("process", "thread"), default="process",
                         help="where the training runs: a child process (the window's default) or a thread here")
     parser.add_argument("--verbose", action="store_true", help="list the ticks later than 50 ms")
+    parser.add_argument("--slow-events", type=float, default=None, metavar="MS",
+                        help="also list each event the GUI thread took longer than MS to deliver while training "
+                             "(its type and receiver): what a long tick was spent on")
     args = parser.parse_args(argv)
     os.environ["EMBEDDING_EXPLORER_JOB"] = args.job
 
@@ -111,7 +114,34 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    slow_events: list[tuple[float, float, str, str]] = []  # (at, ms, event type, receiver)
+    timing = {"training_since": None, "depth": 0}
+
+    class TimedApplication(QApplication):
+        """Times each event delivery (the outermost only: a nested one is inside its parent's time)."""
+
+        def notify(self, receiver, event):
+            if timing["training_since"] is None or timing["depth"]:
+                return super().notify(receiver, event)
+            timing["depth"] += 1
+            t0 = time.perf_counter()
+            kind = event.type()  # read before delivery: a deleted event cannot be asked afterwards
+            try:
+                return super().notify(receiver, event)
+            finally:
+                timing["depth"] -= 1
+                ms = (time.perf_counter() - t0) * 1000
+                if ms >= args.slow_events:
+                    name = type(receiver).__name__
+                    try:  # a timer's or a delivery's owner says whose it is
+                        name += f" '{receiver.objectName()}'" if receiver.objectName() else ""
+                        parent = receiver.parent()
+                        name += f" of {type(parent).__name__}" if parent is not None else ""
+                    except (RuntimeError, AttributeError):
+                        pass
+                    slow_events.append((t0 - timing["training_since"], ms, str(kind).split(".")[-1], name))
+
+    app = QApplication.instance() or (TimedApplication if args.slow_events else QApplication)(sys.argv[:1])
     pg.setConfigOptions(antialias=True)  # as explorer.app does
     from engine.device import configure_threads
 
@@ -134,6 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     for name in RECORD_PANELS:
         timed(window.panels[name], "_ingest", update_ms[name])
     view = window.map_panel.primary
+    # the frame queue's items (each a redraw asked for by a signal, one per frame), by the callback's name
+    from explorer.views import kit
+
+    run_next = kit._FrameQueue._run_next
+
+    def timed_run_next(queue):
+        owner, callback = next(iter(queue._queue.values()))
+        t0 = time.perf_counter()
+        try:
+            run_next(queue)
+        finally:
+            name = f"frame: {type(owner).__name__}." + getattr(callback, "__name__", "?")
+            update_ms.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+
+    kit._FrameQueue._run_next = timed_run_next
     timed(view, "refresh", update_ms["map refresh"])
     timed(type(view.cloud), "paint", update_ms["map paint"])
 
@@ -215,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     def job_started() -> bool:
         if set(session.runs) - runs_before:
             phase.update(name="training", last=None, t0=time.perf_counter())  # from the job's first event
+            timing["training_since"] = phase["t0"]
             return True
         return False
 
@@ -224,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     new_run = session.runs[next(iter(set(session.runs) - runs_before))]
     run_until(lambda: str(new_run.status) in ("finished", "stopped", "failed"), 3600)
     train_seconds = time.perf_counter() - started
+    timing["training_since"] = None
     phase["name"] = None
     run_until(lambda: str(session.training_state) == "idle", 120)
     timer.stop()
@@ -261,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nticks later than 50 ms while training (seconds after the first event, interval, GUI-thread CPU):")
         for at, interval, busy in late:
             print(f"  +{at:6.2f} s  {interval:6.0f} ms  {busy:6.0f} ms")
+    if args.slow_events:
+        print(f"\nevents the GUI thread took {args.slow_events:g} ms or more to deliver while training "
+              "(seconds after the first event, ms, event type, receiver):")
+        for at, ms, kind, name in slow_events:
+            print(f"  +{at:6.2f} s  {ms:6.1f} ms  {kind:<22} {name}")
     window.close()
     return 0
 
